@@ -1,0 +1,62 @@
+"""Request-scoped dependencies: the database session and the acting principal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from core.access import Actor
+from core.accounts import service as accounts
+from core.errors import PermissionDenied, Unauthenticated
+
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": the commit above runs before FastAPI sends the response, so
+# a failed commit turns into an error response instead of a 2xx for lost work.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="`hth_…` personal token or `hthk_…` API key")
+
+
+def get_actor(
+    request: Request,
+    session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send `Authorization: Bearer <token>`", code="unauthenticated")
+    actor = accounts.authenticate(session, credentials.credentials)
+    if actor.api_key is not None:
+        needed = "read" if request.method in _READ_METHODS else "write"
+        if needed not in actor.api_key.scopes:
+            raise PermissionDenied(f"this API key lacks the '{needed}' scope", code="insufficient_scope")
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(get_actor)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+Cursor = Annotated[str | None, Query(description="opaque cursor from a previous page's next_cursor")]
+Limit = Annotated[int, Query(ge=1, le=100)]

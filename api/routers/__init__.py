@@ -1,0 +1,1 @@
+"""One router per domain; each only maps HTTP onto `core` services."""

@@ -1,0 +1,112 @@
+"""Who is acting, and what they may see and do inside a community.
+
+Every service call takes an `Actor`. Community-scoped calls go through
+`community_context()`, which hides private communities from outsiders (404,
+not 403: their existence is private too) and confines API keys to the one
+community they were issued for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound, PermissionDenied
+from core.models import ApiKey, Community, Membership, MembershipStatus, Role, Tier, User, Visibility
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: User
+    api_key: ApiKey | None = None
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    def require_personal(self) -> None:
+        """Account-level and private actions (DMs, tokens) are never open to API keys."""
+        if self.api_key is not None:
+            raise PermissionDenied(
+                "this action needs a personal login, not an API key", code="api_key_not_allowed"
+            )
+
+
+@dataclass
+class CommunityContext:
+    community: Community
+    actor: Actor
+    membership: Membership | None
+    tiers: dict[int, Tier] = field(default_factory=dict)
+
+    @property
+    def is_member(self) -> bool:
+        return self.membership is not None and self.membership.status == MembershipStatus.ACTIVE
+
+    @property
+    def role(self) -> Role | None:
+        return self.membership.role if self.is_member and self.membership else None
+
+    @property
+    def tier_rank(self) -> int:
+        if not self.is_member or self.membership is None:
+            return -1
+        return self.tiers[self.membership.tier_id].rank
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role is not None and self.role.at_least(Role.MODERATOR)
+
+    def require_member(self) -> Membership:
+        if not self.is_member or self.membership is None:
+            raise PermissionDenied("you are not a member of this community", code="not_a_member")
+        return self.membership
+
+    def require_role(self, role: Role) -> Membership:
+        membership = self.require_member()
+        if not membership.role.at_least(role):
+            raise PermissionDenied(f"this needs the {role.value} role or higher", code="insufficient_role")
+        return membership
+
+    def meets_tier(self, min_tier_id: int | None) -> bool:
+        if not self.is_member:
+            return False
+        if min_tier_id is None or self.is_staff:
+            return True
+        tier = self.tiers.get(min_tier_id)
+        return tier is not None and self.tier_rank >= tier.rank
+
+    def require_tier(self, min_tier_id: int | None) -> None:
+        self.require_member()
+        if not self.meets_tier(min_tier_id):
+            needed = self.tiers[min_tier_id].name if min_tier_id in self.tiers else "a higher tier"
+            raise PermissionDenied(f"this needs the {needed} tier", code="tier_required")
+
+    def tier(self, key_or_id: str | int) -> Tier:
+        for tier in self.tiers.values():
+            if tier.id == key_or_id or tier.key == key_or_id:
+                return tier
+        raise NotFound("no such tier in this community", code="tier_not_found")
+
+
+def community_context(session: Session, actor: Actor, community_id: int) -> CommunityContext:
+    if actor.api_key is not None and actor.api_key.community_id != community_id:
+        raise NotFound("community not found", code="community_not_found")
+    community = session.get(Community, community_id)
+    if community is None:
+        raise NotFound("community not found", code="community_not_found")
+    membership = session.scalar(
+        select(Membership).where(
+            Membership.community_id == community_id, Membership.user_id == actor.id
+        )
+    )
+    tiers = {t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == community_id))}
+    ctx = CommunityContext(community, actor, membership, tiers)
+    if community.visibility == Visibility.PRIVATE and not ctx.is_member and not actor.user.is_superuser:
+        raise NotFound("community not found", code="community_not_found")
+    if actor.api_key is not None and not ctx.is_member:
+        # The key's creator left or was removed: the key no longer acts for them.
+        raise PermissionDenied("this API key's owner is no longer a member", code="not_a_member")
+    return ctx

@@ -1,0 +1,107 @@
+"""All SQL for communities, memberships, invites and bans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.models import Ban, Community, Invite, Membership, MembershipStatus, Role, Tier, User, Visibility
+
+
+def member_count(session: Session, community_id: int) -> int:
+    stmt = select(func.count()).where(
+        Membership.community_id == community_id, Membership.status == MembershipStatus.ACTIVE
+    )
+    return session.scalar(stmt) or 0
+
+
+def membership(session: Session, community_id: int, user_id: int) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(Membership.community_id == community_id, Membership.user_id == user_id)
+    )
+
+
+def visible_communities(user_id: int, *, mine: bool, q: str | None) -> Select[tuple[Community]]:
+    my_ids = select(Membership.community_id).where(
+        Membership.user_id == user_id, Membership.status == MembershipStatus.ACTIVE
+    )
+    stmt = select(Community)
+    if mine:
+        stmt = stmt.where(Community.id.in_(my_ids))
+    else:
+        stmt = stmt.where(or_(Community.visibility == Visibility.PUBLIC, Community.id.in_(my_ids)))
+    if q:
+        pattern = f"%{q}%"
+        stmt = stmt.where(or_(Community.name.ilike(pattern), Community.description.ilike(pattern)))
+    return stmt
+
+
+def members_query(
+    community_id: int, *, role: Role | None, tier_id: int | None, q: str | None, status: MembershipStatus
+) -> Select[tuple[Membership]]:
+    stmt = select(Membership).where(Membership.community_id == community_id, Membership.status == status)
+    if role is not None:
+        stmt = stmt.where(Membership.role == role)
+    if tier_id is not None:
+        stmt = stmt.where(Membership.tier_id == tier_id)
+    if q:
+        stmt = stmt.join(User, User.id == Membership.user_id).where(User.display_name.ilike(f"%{q}%"))
+    return stmt
+
+
+def lowest_tier(session: Session, community_id: int) -> Tier:
+    stmt = select(Tier).where(Tier.community_id == community_id).order_by(Tier.rank.asc()).limit(1)
+    tier = session.scalar(stmt)
+    assert tier is not None, "every community has at least one tier"
+    return tier
+
+
+def highest_tier(session: Session, community_id: int) -> Tier:
+    stmt = select(Tier).where(Tier.community_id == community_id).order_by(Tier.rank.desc()).limit(1)
+    tier = session.scalar(stmt)
+    assert tier is not None, "every community has at least one tier"
+    return tier
+
+
+def invite_by_code(session: Session, code: str) -> Invite | None:
+    return session.scalar(select(Invite).where(Invite.code == code))
+
+
+def claim_invite_use(session: Session, invite_id: int, now: datetime) -> bool:
+    """Take one use of an invite atomically; False when it is used up, expired or revoked."""
+    result = session.execute(
+        update(Invite)
+        .where(
+            Invite.id == invite_id,
+            Invite.revoked_at.is_(None),
+            or_(Invite.expires_at.is_(None), Invite.expires_at > now),
+            or_(Invite.max_uses.is_(None), Invite.uses < Invite.max_uses),
+        )
+        .values(uses=Invite.uses + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def active_ban(session: Session, community_id: int, user_id: int, now: datetime) -> Ban | None:
+    return session.scalar(
+        select(Ban).where(
+            Ban.community_id == community_id,
+            Ban.user_id == user_id,
+            Ban.lifted_at.is_(None),
+            or_(Ban.expires_at.is_(None), Ban.expires_at > now),
+        )
+    )
+
+
+def invites_of(community_id: int) -> Select[tuple[Invite]]:
+    return select(Invite).where(Invite.community_id == community_id)
+
+
+def bans_of(community_id: int, *, active_only: bool, now: datetime) -> Select[tuple[Ban]]:
+    stmt = select(Ban).where(Ban.community_id == community_id)
+    if active_only:
+        stmt = stmt.where(Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now))
+    return stmt

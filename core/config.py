@@ -1,0 +1,56 @@
+"""The one place that reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Hearth configuration. Every field can be set as `HEARTH_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in data_dir"
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker; default: SQLite-backed kombu transport"
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for shared rate limits; default: in-process"
+    )
+    task_always_eager: bool = False
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = 1_000_000
+    token_ttl_hours: int = 24 * 30
+    auth_rate_limit: int = Field(default=10, description="sign-up/login attempts per window")
+    auth_rate_window_s: int = 60
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hearth.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.clock import utcnow
+from core.models import AccessToken, User
+
+SIGNUP = {"email": "Mei@Example.com", "password": "s3cret-pass", "display_name": "美美", "language": "zh-TW"}
+
+
+def test_signup_login_and_me(client: TestClient, session: Session) -> None:
+    r = client.post("/auth/signup", json=SIGNUP)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["user"]["email"] == "mei@example.com"
+    assert body["user"]["language"] == "zh-TW"
+    assert body["token"]["token"].startswith("hth_")
+    assert "password" not in r.text and "password_hash" not in r.text
+
+    user = session.scalar(select(User).where(User.email == "mei@example.com"))
+    assert user is not None and user.password_hash.startswith("$argon2id$")
+    stored = session.scalar(select(AccessToken).where(AccessToken.user_id == user.id))
+    assert stored is not None and body["token"]["token"] not in stored.token_hash
+
+    r = client.post("/auth/login", json={"email": "MEI@example.com", "password": "s3cret-pass"})
+    assert r.status_code == 200
+    token = r.json()["token"]["token"]
+    me = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["display_name"] == "美美"
+
+
+def test_duplicate_email_is_a_conflict(client: TestClient) -> None:
+    assert client.post("/auth/signup", json=SIGNUP).status_code == 201
+    r = client.post("/auth/signup", json={**SIGNUP, "email": "mei@EXAMPLE.com"})
+    assert r.status_code == 409 and r.json()["error"] == "email_taken"
+
+
+def test_wrong_password_and_unknown_email_look_the_same(client: TestClient) -> None:
+    client.post("/auth/signup", json=SIGNUP)
+    wrong = client.post("/auth/login", json={"email": SIGNUP["email"], "password": "nope-nope"})
+    unknown = client.post("/auth/login", json={"email": "ghost@example.com", "password": "nope-nope"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"error": "invalid_credentials", "detail": "wrong email or password"}
+
+
+def test_token_revocation_and_expiry(client: TestClient, session: Session) -> None:
+    token = client.post("/auth/signup", json=SIGNUP).json()["token"]
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    extra = client.post("/me/tokens", json={"name": "cli", "ttl_hours": 1}, headers=headers).json()
+    listed = client.get("/me/tokens", headers=headers).json()
+    assert {t["name"] for t in listed} == {"session", "cli"}
+    assert all("token" not in t for t in listed)
+
+    assert client.delete(f"/me/tokens/{extra['id']}", headers=headers).status_code == 200
+    r = client.get("/me", headers={"Authorization": f"Bearer {extra['token']}"})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token"
+
+    row = session.get(AccessToken, token["id"])
+    assert row is not None
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    session.flush()
+    r = client.get("/me", headers=headers)
+    assert r.status_code == 401 and r.json()["error"] == "token_expired"
+
+
+def test_missing_and_garbage_tokens(client: TestClient) -> None:
+    assert client.get("/me").json()["error"] == "unauthenticated"
+    r = client.get("/me", headers={"Authorization": "Bearer hth_garbage"})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token"
+
+
+def test_login_is_rate_limited(client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from core.config import get_settings
+    from core.ratelimit import MemoryRateLimiter, get_rate_limiter
+
+    monkeypatch.setattr(get_settings(), "auth_rate_limit", 3)
+    get_rate_limiter.cache_clear()
+    try:
+        assert isinstance(get_rate_limiter(), MemoryRateLimiter)
+        codes = [
+            client.post("/auth/login", json={"email": "x@example.com", "password": "whatever1"}).status_code
+            for _ in range(5)
+        ]
+        assert codes == [401, 401, 401, 429, 429]
+        r = client.post("/auth/login", json={"email": "x@example.com", "password": "whatever1"})
+        assert r.json()["error"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+    finally:
+        get_rate_limiter.cache_clear()
+
+
+def test_profile_update_is_validated_and_audited(client: TestClient, session: Session) -> None:
+    token = client.post("/auth/signup", json=SIGNUP).json()["token"]["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    r = client.patch("/me", json={"bio": "愛爬山", "interests": ["hiking", "咖啡", "hiking"]}, headers=headers)
+    assert r.status_code == 200 and r.json()["interests"] == ["hiking", "咖啡"]
+    r = client.patch("/me", json={"language": "fr"}, headers=headers)
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    r = client.patch("/me", json={"nickname": "x"}, headers=headers)
+    assert r.status_code == 422

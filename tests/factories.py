@@ -1,0 +1,80 @@
+"""Plain-function factories: build real rows through the real services."""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.access import Actor
+from core.accounts import service as accounts
+from core.accounts.schemas import TokenIn
+from core.communities import service as communities
+from core.communities.schemas import CommunityIn, InviteIn, JoinIn, MemberPatch
+from core.models import Community, Language, Membership, Role, User, Visibility
+
+_seq = itertools.count(1)
+
+
+def make_user(
+    session: Session, *, name: str | None = None, language: Language = Language.EN, superuser: bool = False
+) -> User:
+    n = next(_seq)
+    return accounts.create_user(
+        session,
+        email=f"user{n}@example.com",
+        password="correct horse battery",
+        display_name=name or f"User {n}",
+        language=language,
+        is_superuser=superuser,
+    )
+
+
+def token_for(session: Session, user: User) -> str:
+    return accounts.issue_token(session, user, TokenIn()).secret
+
+
+def auth(session: Session, user: User) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(session, user)}"}
+
+
+def make_community(
+    session: Session, owner: User | None = None, *, visibility: Visibility = Visibility.PUBLIC, slug: str | None = None
+) -> Community:
+    owner = owner or make_user(session)
+    n = next(_seq)
+    return communities.create_community(
+        session,
+        Actor(owner),
+        CommunityIn(slug=slug or f"community-{n}", name=f"Community {n}", visibility=visibility),
+    )
+
+
+def add_member(
+    session: Session, community: Community, user: User | None = None, *, role: Role = Role.MEMBER, tier: str = "free"
+) -> User:
+    """Join `user` (a new one by default) and set role/tier as the owner would."""
+    user = user or make_user(session)
+    if community.visibility == Visibility.PRIVATE:
+        invite = communities.create_invite(session, Actor(_owner(session, community)), community.id, InviteIn())
+        communities.join(session, Actor(user), community.id, JoinIn(invite_code=invite.code))
+    else:
+        communities.join(session, Actor(user), community.id, JoinIn())
+    if role != Role.MEMBER or tier != "free":
+        communities.update_member(
+            session, Actor(_owner(session, community)), community.id, user.id,
+            MemberPatch(role=role if role != Role.MEMBER else None, tier=tier),
+        )
+    return user
+
+
+def _owner(session: Session, community: Community) -> User:
+    owner_id = session.scalar(
+        select(Membership.user_id).where(
+            Membership.community_id == community.id, Membership.role == Role.OWNER
+        )
+    )
+    owner = session.get(User, owner_id)
+    assert owner is not None
+    return owner
