@@ -9,22 +9,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.middleware import BodyGuard
-from api.routers import auth, communities
+from api.routers import auth, communities, notifications
 from core.config import get_settings
 from core.db import session_factory
 
 
-def create_app(session_maker: sessionmaker[Session] | None = None) -> FastAPI:
+def create_app(
+    session_maker: sessionmaker[Session] | None = None, *, dispatch_jobs: bool = True
+) -> FastAPI:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
     app = FastAPI(
         title="Hearth",
         version="0.1.0",
         description="Private communities with a chip economy and AI helpers. "
-        "Errors are always `{\"error\": \"<stable_code>\", \"detail\": \"...\"}`.",
+        'Errors are always `{"error": "<stable_code>", "detail": "..."}`.',
     )
     # Built lazily: importing the app must not touch the database.
     app.state.session_factory = session_maker or _LazySessionFactory()
+    if dispatch_jobs:
+        from core import jobs
+        from core.worker import dispatch
+
+        jobs.set_dispatcher(dispatch)
     errors.install(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
 
@@ -32,7 +39,7 @@ def create_app(session_maker: sessionmaker[Session] | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (auth.router, communities.router):
+    for router in (auth.router, communities.router, notifications.router):
         app.include_router(router)
     return app
 

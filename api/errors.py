@@ -31,7 +31,11 @@ def error_response(status: int, code: str, detail: str, **extra: Any) -> JSONRes
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in exc.errors()
     ]
 

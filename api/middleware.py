@@ -19,7 +19,10 @@ async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -45,13 +48,19 @@ class BodyGuard:
                 await _send_error(send, 400, "bad_request", "invalid Content-Length")
                 return
             if declared > self.max_bytes:
-                await _send_error(send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
+                await _send_error(
+                    send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes"
+                )
                 return
             if declared > 0 and not _is_json(headers.get(b"content-type", b"")):
-                await _send_error(send, 415, "unsupported_media_type", "send the body as application/json")
+                await _send_error(
+                    send, 415, "unsupported_media_type", "send the body as application/json"
+                )
                 return
         elif b"transfer-encoding" in headers and not _is_json(headers.get(b"content-type", b"")):
-            await _send_error(send, 415, "unsupported_media_type", "send the body as application/json")
+            await _send_error(
+                send, 415, "unsupported_media_type", "send the body as application/json"
+            )
             return
 
         received = 0
@@ -76,9 +85,13 @@ class BodyGuard:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await _send_error(send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
+                await _send_error(
+                    send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes"
+                )
 
 
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )

@@ -14,7 +14,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound, PermissionDenied
-from core.models import ApiKey, Community, Membership, MembershipStatus, Role, Tier, User, Visibility
+from core.models import (
+    ApiKey,
+    Community,
+    Membership,
+    MembershipStatus,
+    Role,
+    Tier,
+    User,
+    Visibility,
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,9 @@ class CommunityContext:
     def require_role(self, role: Role) -> Membership:
         membership = self.require_member()
         if not membership.role.at_least(role):
-            raise PermissionDenied(f"this needs the {role.value} role or higher", code="insufficient_role")
+            raise PermissionDenied(
+                f"this needs the {role.value} role or higher", code="insufficient_role"
+            )
         return membership
 
     def meets_tier(self, min_tier_id: int | None) -> bool:
@@ -102,9 +113,15 @@ def community_context(session: Session, actor: Actor, community_id: int) -> Comm
             Membership.community_id == community_id, Membership.user_id == actor.id
         )
     )
-    tiers = {t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == community_id))}
+    tiers = {
+        t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == community_id))
+    }
     ctx = CommunityContext(community, actor, membership, tiers)
-    if community.visibility == Visibility.PRIVATE and not ctx.is_member and not actor.user.is_superuser:
+    if (
+        community.visibility == Visibility.PRIVATE
+        and not ctx.is_member
+        and not actor.user.is_superuser
+    ):
         raise NotFound("community not found", code="community_not_found")
     if actor.api_key is not None and not ctx.is_member:
         # The key's creator left or was removed: the key no longer acts for them.

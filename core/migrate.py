@@ -21,9 +21,13 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return cfg
 
 
-def upgrade(url: str | None = None, *, connection: Connection | None = None, revision: str = "head") -> None:
+def upgrade(
+    url: str | None = None, *, connection: Connection | None = None, revision: str = "head"
+) -> None:
     command.upgrade(alembic_config(url, connection), revision)
 
 
-def downgrade(url: str | None = None, *, connection: Connection | None = None, revision: str = "base") -> None:
+def downgrade(
+    url: str | None = None, *, connection: Connection | None = None, revision: str = "base"
+) -> None:
     command.downgrade(alembic_config(url, connection), revision)

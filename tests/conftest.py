@@ -106,7 +106,7 @@ def recorded_jobs() -> Iterator[list[jobs.Job]]:
 def app(connection: Connection):  # type: ignore[no-untyped-def]
     from api.app import create_app
 
-    return create_app(session_maker=lambda: _bound_session(connection))  # type: ignore[arg-type]
+    return create_app(session_maker=lambda: _bound_session(connection), dispatch_jobs=False)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -18,7 +18,11 @@ _seq = itertools.count(1)
 
 
 def make_user(
-    session: Session, *, name: str | None = None, language: Language = Language.EN, superuser: bool = False
+    session: Session,
+    *,
+    name: str | None = None,
+    language: Language = Language.EN,
+    superuser: bool = False,
 ) -> User:
     n = next(_seq)
     return accounts.create_user(
@@ -40,7 +44,11 @@ def auth(session: Session, user: User) -> dict[str, str]:
 
 
 def make_community(
-    session: Session, owner: User | None = None, *, visibility: Visibility = Visibility.PUBLIC, slug: str | None = None
+    session: Session,
+    owner: User | None = None,
+    *,
+    visibility: Visibility = Visibility.PUBLIC,
+    slug: str | None = None,
 ) -> Community:
     owner = owner or make_user(session)
     n = next(_seq)
@@ -52,18 +60,28 @@ def make_community(
 
 
 def add_member(
-    session: Session, community: Community, user: User | None = None, *, role: Role = Role.MEMBER, tier: str = "free"
+    session: Session,
+    community: Community,
+    user: User | None = None,
+    *,
+    role: Role = Role.MEMBER,
+    tier: str = "free",
 ) -> User:
     """Join `user` (a new one by default) and set role/tier as the owner would."""
     user = user or make_user(session)
     if community.visibility == Visibility.PRIVATE:
-        invite = communities.create_invite(session, Actor(_owner(session, community)), community.id, InviteIn())
+        invite = communities.create_invite(
+            session, Actor(_owner(session, community)), community.id, InviteIn()
+        )
         communities.join(session, Actor(user), community.id, JoinIn(invite_code=invite.code))
     else:
         communities.join(session, Actor(user), community.id, JoinIn())
     if role != Role.MEMBER or tier != "free":
         communities.update_member(
-            session, Actor(_owner(session, community)), community.id, user.id,
+            session,
+            Actor(_owner(session, community)),
+            community.id,
+            user.id,
             MemberPatch(role=role if role != Role.MEMBER else None, tier=tier),
         )
     return user

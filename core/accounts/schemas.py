@@ -11,7 +11,10 @@ from core.schemas import Input, Name, Output, Url
 Email = Annotated[
     str,
     StringConstraints(
-        pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", max_length=254, to_lower=True, strip_whitespace=True
+        pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$",
+        max_length=254,
+        to_lower=True,
+        strip_whitespace=True,
     ),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256, strip_whitespace=False)]
@@ -28,7 +31,9 @@ class SignupIn(Input):
 
 class LoginIn(Input):
     email: Email
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)
+    ]
 
 
 class ProfilePatch(Input):

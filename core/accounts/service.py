@@ -80,7 +80,9 @@ def signup(session: Session, data: SignupIn) -> tuple[User, IssuedToken]:
         display_name=data.display_name,
         language=data.language,
     )
-    audit.record(session, Actor(user), "user.signup", user, after=audit.snapshot(user, ["id", "email"]))
+    audit.record(
+        session, Actor(user), "user.signup", user, after=audit.snapshot(user, ["id", "email"])
+    )
     return user, issue_token(session, user, TokenIn())
 
 
@@ -148,7 +150,13 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> AccessToken:
         raise NotFound("token not found", code="token_not_found")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        audit.record(session, actor, "token.revoke", token, after={"revoked_at": token.revoked_at.isoformat()})
+        audit.record(
+            session,
+            actor,
+            "token.revoke",
+            token,
+            after={"revoked_at": token.revoked_at.isoformat()},
+        )
     return token
 
 
@@ -164,7 +172,14 @@ def update_profile(session: Session, actor: Actor, patch: ProfilePatch) -> User:
             continue  # these are required; null means "leave as is"
         setattr(user, key, value)
     session.flush()
-    audit.record(session, actor, "user.update_profile", user, before=before, after=audit.snapshot(user, list(changes)))
+    audit.record(
+        session,
+        actor,
+        "user.update_profile",
+        user,
+        before=before,
+        after=audit.snapshot(user, list(changes)),
+    )
     return user
 
 
@@ -175,7 +190,9 @@ def get_user(session: Session, user_id: int) -> User:
     return user
 
 
-def create_api_key(session: Session, actor: Actor, community_id: int, data: ApiKeyIn) -> IssuedApiKey:
+def create_api_key(
+    session: Session, actor: Actor, community_id: int, data: ApiKeyIn
+) -> IssuedApiKey:
     actor.require_personal()
     community_context(session, actor, community_id).require_role(Role.ADMIN)
     secret = new_secret(API_KEY_PREFIX)
@@ -190,7 +207,11 @@ def create_api_key(session: Session, actor: Actor, community_id: int, data: ApiK
     session.add(key)
     session.flush()
     audit.record(
-        session, actor, "api_key.create", key, community_id=community_id,
+        session,
+        actor,
+        "api_key.create",
+        key,
+        community_id=community_id,
         after=audit.snapshot(key, ["name", "prefix", "scopes"]),
     )
     return IssuedApiKey(key, secret)
@@ -209,6 +230,12 @@ def revoke_api_key(session: Session, actor: Actor, community_id: int, key_id: in
         raise NotFound("API key not found", code="api_key_not_found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-        audit.record(session, actor, "api_key.revoke", key, community_id=community_id,
-                     after={"revoked_at": key.revoked_at.isoformat()})
+        audit.record(
+            session,
+            actor,
+            "api_key.revoke",
+            key,
+            community_id=community_id,
+            after={"revoked_at": key.revoked_at.isoformat()},
+        )
     return key

@@ -7,7 +7,17 @@ from datetime import datetime
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Ban, Community, Invite, Membership, MembershipStatus, Role, Tier, User, Visibility
+from core.models import (
+    Ban,
+    Community,
+    Invite,
+    Membership,
+    MembershipStatus,
+    Role,
+    Tier,
+    User,
+    Visibility,
+)
 
 
 def member_count(session: Session, community_id: int) -> int:
@@ -19,7 +29,9 @@ def member_count(session: Session, community_id: int) -> int:
 
 def membership(session: Session, community_id: int, user_id: int) -> Membership | None:
     return session.scalar(
-        select(Membership).where(Membership.community_id == community_id, Membership.user_id == user_id)
+        select(Membership).where(
+            Membership.community_id == community_id, Membership.user_id == user_id
+        )
     )
 
 
@@ -39,15 +51,24 @@ def visible_communities(user_id: int, *, mine: bool, q: str | None) -> Select[tu
 
 
 def members_query(
-    community_id: int, *, role: Role | None, tier_id: int | None, q: str | None, status: MembershipStatus
+    community_id: int,
+    *,
+    role: Role | None,
+    tier_id: int | None,
+    q: str | None,
+    status: MembershipStatus,
 ) -> Select[tuple[Membership]]:
-    stmt = select(Membership).where(Membership.community_id == community_id, Membership.status == status)
+    stmt = select(Membership).where(
+        Membership.community_id == community_id, Membership.status == status
+    )
     if role is not None:
         stmt = stmt.where(Membership.role == role)
     if tier_id is not None:
         stmt = stmt.where(Membership.tier_id == tier_id)
     if q:
-        stmt = stmt.join(User, User.id == Membership.user_id).where(User.display_name.ilike(f"%{q}%"))
+        stmt = stmt.join(User, User.id == Membership.user_id).where(
+            User.display_name.ilike(f"%{q}%")
+        )
     return stmt
 
 
@@ -103,5 +124,7 @@ def invites_of(community_id: int) -> Select[tuple[Invite]]:
 def bans_of(community_id: int, *, active_only: bool, now: datetime) -> Select[tuple[Ban]]:
     stmt = select(Ban).where(Ban.community_id == community_id)
     if active_only:
-        stmt = stmt.where(Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now))
+        stmt = stmt.where(
+            Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now)
+        )
     return stmt

@@ -54,18 +54,30 @@ def create_community(session: Session, actor: Actor, data: CommunityIn) -> Commu
             session.flush()
     except IntegrityError as exc:
         raise Conflict("a community with this slug already exists", code="slug_taken") from exc
-    tiers = [Tier(community_id=community.id, **t.model_dump()) for t in (data.tiers or DEFAULT_TIERS)]
+    tiers = [
+        Tier(community_id=community.id, **t.model_dump()) for t in (data.tiers or DEFAULT_TIERS)
+    ]
     session.add_all(tiers)
     session.flush()
     top = max(tiers, key=lambda t: t.rank)
     session.add(
         Membership(
-            community_id=community.id, user_id=actor.id, role=Role.OWNER, tier_id=top.id, joined_at=utcnow()
+            community_id=community.id,
+            user_id=actor.id,
+            role=Role.OWNER,
+            tier_id=top.id,
+            joined_at=utcnow(),
         )
     )
     session.flush()
-    audit.record(session, actor, "community.create", community, community_id=community.id,
-                 after=audit.snapshot(community))
+    audit.record(
+        session,
+        actor,
+        "community.create",
+        community,
+        community_id=community.id,
+        after=audit.snapshot(community),
+    )
     return community
 
 
@@ -84,7 +96,9 @@ def list_visible(
     return paginate(session, stmt, Community.id, cursor=cursor, limit=limit)
 
 
-def update_community(session: Session, actor: Actor, community_id: int, patch: CommunityPatch) -> Community:
+def update_community(
+    session: Session, actor: Actor, community_id: int, patch: CommunityPatch
+) -> Community:
     ctx = community_context(session, actor, community_id)
     ctx.require_role(Role.ADMIN)
     changes = patch.model_dump(exclude_unset=True, exclude_none=True)
@@ -92,8 +106,15 @@ def update_community(session: Session, actor: Actor, community_id: int, patch: C
     for key, value in changes.items():
         setattr(ctx.community, key, value)
     session.flush()
-    audit.record(session, actor, "community.update", ctx.community, community_id=community_id,
-                 before=before, after=audit.snapshot(ctx.community, list(changes)))
+    audit.record(
+        session,
+        actor,
+        "community.update",
+        ctx.community,
+        community_id=community_id,
+        before=before,
+        after=audit.snapshot(ctx.community, list(changes)),
+    )
     return ctx.community
 
 
@@ -108,11 +129,15 @@ def create_tier(session: Session, actor: Actor, community_id: int, data: TierIn)
     tier = Tier(community_id=community_id, **data.model_dump())
     session.add(tier)
     session.flush()
-    audit.record(session, actor, "tier.create", tier, community_id=community_id, after=audit.snapshot(tier))
+    audit.record(
+        session, actor, "tier.create", tier, community_id=community_id, after=audit.snapshot(tier)
+    )
     return tier
 
 
-def update_tier(session: Session, actor: Actor, community_id: int, key: str, patch: TierPatch) -> Tier:
+def update_tier(
+    session: Session, actor: Actor, community_id: int, key: str, patch: TierPatch
+) -> Tier:
     ctx = community_context(session, actor, community_id)
     ctx.require_role(Role.ADMIN)
     tier = ctx.tier(key)
@@ -121,8 +146,15 @@ def update_tier(session: Session, actor: Actor, community_id: int, key: str, pat
     for field_name, value in changes.items():
         setattr(tier, field_name, value)
     session.flush()
-    audit.record(session, actor, "tier.update", tier, community_id=community_id,
-                 before=before, after=audit.snapshot(tier, list(changes)))
+    audit.record(
+        session,
+        actor,
+        "tier.update",
+        tier,
+        community_id=community_id,
+        before=before,
+        after=audit.snapshot(tier, list(changes)),
+    )
     return tier
 
 
@@ -146,10 +178,16 @@ def join(session: Session, actor: Actor, community_id: int, data: JoinIn) -> Mem
         raise Conflict("you are already a member", code="already_member")
     if invite is not None and not repo.claim_invite_use(session, invite.id, now):
         raise Conflict("this invite is used up, expired or revoked", code="invite_exhausted")
-    tier_id = invite.tier_id if invite and invite.tier_id else repo.lowest_tier(session, community_id).id
+    tier_id = (
+        invite.tier_id if invite and invite.tier_id else repo.lowest_tier(session, community_id).id
+    )
     if membership is None:
         membership = Membership(
-            community_id=community_id, user_id=actor.id, role=Role.MEMBER, tier_id=tier_id, joined_at=now
+            community_id=community_id,
+            user_id=actor.id,
+            role=Role.MEMBER,
+            tier_id=tier_id,
+            joined_at=now,
         )
         session.add(membership)
         try:
@@ -164,8 +202,14 @@ def join(session: Session, actor: Actor, community_id: int, data: JoinIn) -> Mem
         membership.joined_at = now
         membership.left_at = None
         session.flush()
-    audit.record(session, actor, "member.join", membership, community_id=community_id,
-                 after={"tier_id": tier_id, "invite_id": invite.id if invite else None})
+    audit.record(
+        session,
+        actor,
+        "member.join",
+        membership,
+        community_id=community_id,
+        after={"tier_id": tier_id, "invite_id": invite.id if invite else None},
+    )
     return membership
 
 
@@ -181,7 +225,9 @@ def leave(session: Session, actor: Actor, community_id: int) -> Membership:
     ctx = community_context(session, actor, community_id)
     membership = ctx.require_member()
     if membership.role == Role.OWNER:
-        raise Conflict("the owner cannot leave; transfer ownership first", code="owner_cannot_leave")
+        raise Conflict(
+            "the owner cannot leave; transfer ownership first", code="owner_cannot_leave"
+        )
     membership.status = MembershipStatus.LEFT
     membership.left_at = utcnow()
     session.flush()
@@ -237,8 +283,15 @@ def update_member(
     if patch.tier is not None:
         target.tier_id = ctx.tier(patch.tier).id
     session.flush()
-    audit.record(session, actor, "member.update", target, community_id=community_id,
-                 before=before, after=audit.snapshot(target, ["role", "tier_id"]))
+    audit.record(
+        session,
+        actor,
+        "member.update",
+        target,
+        community_id=community_id,
+        before=before,
+        after=audit.snapshot(target, ["role", "tier_id"]),
+    )
     return target
 
 
@@ -249,10 +302,14 @@ def _check_role_change(me: Membership, target: Membership, new_role: Role) -> No
         raise PermissionDenied("ownership is transferred, not assigned", code="owner_role_fixed")
     # Admins manage moderators and members; only the owner appoints or removes admins.
     if Role.ADMIN in (new_role, target.role) and me.role != Role.OWNER:
-        raise PermissionDenied("only the owner can appoint or remove admins", code="insufficient_role")
+        raise PermissionDenied(
+            "only the owner can appoint or remove admins", code="insufficient_role"
+        )
 
 
-def transfer_ownership(session: Session, actor: Actor, community_id: int, user_id: int) -> Membership:
+def transfer_ownership(
+    session: Session, actor: Actor, community_id: int, user_id: int
+) -> Membership:
     ctx = community_context(session, actor, community_id)
     me = ctx.require_role(Role.OWNER)
     target = repo.membership(session, community_id, user_id)
@@ -260,8 +317,15 @@ def transfer_ownership(session: Session, actor: Actor, community_id: int, user_i
         raise NotFound("member not found", code="member_not_found")
     me.role, target.role = Role.ADMIN, Role.OWNER
     session.flush()
-    audit.record(session, actor, "community.transfer_ownership", ctx.community, community_id=community_id,
-                 before={"owner": me.user_id}, after={"owner": target.user_id})
+    audit.record(
+        session,
+        actor,
+        "community.transfer_ownership",
+        ctx.community,
+        community_id=community_id,
+        before={"owner": me.user_id},
+        after={"owner": target.user_id},
+    )
     return target
 
 
@@ -277,16 +341,26 @@ def create_invite(session: Session, actor: Actor, community_id: int, data: Invit
         created_by=actor.id,
         tier_id=ctx.tier(data.tier).id if data.tier else None,
         max_uses=data.max_uses,
-        expires_at=utcnow() + timedelta(hours=data.expires_in_hours) if data.expires_in_hours else None,
+        expires_at=utcnow() + timedelta(hours=data.expires_in_hours)
+        if data.expires_in_hours
+        else None,
     )
     session.add(invite)
     session.flush()
-    audit.record(session, actor, "invite.create", invite, community_id=community_id,
-                 after=audit.snapshot(invite, ["max_uses", "expires_at", "tier_id"]))
+    audit.record(
+        session,
+        actor,
+        "invite.create",
+        invite,
+        community_id=community_id,
+        after=audit.snapshot(invite, ["max_uses", "expires_at", "tier_id"]),
+    )
     return invite
 
 
-def list_invites(session: Session, actor: Actor, community_id: int, *, cursor: str | None, limit: int) -> Page[Invite]:
+def list_invites(
+    session: Session, actor: Actor, community_id: int, *, cursor: str | None, limit: int
+) -> Page[Invite]:
     community_context(session, actor, community_id).require_role(Role.ADMIN)
     return paginate(session, repo.invites_of(community_id), Invite.id, cursor=cursor, limit=limit)
 
@@ -331,8 +405,15 @@ def ban(session: Session, actor: Actor, community_id: int, data: BanIn) -> Ban:
     target.role = Role.MEMBER
     target.left_at = now
     session.flush()
-    audit.record(session, actor, "member.ban", row, community_id=community_id,
-                 before=before, after=audit.snapshot(row, ["user_id", "reason", "expires_at"]))
+    audit.record(
+        session,
+        actor,
+        "member.ban",
+        row,
+        community_id=community_id,
+        before=before,
+        after=audit.snapshot(row, ["user_id", "reason", "expires_at"]),
+    )
     return row
 
 
@@ -349,13 +430,25 @@ def lift_ban(session: Session, actor: Actor, community_id: int, ban_id: int) -> 
         # Lifting a ban does not re-add the member; they may join again.
         membership.status = MembershipStatus.LEFT
     session.flush()
-    audit.record(session, actor, "member.unban", row, community_id=community_id,
-                 after={"lifted_at": row.lifted_at.isoformat()})
+    audit.record(
+        session,
+        actor,
+        "member.unban",
+        row,
+        community_id=community_id,
+        after={"lifted_at": row.lifted_at.isoformat()},
+    )
     return row
 
 
 def list_bans(
-    session: Session, actor: Actor, community_id: int, *, active_only: bool, cursor: str | None, limit: int
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    *,
+    active_only: bool,
+    cursor: str | None,
+    limit: int,
 ) -> Page[Ban]:
     community_context(session, actor, community_id).require_role(Role.MODERATOR)
     stmt = repo.bans_of(community_id, active_only=active_only, now=utcnow())

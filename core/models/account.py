@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, Json, UTCDateTime, str_enum
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json, UTCDateTime, str_enum
 
 
 class Language(enum.StrEnum):
@@ -33,7 +34,9 @@ class User(IdMixin, CreatedMixin, Base):
 class AccessToken(IdMixin, CreatedMixin, Base):
     __tablename__ = "access_tokens"
 
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(80), default="session")
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

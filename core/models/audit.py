@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, Json
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json
 
 
 class AuditLog(IdMixin, CreatedMixin, Base):

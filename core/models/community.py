@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.account import Language
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, Json, UTCDateTime, str_enum
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json, UTCDateTime, str_enum
 
 
 class Visibility(enum.StrEnum):
@@ -80,7 +80,9 @@ class Membership(IdMixin, Base):
     community_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     role: Mapped[Role] = mapped_column(str_enum(Role, "role"), default=Role.MEMBER)
     tier_id: Mapped[int] = mapped_column(BigId, ForeignKey("tiers.id"))
     status: Mapped[MembershipStatus] = mapped_column(
@@ -115,7 +117,9 @@ class Ban(IdMixin, CreatedMixin, Base):
     community_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     reason: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, UTCDateTime, str_enum
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, UTCDateTime, str_enum
 from core.models.community import Role
 
 
@@ -28,7 +28,9 @@ class Channel(IdMixin, CreatedMixin, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     min_tier_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tiers.id"))
     min_role: Mapped[Role] = mapped_column(str_enum(Role, "min_role"), default=Role.MEMBER)
-    post_min_role: Mapped[Role] = mapped_column(str_enum(Role, "post_min_role"), default=Role.MEMBER)
+    post_min_role: Mapped[Role] = mapped_column(
+        str_enum(Role, "post_min_role"), default=Role.MEMBER
+    )
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -43,7 +45,9 @@ class ChannelMember(IdMixin, Base):
     channel_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("channels.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -90,7 +94,9 @@ class PostRevision(IdMixin, CreatedMixin, Base):
 
     __tablename__ = "post_revisions"
 
-    post_id: Mapped[int] = mapped_column(BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True
+    )
     editor_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(String(200))
@@ -100,15 +106,21 @@ class Mention(IdMixin, Base):
     __tablename__ = "mentions"
     __table_args__ = (UniqueConstraint("post_id", "user_id"),)
 
-    post_id: Mapped[int] = mapped_column(BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
 
 
 class Reaction(IdMixin, CreatedMixin, Base):
     __tablename__ = "reactions"
     __table_args__ = (UniqueConstraint("post_id", "user_id", "emoji"),)
 
-    post_id: Mapped[int] = mapped_column(BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    post_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True
+    )
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
     emoji: Mapped[str] = mapped_column(String(32))
 
@@ -135,7 +147,9 @@ class ConversationParticipant(IdMixin, Base):
     conversation_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_read_message_id: Mapped[int | None] = mapped_column(BigId)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, UTCDateTime
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
 
 
 class Course(IdMixin, CreatedMixin, Base):
@@ -27,7 +27,9 @@ class Lesson(IdMixin, CreatedMixin, Base):
     __tablename__ = "lessons"
     __table_args__ = (UniqueConstraint("course_id", "position"),)
 
-    course_id: Mapped[int] = mapped_column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text, default="")
@@ -38,8 +40,12 @@ class Enrollment(IdMixin, Base):
     __tablename__ = "enrollments"
     __table_args__ = (UniqueConstraint("course_id", "user_id"),)
 
-    course_id: Mapped[int] = mapped_column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

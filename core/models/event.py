@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, UTCDateTime, str_enum
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, UTCDateTime, str_enum
 
 
 class EventStatus(enum.StrEnum):
@@ -54,8 +54,12 @@ class EventRsvp(IdMixin, CreatedMixin, Base):
     __tablename__ = "event_rsvps"
     __table_args__ = (UniqueConstraint("event_id", "user_id"),)
 
-    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     status: Mapped[RsvpStatus] = mapped_column(str_enum(RsvpStatus, "rsvp_status"))
     # Waitlist order: the time the member joined the waitlist.
     waitlisted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models.base import BigId, Base, CreatedMixin, IdMixin, Json, UTCDateTime
+from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json, UTCDateTime
 
 
 class Notification(IdMixin, CreatedMixin, Base):
@@ -16,7 +16,9 @@ class Notification(IdMixin, CreatedMixin, Base):
     __tablename__ = "notifications"
     __table_args__ = (UniqueConstraint("user_id", "kind", "subject_type", "subject_id"),)
 
-    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     community_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE")
     )

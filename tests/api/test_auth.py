@@ -9,7 +9,12 @@ from sqlalchemy.orm import Session
 from core.clock import utcnow
 from core.models import AccessToken, User
 
-SIGNUP = {"email": "Mei@Example.com", "password": "s3cret-pass", "display_name": "美美", "language": "zh-TW"}
+SIGNUP = {
+    "email": "Mei@Example.com",
+    "password": "s3cret-pass",
+    "display_name": "美美",
+    "language": "zh-TW",
+}
 
 
 def test_signup_login_and_me(client: TestClient, session: Session) -> None:
@@ -42,9 +47,15 @@ def test_duplicate_email_is_a_conflict(client: TestClient) -> None:
 def test_wrong_password_and_unknown_email_look_the_same(client: TestClient) -> None:
     client.post("/auth/signup", json=SIGNUP)
     wrong = client.post("/auth/login", json={"email": SIGNUP["email"], "password": "nope-nope"})
-    unknown = client.post("/auth/login", json={"email": "ghost@example.com", "password": "nope-nope"})
+    unknown = client.post(
+        "/auth/login", json={"email": "ghost@example.com", "password": "nope-nope"}
+    )
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"error": "invalid_credentials", "detail": "wrong email or password"}
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {"error": "invalid_credentials", "detail": "wrong email or password"}
+    )
 
 
 def test_token_revocation_and_expiry(client: TestClient, session: Session) -> None:
@@ -82,7 +93,9 @@ def test_login_is_rate_limited(client: TestClient, monkeypatch) -> None:  # type
     try:
         assert isinstance(get_rate_limiter(), MemoryRateLimiter)
         codes = [
-            client.post("/auth/login", json={"email": "x@example.com", "password": "whatever1"}).status_code
+            client.post(
+                "/auth/login", json={"email": "x@example.com", "password": "whatever1"}
+            ).status_code
             for _ in range(5)
         ]
         assert codes == [401, 401, 401, 429, 429]
@@ -95,7 +108,9 @@ def test_login_is_rate_limited(client: TestClient, monkeypatch) -> None:  # type
 def test_profile_update_is_validated_and_audited(client: TestClient, session: Session) -> None:
     token = client.post("/auth/signup", json=SIGNUP).json()["token"]["token"]
     headers = {"Authorization": f"Bearer {token}"}
-    r = client.patch("/me", json={"bio": "愛爬山", "interests": ["hiking", "咖啡", "hiking"]}, headers=headers)
+    r = client.patch(
+        "/me", json={"bio": "愛爬山", "interests": ["hiking", "咖啡", "hiking"]}, headers=headers
+    )
     assert r.status_code == 200 and r.json()["interests"] == ["hiking", "咖啡"]
     r = client.patch("/me", json={"language": "fr"}, headers=headers)
     assert r.status_code == 422 and r.json()["error"] == "validation_error"

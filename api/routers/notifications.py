@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+
+from api.deps import CurrentActor, Cursor, DbSession, Limit
+from core.notifications import service
+from core.notifications.service import NotificationOut
+from core.schemas import PageOut
+
+router = APIRouter(tags=["notifications"])
+
+
+@router.get("/me/notifications", response_model=PageOut[NotificationOut])
+def list_notifications(
+    actor: CurrentActor,
+    session: DbSession,
+    cursor: Cursor = None,
+    limit: Limit = 30,
+    unread: bool = False,
+) -> PageOut[NotificationOut]:
+    page = service.list_for(session, actor, unread=unread, cursor=cursor, limit=limit)
+    return PageOut(
+        items=[NotificationOut.model_validate(n) for n in page.items], next_cursor=page.next_cursor
+    )
+
+
+class MarkReadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    up_to_id: int | None = None
+
+
+class MarkReadOut(BaseModel):
+    marked: int
+
+
+@router.post("/me/notifications/read", response_model=MarkReadOut)
+def mark_read(data: MarkReadIn, actor: CurrentActor, session: DbSession) -> MarkReadOut:
+    return MarkReadOut(marked=service.mark_read(session, actor, up_to_id=data.up_to_id))

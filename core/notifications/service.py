@@ -1,0 +1,193 @@
+"""Who hears about what. Called from tasks, never from request handlers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.access import Actor
+from core.clock import utcnow
+from core.models import (
+    Conversation,
+    ConversationParticipant,
+    DirectMessage,
+    Event,
+    EventRsvp,
+    Mention,
+    Notification,
+    Post,
+    Thread,
+)
+from core.pagination import Page, paginate
+from core.schemas import Output
+
+
+class NotificationOut(Output):
+    id: int
+    community_id: int | None
+    kind: str
+    subject_type: str
+    subject_id: int
+    actor_id: int | None
+    data: dict[str, Any]
+    read_at: datetime | None
+    created_at: datetime
+
+
+def _notify(
+    session: Session,
+    *,
+    user_id: int,
+    community_id: int | None,
+    kind: str,
+    subject_type: str,
+    subject_id: int,
+    actor_id: int | None,
+    data: dict[str, Any],
+) -> bool:
+    exists = session.scalar(
+        select(Notification.id).where(
+            Notification.user_id == user_id,
+            Notification.kind == kind,
+            Notification.subject_type == subject_type,
+            Notification.subject_id == subject_id,
+        )
+    )
+    if exists is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                Notification(
+                    user_id=user_id,
+                    community_id=community_id,
+                    kind=kind,
+                    subject_type=subject_type,
+                    subject_id=subject_id,
+                    actor_id=actor_id,
+                    data=data,
+                )
+            )
+    except IntegrityError:  # a concurrent run of the same job got there first
+        return False
+    return True
+
+
+def post_created(session: Session, post_id: int) -> int:
+    """Notify mentioned members, the thread's author and the replied-to author."""
+    post = session.get(Post, post_id)
+    if post is None or post.deleted_at is not None:
+        return 0
+    thread = session.get(Thread, post.thread_id)
+    assert thread is not None
+    data = {"thread_id": thread.id, "title": thread.title, "excerpt": post.body[:140]}
+    sent = 0
+    mentioned = session.scalars(select(Mention.user_id).where(Mention.post_id == post.id)).all()
+    for user_id in mentioned:
+        if user_id != post.author_id:
+            sent += _notify(
+                session,
+                user_id=user_id,
+                community_id=post.community_id,
+                kind="mention",
+                subject_type="post",
+                subject_id=post.id,
+                actor_id=post.author_id,
+                data=data,
+            )
+    repliees = set()
+    if not post.is_opening:
+        repliees.add(thread.author_id)
+        if post.reply_to_id is not None:
+            parent = session.get(Post, post.reply_to_id)
+            if parent is not None:
+                repliees.add(parent.author_id)
+    for user_id in repliees - {post.author_id} - set(mentioned):
+        sent += _notify(
+            session,
+            user_id=user_id,
+            community_id=post.community_id,
+            kind="reply",
+            subject_type="post",
+            subject_id=post.id,
+            actor_id=post.author_id,
+            data=data,
+        )
+    return sent
+
+
+def message_sent(session: Session, message_id: int) -> int:
+    message = session.get(DirectMessage, message_id)
+    if message is None or message.deleted_at is not None:
+        return 0
+    conversation = session.get(Conversation, message.conversation_id)
+    assert conversation is not None
+    recipients = session.scalars(
+        select(ConversationParticipant.user_id).where(
+            ConversationParticipant.conversation_id == message.conversation_id,
+            ConversationParticipant.user_id != message.sender_id,
+        )
+    ).all()
+    # No message text in the notification: DMs stay readable only inside the conversation.
+    data = {"conversation_id": conversation.id}
+    return sum(
+        _notify(
+            session,
+            user_id=uid,
+            community_id=conversation.community_id,
+            kind="dm",
+            subject_type="direct_message",
+            subject_id=message.id,
+            actor_id=message.sender_id,
+            data=data,
+        )
+        for uid in recipients
+    )
+
+
+def rsvp_promoted(session: Session, rsvp_id: int) -> int:
+    rsvp = session.get(EventRsvp, rsvp_id)
+    if rsvp is None:
+        return 0
+    event = session.get(Event, rsvp.event_id)
+    assert event is not None
+    data = {"event_id": event.id, "title": event.title, "starts_at": event.starts_at.isoformat()}
+    return int(
+        _notify(
+            session,
+            user_id=rsvp.user_id,
+            community_id=event.community_id,
+            kind="waitlist_promoted",
+            subject_type="event_rsvp",
+            subject_id=rsvp.id,
+            actor_id=None,
+            data=data,
+        )
+    )
+
+
+def list_for(
+    session: Session, actor: Actor, *, unread: bool, cursor: str | None, limit: int
+) -> Page[Notification]:
+    actor.require_personal()
+    stmt = select(Notification).where(Notification.user_id == actor.id)
+    if unread:
+        stmt = stmt.where(Notification.read_at.is_(None))
+    return paginate(session, stmt, Notification.id, cursor=cursor, limit=limit)
+
+
+def mark_read(session: Session, actor: Actor, *, up_to_id: int | None) -> int:
+    actor.require_personal()
+    stmt = update(Notification).where(
+        Notification.user_id == actor.id, Notification.read_at.is_(None)
+    )
+    if up_to_id is not None:
+        stmt = stmt.where(Notification.id <= up_to_id)
+    result = session.execute(
+        stmt.values(read_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,66 @@
+"""The Celery app.
+
+Configured lazily from settings on first use. The embedded default broker is
+kombu's SQLAlchemy transport on a SQLite file (no broker server); set
+HEARTH_BROKER_URL to use Redis or RabbitMQ. Tasks are thin: they take ids,
+open their own unit of work, and call a service.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from core import jobs
+from core.config import get_settings
+
+log = logging.getLogger(__name__)
+
+TASK_MODULES = ["core.notifications.tasks"]
+
+
+class HearthCelery(Celery):
+    def on_configure(self) -> None:
+        settings = get_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.conf.update(
+            broker_url=settings.resolved_broker_url,
+            task_ignore_result=True,
+            task_acks_late=True,
+            task_reject_on_worker_lost=True,
+            worker_prefetch_multiplier=1,
+            task_always_eager=settings.task_always_eager,
+            broker_connection_retry_on_startup=True,
+            broker_transport_options={"polling_interval": 0.2},
+            task_default_queue="hearth",
+        )
+
+
+celery_app = HearthCelery("hearth", include=TASK_MODULES)
+
+# Defaults for every Hearth task: idempotent tasks are acked after they finish,
+# transient database errors are retried with backoff, domain errors never.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+TASK_DEFAULTS: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 5,
+}
+
+
+def dispatch(job: jobs.Job) -> None:
+    """Send a buffered job to Celery (installed as the jobs dispatcher)."""
+    if celery_app.conf.task_always_eager:
+        celery_app.tasks[job.name].apply(args=job.args, kwargs=job.kwargs)
+    else:
+        celery_app.send_task(job.name, args=job.args, kwargs=job.kwargs)
+
+
+@signals.worker_init.connect
+def _install_dispatcher(**_: Any) -> None:
+    jobs.set_dispatcher(dispatch)
