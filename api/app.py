@@ -9,14 +9,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.middleware import BodyGuard
-from api.routers import auth, communities, notifications
+from api.routers import auth, communities, conversation, courses, events, notifications
 from core.config import get_settings
 from core.db import session_factory
 
 
-def create_app(
-    session_maker: sessionmaker[Session] | None = None, *, dispatch_jobs: bool = True
-) -> FastAPI:
+def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_jobs: bool = True) -> FastAPI:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
     app = FastAPI(
@@ -39,7 +37,14 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (auth.router, communities.router, notifications.router):
+    for router in (
+        auth.router,
+        communities.router,
+        conversation.router,
+        events.router,
+        courses.router,
+        notifications.router,
+    ):
         app.include_router(router)
     return app
 

@@ -47,9 +47,7 @@ def get_actor(
     if actor.api_key is not None:
         needed = "read" if request.method in _READ_METHODS else "write"
         if needed not in actor.api_key.scopes:
-            raise PermissionDenied(
-                f"this API key lacks the '{needed}' scope", code="insufficient_scope"
-            )
+            raise PermissionDenied(f"this API key lacks the '{needed}' scope", code="insufficient_scope")
     return actor
 
 
@@ -60,7 +58,5 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-Cursor = Annotated[
-    str | None, Query(description="opaque cursor from a previous page's next_cursor")
-]
+Cursor = Annotated[str | None, Query(description="opaque cursor from a previous page's next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=100)]

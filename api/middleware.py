@@ -48,19 +48,13 @@ class BodyGuard:
                 await _send_error(send, 400, "bad_request", "invalid Content-Length")
                 return
             if declared > self.max_bytes:
-                await _send_error(
-                    send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes"
-                )
+                await _send_error(send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
                 return
             if declared > 0 and not _is_json(headers.get(b"content-type", b"")):
-                await _send_error(
-                    send, 415, "unsupported_media_type", "send the body as application/json"
-                )
+                await _send_error(send, 415, "unsupported_media_type", "send the body as application/json")
                 return
         elif b"transfer-encoding" in headers and not _is_json(headers.get(b"content-type", b"")):
-            await _send_error(
-                send, 415, "unsupported_media_type", "send the body as application/json"
-            )
+            await _send_error(send, 415, "unsupported_media_type", "send the body as application/json")
             return
 
         received = 0
@@ -85,13 +79,9 @@ class BodyGuard:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await _send_error(
-                    send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes"
-                )
+                await _send_error(send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
 
 
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or (
-        media.startswith(b"application/") and media.endswith(b"+json")
-    )
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))

@@ -76,9 +76,7 @@ class CommunityContext:
     def require_role(self, role: Role) -> Membership:
         membership = self.require_member()
         if not membership.role.at_least(role):
-            raise PermissionDenied(
-                f"this needs the {role.value} role or higher", code="insufficient_role"
-            )
+            raise PermissionDenied(f"this needs the {role.value} role or higher", code="insufficient_role")
         return membership
 
     def meets_tier(self, min_tier_id: int | None) -> bool:
@@ -109,19 +107,11 @@ def community_context(session: Session, actor: Actor, community_id: int) -> Comm
     if community is None:
         raise NotFound("community not found", code="community_not_found")
     membership = session.scalar(
-        select(Membership).where(
-            Membership.community_id == community_id, Membership.user_id == actor.id
-        )
+        select(Membership).where(Membership.community_id == community_id, Membership.user_id == actor.id)
     )
-    tiers = {
-        t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == community_id))
-    }
+    tiers = {t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == community_id))}
     ctx = CommunityContext(community, actor, membership, tiers)
-    if (
-        community.visibility == Visibility.PRIVATE
-        and not ctx.is_member
-        and not actor.user.is_superuser
-    ):
+    if community.visibility == Visibility.PRIVATE and not ctx.is_member and not actor.user.is_superuser:
         raise NotFound("community not found", code="community_not_found")
     if actor.api_key is not None and not ctx.is_member:
         # The key's creator left or was removed: the key no longer acts for them.

@@ -30,9 +30,7 @@ class MemoryRateLimiter:
             count = self._counts.get((key, window), 0) + 1
             self._counts[(key, window)] = count
         if count > limit:
-            raise RateLimited(
-                "too many attempts; try again later", retry_after=_retry(now, window_s)
-            )
+            raise RateLimited("too many attempts; try again later", retry_after=_retry(now, window_s))
 
 
 class RedisRateLimiter:
@@ -49,9 +47,7 @@ class RedisRateLimiter:
         pipe.expire(bucket, window_s + 1)
         count, _ = pipe.execute()
         if int(count) > limit:
-            raise RateLimited(
-                "too many attempts; try again later", retry_after=_retry(now, window_s)
-            )
+            raise RateLimited("too many attempts; try again later", retry_after=_retry(now, window_s))
 
 
 def _retry(now: float, window_s: int) -> int:

@@ -113,3 +113,18 @@ def app(connection: Connection):  # type: ignore[no-untyped-def]
 def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture
+def committed_engine(engine: Engine) -> Engine:
+    """The test database for tests that need real commits (threads, workers).
+
+    Rows written through it are not rolled back: give them unique names.
+    """
+    return engine
+
+
+def needs_postgres() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not IS_POSTGRES, reason="needs HEARTH_TEST_DATABASE_URL=postgresql+psycopg://..."
+    )

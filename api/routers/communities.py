@@ -71,9 +71,7 @@ def list_communities(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> PageOut[CommunityOut]:
     page = communities.list_visible(session, actor, mine=mine, q=q, cursor=cursor, limit=limit)
-    return PageOut(
-        items=[community_out(session, actor, c) for c in page.items], next_cursor=page.next_cursor
-    )
+    return PageOut(items=[community_out(session, actor, c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/communities/{community_id}", response_model=CommunityOut)
@@ -85,9 +83,7 @@ def get_community(community_id: int, actor: CurrentActor, session: DbSession) ->
 def update_community(
     community_id: int, patch: CommunityPatch, actor: CurrentActor, session: DbSession
 ) -> CommunityOut:
-    return community_out(
-        session, actor, communities.update_community(session, actor, community_id, patch)
-    )
+    return community_out(session, actor, communities.update_community(session, actor, community_id, patch))
 
 
 @router.get("/communities/{community_id}/tiers", response_model=list[TierOut])
@@ -97,9 +93,7 @@ def list_tiers(community_id: int, actor: CurrentActor, session: DbSession) -> li
 
 
 @router.post("/communities/{community_id}/tiers", response_model=TierOut, status_code=201)
-def create_tier(
-    community_id: int, data: TierIn, actor: CurrentActor, session: DbSession
-) -> TierOut:
+def create_tier(community_id: int, data: TierIn, actor: CurrentActor, session: DbSession) -> TierOut:
     return TierOut.model_validate(communities.create_tier(session, actor, community_id, data))
 
 
@@ -121,9 +115,7 @@ def join(
 def accept_invite(code: str, actor: CurrentActor, session: DbSession) -> MembershipOut:
     invite = community_repo.invite_by_code(session, code)
     community_id = invite.community_id if invite else -1
-    return membership_out(
-        session, communities.join(session, actor, community_id, JoinIn(invite_code=code))
-    )
+    return membership_out(session, communities.join(session, actor, community_id, JoinIn(invite_code=code)))
 
 
 @router.post("/communities/{community_id}/leave", response_model=MembershipOut)
@@ -154,15 +146,11 @@ def list_members(
         cursor=cursor,
         limit=limit,
     )
-    return PageOut(
-        items=[membership_out(session, m) for m in page.items], next_cursor=page.next_cursor
-    )
+    return PageOut(items=[membership_out(session, m) for m in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)
-def get_member(
-    community_id: int, user_id: int, actor: CurrentActor, session: DbSession
-) -> MembershipOut:
+def get_member(community_id: int, user_id: int, actor: CurrentActor, session: DbSession) -> MembershipOut:
     return membership_out(session, communities.get_member(session, actor, community_id, user_id))
 
 
@@ -170,9 +158,7 @@ def get_member(
 def update_member(
     community_id: int, user_id: int, patch: MemberPatch, actor: CurrentActor, session: DbSession
 ) -> MembershipOut:
-    return membership_out(
-        session, communities.update_member(session, actor, community_id, user_id, patch)
-    )
+    return membership_out(session, communities.update_member(session, actor, community_id, user_id, patch))
 
 
 class TransferIn(BaseModel):
@@ -184,9 +170,7 @@ class TransferIn(BaseModel):
 def transfer_ownership(
     community_id: int, data: TransferIn, actor: CurrentActor, session: DbSession
 ) -> MembershipOut:
-    return membership_out(
-        session, communities.transfer_ownership(session, actor, community_id, data.user_id)
-    )
+    return membership_out(session, communities.transfer_ownership(session, actor, community_id, data.user_id))
 
 
 @router.get("/communities/{community_id}/invites", response_model=PageOut[InviteOut])
@@ -198,25 +182,17 @@ def list_invites(
     limit: Limit = 50,
 ) -> PageOut[InviteOut]:
     page = communities.list_invites(session, actor, community_id, cursor=cursor, limit=limit)
-    return PageOut(
-        items=[InviteOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor
-    )
+    return PageOut(items=[InviteOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/communities/{community_id}/invites", response_model=InviteOut, status_code=201)
-def create_invite(
-    community_id: int, data: InviteIn, actor: CurrentActor, session: DbSession
-) -> InviteOut:
+def create_invite(community_id: int, data: InviteIn, actor: CurrentActor, session: DbSession) -> InviteOut:
     return InviteOut.model_validate(communities.create_invite(session, actor, community_id, data))
 
 
 @router.delete("/communities/{community_id}/invites/{invite_id}", response_model=InviteOut)
-def revoke_invite(
-    community_id: int, invite_id: int, actor: CurrentActor, session: DbSession
-) -> InviteOut:
-    return InviteOut.model_validate(
-        communities.revoke_invite(session, actor, community_id, invite_id)
-    )
+def revoke_invite(community_id: int, invite_id: int, actor: CurrentActor, session: DbSession) -> InviteOut:
+    return InviteOut.model_validate(communities.revoke_invite(session, actor, community_id, invite_id))
 
 
 @router.get("/communities/{community_id}/bans", response_model=PageOut[BanOut])
@@ -228,12 +204,8 @@ def list_bans(
     limit: Limit = 50,
     active: bool = True,
 ) -> PageOut[BanOut]:
-    page = communities.list_bans(
-        session, actor, community_id, active_only=active, cursor=cursor, limit=limit
-    )
-    return PageOut(
-        items=[BanOut.model_validate(b) for b in page.items], next_cursor=page.next_cursor
-    )
+    page = communities.list_bans(session, actor, community_id, active_only=active, cursor=cursor, limit=limit)
+    return PageOut(items=[BanOut.model_validate(b) for b in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/communities/{community_id}/bans", response_model=BanOut, status_code=201)
@@ -248,9 +220,7 @@ def lift_ban(community_id: int, ban_id: int, actor: CurrentActor, session: DbSes
 
 @router.get("/communities/{community_id}/api-keys", response_model=list[ApiKeyOut])
 def list_api_keys(community_id: int, actor: CurrentActor, session: DbSession) -> list[ApiKeyOut]:
-    return [
-        ApiKeyOut.model_validate(k) for k in accounts.list_api_keys(session, actor, community_id)
-    ]
+    return [ApiKeyOut.model_validate(k) for k in accounts.list_api_keys(session, actor, community_id)]
 
 
 @router.post("/communities/{community_id}/api-keys", response_model=ApiKeyCreated, status_code=201)
@@ -262,9 +232,7 @@ def create_api_key(
 
 
 @router.delete("/communities/{community_id}/api-keys/{key_id}", response_model=ApiKeyOut)
-def revoke_api_key(
-    community_id: int, key_id: int, actor: CurrentActor, session: DbSession
-) -> ApiKeyOut:
+def revoke_api_key(community_id: int, key_id: int, actor: CurrentActor, session: DbSession) -> ApiKeyOut:
     return ApiKeyOut.model_validate(accounts.revoke_api_key(session, actor, community_id, key_id))
 
 
@@ -289,6 +257,4 @@ def audit_log(
         cursor=cursor,
         limit=limit,
     )
-    return PageOut(
-        items=[AuditOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor
-    )
+    return PageOut(items=[AuditOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor)

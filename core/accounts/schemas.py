@@ -31,9 +31,7 @@ class SignupIn(Input):
 
 class LoginIn(Input):
     email: Email
-    password: Annotated[
-        str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)
-    ]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)]
 
 
 class ProfilePatch(Input):

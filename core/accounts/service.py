@@ -80,9 +80,7 @@ def signup(session: Session, data: SignupIn) -> tuple[User, IssuedToken]:
         display_name=data.display_name,
         language=data.language,
     )
-    audit.record(
-        session, Actor(user), "user.signup", user, after=audit.snapshot(user, ["id", "email"])
-    )
+    audit.record(session, Actor(user), "user.signup", user, after=audit.snapshot(user, ["id", "email"]))
     return user, issue_token(session, user, TokenIn())
 
 
@@ -99,9 +97,7 @@ def login(session: Session, data: LoginIn) -> tuple[User, IssuedToken]:
 def issue_token(session: Session, user: User, data: TokenIn) -> IssuedToken:
     secret = new_secret(TOKEN_PREFIX)
     ttl = timedelta(hours=data.ttl_hours or get_settings().token_ttl_hours)
-    token = AccessToken(
-        user_id=user.id, token_hash=digest(secret), name=data.name, expires_at=utcnow() + ttl
-    )
+    token = AccessToken(user_id=user.id, token_hash=digest(secret), name=data.name, expires_at=utcnow() + ttl)
     session.add(token)
     session.flush()
     return IssuedToken(token, secret)
@@ -190,9 +186,7 @@ def get_user(session: Session, user_id: int) -> User:
     return user
 
 
-def create_api_key(
-    session: Session, actor: Actor, community_id: int, data: ApiKeyIn
-) -> IssuedApiKey:
+def create_api_key(session: Session, actor: Actor, community_id: int, data: ApiKeyIn) -> IssuedApiKey:
     actor.require_personal()
     community_context(session, actor, community_id).require_role(Role.ADMIN)
     secret = new_secret(API_KEY_PREFIX)

@@ -29,9 +29,7 @@ def member_count(session: Session, community_id: int) -> int:
 
 def membership(session: Session, community_id: int, user_id: int) -> Membership | None:
     return session.scalar(
-        select(Membership).where(
-            Membership.community_id == community_id, Membership.user_id == user_id
-        )
+        select(Membership).where(Membership.community_id == community_id, Membership.user_id == user_id)
     )
 
 
@@ -58,17 +56,13 @@ def members_query(
     q: str | None,
     status: MembershipStatus,
 ) -> Select[tuple[Membership]]:
-    stmt = select(Membership).where(
-        Membership.community_id == community_id, Membership.status == status
-    )
+    stmt = select(Membership).where(Membership.community_id == community_id, Membership.status == status)
     if role is not None:
         stmt = stmt.where(Membership.role == role)
     if tier_id is not None:
         stmt = stmt.where(Membership.tier_id == tier_id)
     if q:
-        stmt = stmt.join(User, User.id == Membership.user_id).where(
-            User.display_name.ilike(f"%{q}%")
-        )
+        stmt = stmt.join(User, User.id == Membership.user_id).where(User.display_name.ilike(f"%{q}%"))
     return stmt
 
 
@@ -124,7 +118,5 @@ def invites_of(community_id: int) -> Select[tuple[Invite]]:
 def bans_of(community_id: int, *, active_only: bool, now: datetime) -> Select[tuple[Ban]]:
     stmt = select(Ban).where(Ban.community_id == community_id)
     if active_only:
-        stmt = stmt.where(
-            Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now)
-        )
+        stmt = stmt.where(Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now))
     return stmt

@@ -36,9 +36,7 @@ class TierOut(Output):
 DEFAULT_TIERS = [
     TierIn(key="free", name="Free", rank=0, perks=[]),
     TierIn(key="member", name="Member", rank=1, perks=["members-only channels"]),
-    TierIn(
-        key="vip", name="VIP", rank=2, perks=["members-only channels", "VIP channels", "VIP events"]
-    ),
+    TierIn(key="vip", name="VIP", rank=2, perks=["members-only channels", "VIP channels", "VIP events"]),
 ]
 
 

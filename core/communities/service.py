@@ -54,9 +54,7 @@ def create_community(session: Session, actor: Actor, data: CommunityIn) -> Commu
             session.flush()
     except IntegrityError as exc:
         raise Conflict("a community with this slug already exists", code="slug_taken") from exc
-    tiers = [
-        Tier(community_id=community.id, **t.model_dump()) for t in (data.tiers or DEFAULT_TIERS)
-    ]
+    tiers = [Tier(community_id=community.id, **t.model_dump()) for t in (data.tiers or DEFAULT_TIERS)]
     session.add_all(tiers)
     session.flush()
     top = max(tiers, key=lambda t: t.rank)
@@ -96,9 +94,7 @@ def list_visible(
     return paginate(session, stmt, Community.id, cursor=cursor, limit=limit)
 
 
-def update_community(
-    session: Session, actor: Actor, community_id: int, patch: CommunityPatch
-) -> Community:
+def update_community(session: Session, actor: Actor, community_id: int, patch: CommunityPatch) -> Community:
     ctx = community_context(session, actor, community_id)
     ctx.require_role(Role.ADMIN)
     changes = patch.model_dump(exclude_unset=True, exclude_none=True)
@@ -129,15 +125,11 @@ def create_tier(session: Session, actor: Actor, community_id: int, data: TierIn)
     tier = Tier(community_id=community_id, **data.model_dump())
     session.add(tier)
     session.flush()
-    audit.record(
-        session, actor, "tier.create", tier, community_id=community_id, after=audit.snapshot(tier)
-    )
+    audit.record(session, actor, "tier.create", tier, community_id=community_id, after=audit.snapshot(tier))
     return tier
 
 
-def update_tier(
-    session: Session, actor: Actor, community_id: int, key: str, patch: TierPatch
-) -> Tier:
+def update_tier(session: Session, actor: Actor, community_id: int, key: str, patch: TierPatch) -> Tier:
     ctx = community_context(session, actor, community_id)
     ctx.require_role(Role.ADMIN)
     tier = ctx.tier(key)
@@ -178,9 +170,7 @@ def join(session: Session, actor: Actor, community_id: int, data: JoinIn) -> Mem
         raise Conflict("you are already a member", code="already_member")
     if invite is not None and not repo.claim_invite_use(session, invite.id, now):
         raise Conflict("this invite is used up, expired or revoked", code="invite_exhausted")
-    tier_id = (
-        invite.tier_id if invite and invite.tier_id else repo.lowest_tier(session, community_id).id
-    )
+    tier_id = invite.tier_id if invite and invite.tier_id else repo.lowest_tier(session, community_id).id
     if membership is None:
         membership = Membership(
             community_id=community_id,
@@ -225,9 +215,7 @@ def leave(session: Session, actor: Actor, community_id: int) -> Membership:
     ctx = community_context(session, actor, community_id)
     membership = ctx.require_member()
     if membership.role == Role.OWNER:
-        raise Conflict(
-            "the owner cannot leave; transfer ownership first", code="owner_cannot_leave"
-        )
+        raise Conflict("the owner cannot leave; transfer ownership first", code="owner_cannot_leave")
     membership.status = MembershipStatus.LEFT
     membership.left_at = utcnow()
     session.flush()
@@ -302,14 +290,10 @@ def _check_role_change(me: Membership, target: Membership, new_role: Role) -> No
         raise PermissionDenied("ownership is transferred, not assigned", code="owner_role_fixed")
     # Admins manage moderators and members; only the owner appoints or removes admins.
     if Role.ADMIN in (new_role, target.role) and me.role != Role.OWNER:
-        raise PermissionDenied(
-            "only the owner can appoint or remove admins", code="insufficient_role"
-        )
+        raise PermissionDenied("only the owner can appoint or remove admins", code="insufficient_role")
 
 
-def transfer_ownership(
-    session: Session, actor: Actor, community_id: int, user_id: int
-) -> Membership:
+def transfer_ownership(session: Session, actor: Actor, community_id: int, user_id: int) -> Membership:
     ctx = community_context(session, actor, community_id)
     me = ctx.require_role(Role.OWNER)
     target = repo.membership(session, community_id, user_id)
@@ -341,9 +325,7 @@ def create_invite(session: Session, actor: Actor, community_id: int, data: Invit
         created_by=actor.id,
         tier_id=ctx.tier(data.tier).id if data.tier else None,
         max_uses=data.max_uses,
-        expires_at=utcnow() + timedelta(hours=data.expires_in_hours)
-        if data.expires_in_hours
-        else None,
+        expires_at=utcnow() + timedelta(hours=data.expires_in_hours) if data.expires_in_hours else None,
     )
     session.add(invite)
     session.flush()

@@ -34,9 +34,7 @@ class User(IdMixin, CreatedMixin, Base):
 class AccessToken(IdMixin, CreatedMixin, Base):
     __tablename__ = "access_tokens"
 
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(80), default="session")
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

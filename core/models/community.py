@@ -50,9 +50,7 @@ class Community(IdMixin, CreatedMixin, Base):
     visibility: Mapped[Visibility] = mapped_column(
         str_enum(Visibility, "visibility"), default=Visibility.PUBLIC
     )
-    default_language: Mapped[Language] = mapped_column(
-        str_enum(Language, "language"), default=Language.ZH_TW
-    )
+    default_language: Mapped[Language] = mapped_column(str_enum(Language, "language"), default=Language.ZH_TW)
     settings: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     created_by: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
 
@@ -80,9 +78,7 @@ class Membership(IdMixin, Base):
     community_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[Role] = mapped_column(str_enum(Role, "role"), default=Role.MEMBER)
     tier_id: Mapped[int] = mapped_column(BigId, ForeignKey("tiers.id"))
     status: Mapped[MembershipStatus] = mapped_column(
@@ -117,9 +113,7 @@ class Ban(IdMixin, CreatedMixin, Base):
     community_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -28,9 +28,7 @@ class Channel(IdMixin, CreatedMixin, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     min_tier_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tiers.id"))
     min_role: Mapped[Role] = mapped_column(str_enum(Role, "min_role"), default=Role.MEMBER)
-    post_min_role: Mapped[Role] = mapped_column(
-        str_enum(Role, "post_min_role"), default=Role.MEMBER
-    )
+    post_min_role: Mapped[Role] = mapped_column(str_enum(Role, "post_min_role"), default=Role.MEMBER)
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -42,12 +40,8 @@ class ChannelMember(IdMixin, Base):
     __tablename__ = "channel_members"
     __table_args__ = (UniqueConstraint("channel_id", "user_id"),)
 
-    channel_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("channels.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    channel_id: Mapped[int] = mapped_column(BigId, ForeignKey("channels.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -57,9 +51,7 @@ class Thread(IdMixin, CreatedMixin, Base):
     community_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE"), index=True
     )
-    channel_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("channels.id", ondelete="CASCADE"), index=True
-    )
+    channel_id: Mapped[int] = mapped_column(BigId, ForeignKey("channels.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
     title: Mapped[str] = mapped_column(String(200))
     reply_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -77,9 +69,7 @@ class Post(IdMixin, CreatedMixin, Base):
     community_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("communities.id", ondelete="CASCADE"), index=True
     )
-    thread_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("threads.id", ondelete="CASCADE"), index=True
-    )
+    thread_id: Mapped[int] = mapped_column(BigId, ForeignKey("threads.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
     reply_to_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("posts.id"))
     is_opening: Mapped[bool] = mapped_column(default=False)
@@ -94,9 +84,7 @@ class PostRevision(IdMixin, CreatedMixin, Base):
 
     __tablename__ = "post_revisions"
 
-    post_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True
-    )
+    post_id: Mapped[int] = mapped_column(BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True)
     editor_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(String(200))
@@ -106,21 +94,15 @@ class Mention(IdMixin, Base):
     __tablename__ = "mentions"
     __table_args__ = (UniqueConstraint("post_id", "user_id"),)
 
-    post_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    post_id: Mapped[int] = mapped_column(BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
 class Reaction(IdMixin, CreatedMixin, Base):
     __tablename__ = "reactions"
     __table_args__ = (UniqueConstraint("post_id", "user_id", "emoji"),)
 
-    post_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True
-    )
+    post_id: Mapped[int] = mapped_column(BigId, ForeignKey("posts.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
     emoji: Mapped[str] = mapped_column(String(32))
 
@@ -147,9 +129,7 @@ class ConversationParticipant(IdMixin, Base):
     conversation_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_read_message_id: Mapped[int | None] = mapped_column(BigId)
 

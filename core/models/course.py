@@ -27,9 +27,7 @@ class Lesson(IdMixin, CreatedMixin, Base):
     __tablename__ = "lessons"
     __table_args__ = (UniqueConstraint("course_id", "position"),)
 
-    course_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True
-    )
+    course_id: Mapped[int] = mapped_column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text, default="")
@@ -40,12 +38,8 @@ class Enrollment(IdMixin, Base):
     __tablename__ = "enrollments"
     __table_args__ = (UniqueConstraint("course_id", "user_id"),)
 
-    course_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    course_id: Mapped[int] = mapped_column(BigId, ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -54,12 +54,8 @@ class EventRsvp(IdMixin, CreatedMixin, Base):
     __tablename__ = "event_rsvps"
     __table_args__ = (UniqueConstraint("event_id", "user_id"),)
 
-    event_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("events.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     status: Mapped[RsvpStatus] = mapped_column(str_enum(RsvpStatus, "rsvp_status"))
     # Waitlist order: the time the member joined the waitlist.
     waitlisted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

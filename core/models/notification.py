@@ -16,12 +16,8 @@ class Notification(IdMixin, CreatedMixin, Base):
     __tablename__ = "notifications"
     __table_args__ = (UniqueConstraint("user_id", "kind", "subject_type", "subject_id"),)
 
-    user_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
-    community_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("communities.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("communities.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     subject_type: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[int] = mapped_column(BigId)

@@ -182,12 +182,8 @@ def list_for(
 
 def mark_read(session: Session, actor: Actor, *, up_to_id: int | None) -> int:
     actor.require_personal()
-    stmt = update(Notification).where(
-        Notification.user_id == actor.id, Notification.read_at.is_(None)
-    )
+    stmt = update(Notification).where(Notification.user_id == actor.id, Notification.read_at.is_(None))
     if up_to_id is not None:
         stmt = stmt.where(Notification.id <= up_to_id)
-    result = session.execute(
-        stmt.values(read_at=utcnow()).execution_options(synchronize_session=False)
-    )
+    result = session.execute(stmt.values(read_at=utcnow()).execution_options(synchronize_session=False))
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -47,9 +47,7 @@ def test_duplicate_email_is_a_conflict(client: TestClient) -> None:
 def test_wrong_password_and_unknown_email_look_the_same(client: TestClient) -> None:
     client.post("/auth/signup", json=SIGNUP)
     wrong = client.post("/auth/login", json={"email": SIGNUP["email"], "password": "nope-nope"})
-    unknown = client.post(
-        "/auth/login", json={"email": "ghost@example.com", "password": "nope-nope"}
-    )
+    unknown = client.post("/auth/login", json={"email": "ghost@example.com", "password": "nope-nope"})
     assert wrong.status_code == unknown.status_code == 401
     assert (
         wrong.json()
@@ -93,9 +91,7 @@ def test_login_is_rate_limited(client: TestClient, monkeypatch) -> None:  # type
     try:
         assert isinstance(get_rate_limiter(), MemoryRateLimiter)
         codes = [
-            client.post(
-                "/auth/login", json={"email": "x@example.com", "password": "whatever1"}
-            ).status_code
+            client.post("/auth/login", json={"email": "x@example.com", "password": "whatever1"}).status_code
             for _ in range(5)
         ]
         assert codes == [401, 401, 401, 429, 429]
