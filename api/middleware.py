@@ -9,10 +9,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
     body = json.dumps({"error": code, "detail": detail}).encode()
     await send(
@@ -59,27 +55,35 @@ class BodyGuard:
 
         received = 0
         response_started = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    # Answer now and tell the app the client went away; whatever it
+                    # sends afterwards is dropped.
+                    rejected = True
+                    if not response_started:
+                        await _send_error(
+                            send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes"
+                        )
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal response_started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await _send_error(send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
+        await self.app(scope, counting_receive, guarded_send)
 
 
 def _is_json(content_type: bytes) -> bool:

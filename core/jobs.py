@@ -46,6 +46,8 @@ def set_dispatcher(dispatcher: Dispatcher) -> Dispatcher:
 
 
 def enqueue(session: Session, name: str, *args: Any, **kwargs: Any) -> None:
+    if not session.in_transaction():
+        session.begin()  # so that a rollback before any SQL still drops the job
     session.info.setdefault(_PENDING, []).append(Job(name, args, kwargs))
 
 
@@ -63,11 +65,9 @@ def _send_after_commit(session: Session) -> None:
             log.exception("failed to dispatch job %s", job.name)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-
-
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_after_soft_rollback(session: Session, _previous: Any) -> None:
-    session.info.pop(_PENDING, None)
+def _drop_after_rollback(session: Session, previous: Any) -> None:
+    # A rolled-back SAVEPOINT (e.g. a caught IntegrityError) leaves the outer
+    # transaction, and the jobs it queued, alive.
+    if not previous.nested:
+        session.info.pop(_PENDING, None)

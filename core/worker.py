@@ -34,7 +34,6 @@ class HearthCelery(Celery):
             worker_prefetch_multiplier=1,
             task_always_eager=settings.task_always_eager,
             broker_connection_retry_on_startup=True,
-            broker_transport_options={"polling_interval": 0.2},
             task_default_queue="hearth",
         )
 

@@ -24,8 +24,10 @@ os.environ["HEARTH_ARGON2_TIME_COST"] = "1"
 os.environ["HEARTH_ARGON2_MEMORY_KIB"] = "1024"
 os.environ["HEARTH_AUTH_RATE_LIMIT"] = "1000"
 os.environ.pop("HEARTH_REDIS_URL", None)
-os.environ.pop("HEARTH_DATABASE_URL", None)
 os.environ.pop("HEARTH_BROKER_URL", None)
+DATABASE_URL = os.environ.get("HEARTH_TEST_DATABASE_URL") or f"sqlite:///{_TMP / 'test.db'}"
+# Tasks (and worker processes started by tests) open their own sessions on the test database.
+os.environ["HEARTH_DATABASE_URL"] = DATABASE_URL
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
@@ -34,10 +36,9 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from core import jobs  # noqa: E402
 from core.config import get_settings  # noqa: E402
-from core.db import make_engine  # noqa: E402
+from core.db import get_engine, make_engine  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
 
-DATABASE_URL = os.environ.get("HEARTH_TEST_DATABASE_URL") or f"sqlite:///{_TMP / 'test.db'}"
 REDIS_URL = os.environ.get("HEARTH_TEST_REDIS_URL")
 IS_POSTGRES = DATABASE_URL.startswith("postgresql")
 
@@ -72,6 +73,7 @@ def engine() -> Iterator[Engine]:
     eng = make_engine(DATABASE_URL)
     yield eng
     eng.dispose()
+    get_engine.cache_clear()
 
 
 @pytest.fixture
@@ -122,6 +124,10 @@ def committed_engine(engine: Engine) -> Engine:
     Rows written through it are not rolled back: give them unique names.
     """
     return engine
+
+
+def needs_redis() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(REDIS_URL is None, reason="needs HEARTH_TEST_REDIS_URL=redis://...")
 
 
 def needs_postgres() -> pytest.MarkDecorator:

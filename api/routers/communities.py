@@ -113,9 +113,7 @@ def join(
 
 @router.post("/invites/{code}/accept", response_model=MembershipOut, status_code=201)
 def accept_invite(code: str, actor: CurrentActor, session: DbSession) -> MembershipOut:
-    invite = community_repo.invite_by_code(session, code)
-    community_id = invite.community_id if invite else -1
-    return membership_out(session, communities.join(session, actor, community_id, JoinIn(invite_code=code)))
+    return membership_out(session, communities.accept_invite(session, actor, code))
 
 
 @router.post("/communities/{community_id}/leave", response_model=MembershipOut)

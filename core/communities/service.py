@@ -203,6 +203,13 @@ def join(session: Session, actor: Actor, community_id: int, data: JoinIn) -> Mem
     return membership
 
 
+def accept_invite(session: Session, actor: Actor, code: str) -> Membership:
+    invite = repo.invite_by_code(session, code)
+    if invite is None:
+        raise NotFound("invite not found", code="invite_not_found")
+    return join(session, actor, invite.community_id, JoinIn(invite_code=code))
+
+
 def _usable_invite(session: Session, community_id: int, code: str) -> Invite:
     invite = repo.invite_by_code(session, code)
     if invite is None or invite.community_id != community_id:

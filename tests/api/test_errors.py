@@ -1,0 +1,100 @@
+"""The one error contract, for every kind of bad request."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, event, func, select
+from sqlalchemy.orm import Session
+
+from core.models import Community
+from tests.factories import auth, make_user
+
+
+def test_malformed_json_is_400(client: TestClient, session: Session) -> None:
+    r = client.post(
+        "/communities",
+        content=b'{"slug": "x", ',
+        headers={**auth(session, make_user(session)), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["error"] == "malformed_json"
+
+
+def test_wrong_content_type_is_415(client: TestClient, session: Session) -> None:
+    r = client.post(
+        "/communities",
+        content=b"slug=x&name=y",
+        headers={**auth(session, make_user(session)), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
+
+
+def test_oversized_body_is_413_declared_or_streamed(client: TestClient, session: Session) -> None:
+    h = {**auth(session, make_user(session)), "Content-Type": "application/json"}
+    big = b'{"slug": "big", "name": "' + b"x" * 1_100_000 + b'"}'
+    r = client.post("/communities", content=big, headers=h)
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: counted while streaming
+        yield b'{"slug": "big", "name": "'
+        for _ in range(12):
+            yield b"y" * 100_000
+        yield b'"}'
+
+    r = client.post("/communities", content=chunks(), headers=h)
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+    assert session.scalar(select(func.count()).select_from(Community).where(Community.slug == "big")) == 0
+
+
+def test_wrong_types_and_unknown_fields_are_422_with_fields(client: TestClient, session: Session) -> None:
+    h = auth(session, make_user(session))
+    r = client.post("/communities", json={"slug": 5, "name": ["x"], "extra": True}, headers=h)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "validation_error"
+    assert {tuple(f["loc"])[-1] for f in body["fields"]} >= {"slug", "name", "extra"}
+    r = client.get("/communities/not-a-number", headers=h)
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert client.get("/nope").json() == {"error": "not_found", "detail": "Not Found"}
+    r = client.put("/health")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+def test_missing_ids_are_404_with_codes(client: TestClient, session: Session) -> None:
+    h = auth(session, make_user(session))
+    r = client.get("/communities/999999", headers=h)
+    assert r.status_code == 404 and r.json()["error"] == "community_not_found"
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/communities/{community_id}/members" in spec["paths"]
+
+
+def test_commit_failure_is_an_error_not_a_2xx(connection: Connection, session: Session) -> None:
+    """The session commits before the response: a failed commit must not look like success."""
+    from api.app import create_app
+
+    def failing_session() -> Session:
+        s = Session(bind=connection, join_transaction_mode="create_savepoint")
+
+        @event.listens_for(s, "before_commit")
+        def _boom(_: Session) -> None:
+            raise RuntimeError("disk full")
+
+        return s
+
+    app = create_app(session_maker=failing_session, dispatch_jobs=False)  # type: ignore[arg-type]
+    user = make_user(session)
+    headers = auth(session, user)
+    session.commit()
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/communities", json={"slug": "never-saved", "name": "x"}, headers=headers)
+    assert r.status_code == 500 and r.json()["error"] == "internal_error"
+    assert (
+        session.scalar(select(func.count()).select_from(Community).where(Community.slug == "never-saved"))
+        == 0
+    )
