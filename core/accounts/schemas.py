@@ -87,7 +87,7 @@ class AuthOut(Output):
 
 class ApiKeyIn(Input):
     name: Name
-    scopes: list[Scope] = Field(default_factory=lambda: ["read"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["read"]), min_length=1)
 
 
 class ApiKeyOut(Output):

@@ -33,7 +33,7 @@ def membership(session: Session, community_id: int, user_id: int) -> Membership 
     )
 
 
-def visible_communities(user_id: int, *, mine: bool, q: str | None) -> Select[tuple[Community]]:
+def visible_communities(user_id: int, *, mine: bool, q: str | None) -> Select[Community]:
     my_ids = select(Membership.community_id).where(
         Membership.user_id == user_id, Membership.status == MembershipStatus.ACTIVE
     )
@@ -55,7 +55,7 @@ def members_query(
     tier_id: int | None,
     q: str | None,
     status: MembershipStatus,
-) -> Select[tuple[Membership]]:
+) -> Select[Membership]:
     stmt = select(Membership).where(Membership.community_id == community_id, Membership.status == status)
     if role is not None:
         stmt = stmt.where(Membership.role == role)
@@ -111,11 +111,11 @@ def active_ban(session: Session, community_id: int, user_id: int, now: datetime)
     )
 
 
-def invites_of(community_id: int) -> Select[tuple[Invite]]:
+def invites_of(community_id: int) -> Select[Invite]:
     return select(Invite).where(Invite.community_id == community_id)
 
 
-def bans_of(community_id: int, *, active_only: bool, now: datetime) -> Select[tuple[Ban]]:
+def bans_of(community_id: int, *, active_only: bool, now: datetime) -> Select[Ban]:
     stmt = select(Ban).where(Ban.community_id == community_id)
     if active_only:
         stmt = stmt.where(Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now))
