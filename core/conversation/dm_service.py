@@ -27,7 +27,7 @@ from core.conversation.schemas import (
 )
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.models import Conversation, ConversationParticipant, DirectMessage, MembershipStatus
-from core.pagination import Page, paginate
+from core.pagination import Page, paginate, paginate_by_time
 
 MESSAGE_SENT_JOB = "hearth.notifications.message_sent"
 
@@ -137,7 +137,7 @@ def list_conversations(
     """The caller's conversations in a community, newest activity first."""
     actor.require_personal()
     community_context(session, actor, community_id)
-    page = repo.paginate_by_activity(
+    page = paginate_by_time(
         session,
         repo.conversations_of(community_id, actor.id),
         repo.conversation_activity(),

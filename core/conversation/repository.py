@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy.orm import Session
 
-from core.clock import as_utc
-from core.errors import InvalidInput
 from core.models import (
     Channel,
     ChannelMember,
@@ -31,7 +25,6 @@ from core.models import (
     Thread,
 )
 from core.models.base import UTCDateTime
-from core.pagination import MAX_LIMIT, Page
 
 # --- channels ---------------------------------------------------------------
 
@@ -215,43 +208,3 @@ def messages_of(conversation_id: int) -> Select[DirectMessage]:
 # --- newest-activity-first keyset pagination ---------------------------------
 # core.pagination keys on ids alone; "newest activity first" needs (time, id) keys
 # because activity moves while ids do not. Same opaque-cursor contract.
-
-
-def _encode_activity_cursor(at: datetime, last_id: int) -> str:
-    raw = json.dumps({"t": as_utc(at).isoformat(), "k": last_id}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_activity_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        at, last_id = as_utc(datetime.fromisoformat(data["t"])), data["k"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", code="invalid_cursor") from exc
-    if not isinstance(last_id, int) or isinstance(last_id, bool):
-        raise InvalidInput("cursor is not one this API returned", code="invalid_cursor")
-    return at, last_id
-
-
-def paginate_by_activity(
-    session: Session,
-    stmt: Select[Any],
-    activity: ColumnElement[datetime] | InstrumentedAttribute[datetime],
-    id_column: InstrumentedAttribute[int],
-    *,
-    cursor: str | None,
-    limit: int,
-) -> Page[Any]:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
-    stmt = stmt.add_columns(activity.label("activity_at"))
-    if cursor is not None:
-        at, last_id = _decode_activity_cursor(cursor)
-        stmt = stmt.where(or_(activity < at, and_(activity == at, id_column < last_id)))
-    stmt = stmt.order_by(activity.desc(), id_column.desc()).limit(limit + 1)
-    rows: Sequence[Any] = session.execute(stmt).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = _encode_activity_cursor(rows[-1][1], rows[-1][0].id) if more and rows else None
-    return Page([row[0] for row in rows], next_cursor)

@@ -50,7 +50,7 @@ from core.models import (
     Thread,
     Tier,
 )
-from core.pagination import Page, paginate
+from core.pagination import Page, paginate, paginate_by_time
 
 POST_CREATED_JOB = "hearth.notifications.post_created"
 MENTION_RE = re.compile(r"<@(\d{1,18})>")
@@ -427,9 +427,7 @@ def list_threads(
 ) -> Page[ThreadOut]:
     _visible_channel(session, actor, channel_id)
     stmt = repo.threads_of(channel_id, author_id=author_id, q=q)
-    page = repo.paginate_by_activity(
-        session, stmt, Thread.last_activity_at, Thread.id, cursor=cursor, limit=limit
-    )
+    page = paginate_by_time(session, stmt, Thread.last_activity_at, Thread.id, cursor=cursor, limit=limit)
     return Page([_thread_out(t) for t in page.items], page.next_cursor)
 
 

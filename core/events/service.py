@@ -38,7 +38,7 @@ from core.events.schemas import (
     in_zone,
 )
 from core.models import Event, EventRsvp, EventStatus, MembershipStatus, Role, RsvpStatus, User
-from core.pagination import paginate
+from core.pagination import paginate_by_time
 from core.schemas import PageOut
 
 PROMOTED_JOB = "hearth.notifications.rsvp_promoted"
@@ -159,7 +159,10 @@ def list_events(
         starts_from=starts_from,
         starts_before=starts_before,
     )
-    page = paginate(session, stmt, Event.id, cursor=cursor, limit=limit, descending=False)
+    # Calendar order: soonest first.
+    page = paginate_by_time(
+        session, stmt, Event.starts_at, Event.id, cursor=cursor, limit=limit, descending=False
+    )
     return PageOut(items=_views(session, ctx, page.items), next_cursor=page.next_cursor)
 
 

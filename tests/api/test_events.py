@@ -312,14 +312,15 @@ def test_listing_filters_and_pages(client: TestClient, session: Session) -> None
     upcoming = client.get(f"/communities/{community.id}/events", headers=h).json()
     assert [e["id"] for e in upcoming["items"]] == [soon, later] and upcoming["next_cursor"] is None
     everything = client.get(f"/communities/{community.id}/events?upcoming=false", headers=h).json()
-    assert [e["id"] for e in everything["items"]] == [soon, later, ended]
+    # Calendar order (soonest start first), not creation order.
+    assert [e["id"] for e in everything["items"]] == [ended, soon, later]
 
     first = client.get(f"/communities/{community.id}/events?upcoming=false&limit=2", headers=h).json()
-    assert [e["id"] for e in first["items"]] == [soon, later] and first["next_cursor"]
+    assert [e["id"] for e in first["items"]] == [ended, soon] and first["next_cursor"]
     rest = client.get(
         f"/communities/{community.id}/events?upcoming=false&limit=2&cursor={first['next_cursor']}", headers=h
     ).json()
-    assert [e["id"] for e in rest["items"]] == [ended] and rest["next_cursor"] is None
+    assert [e["id"] for e in rest["items"]] == [later] and rest["next_cursor"] is None
 
     window = client.get(
         f"/communities/{community.id}/events?from=2031-02-01T00:00:00Z&to=2031-04-01T00:00:00Z", headers=h
