@@ -23,6 +23,7 @@ from core.models import (
     Reaction,
     Role,
     Thread,
+    User,
 )
 from core.models.base import UTCDateTime
 
@@ -105,6 +106,13 @@ def replies_of(thread_id: int) -> Select[Post]:
 
 def revisions_of(post_id: int) -> Select[PostRevision]:
     return select(PostRevision).where(PostRevision.post_id == post_id)
+
+
+def display_names(session: Session, user_ids: Collection[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    stmt = select(User.id, User.display_name).where(User.id.in_(list(user_ids)))
+    return {uid: name for uid, name in session.execute(stmt)}
 
 
 def mentions_of(session: Session, post_ids: Collection[int]) -> dict[int, list[int]]:

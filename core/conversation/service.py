@@ -219,6 +219,7 @@ def _thread_out(thread: Thread) -> ThreadOut:
 def _posts_out(session: Session, ctx: CommunityContext, posts: Sequence[Post]) -> list[PostOut]:
     ids = [p.id for p in posts]
     mentions = repo.mentions_of(session, ids)
+    names = repo.display_names(session, {uid for uids in mentions.values() for uid in uids})
     counts = repo.reaction_counts(session, ids)
     mine = repo.reactions_by(session, ctx.actor.id, ids)
     out = []
@@ -236,7 +237,9 @@ def _posts_out(session: Session, ctx: CommunityContext, posts: Sequence[Post]) -
                 reply_to_id=post.reply_to_id,
                 is_opening=post.is_opening,
                 body=body,
-                body_html=markdown.render(body),
+                body_html=markdown.render(
+                    body, {uid: names[uid] for uid in mentions.get(post.id, []) if uid in names}
+                ),
                 deleted=deleted,
                 edited_at=post.edited_at,
                 created_at=post.created_at,

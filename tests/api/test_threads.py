@@ -484,3 +484,23 @@ def test_validation_errors(client: TestClient, forum: Forum, session: Session) -
         r = client.request(method, path, json=payload, headers=headers)
         assert r.status_code == 422 and r.json()["error"] == "validation_error", (path, payload)
     assert session.scalar(select(PostRevision.id).where(PostRevision.post_id == pid)) is None
+
+
+def test_mentions_render_as_names_and_cannot_be_forged(client: TestClient, session: Session) -> None:
+    from tests.api.test_channels import make_channel
+
+    owner = make_user(session, name="Owner")
+    community = make_community(session, owner)
+    channel = make_channel(session, owner, community, "general")
+    mei = add_member(session, community, make_user(session, name="美美 <b>"))
+    outsider = make_user(session, name="Outsider")
+    body = f"嗨 <@{mei.id}> and <@{outsider.id}> <script>x</script>"
+    r = client.post(
+        f"/channels/{channel}/threads", json={"title": "t", "body": body}, headers=auth(session, owner)
+    )
+    assert r.status_code == 201, r.text
+    html = r.json()["opening_post"]["body_html"]
+    assert f'<span class="mention" data-user-id="{mei.id}">@美美 &lt;b&gt;</span>' in html
+    # Not a member, so not mentioned: the token stays as escaped text.
+    assert f"&lt;@{outsider.id}&gt;" in html and "Outsider" not in html
+    assert "<script>" not in html
