@@ -24,6 +24,7 @@ from core.communities.schemas import (
     TierPatch,
 )
 from core.errors import Conflict, NotFound, PermissionDenied
+from core.events import service as events
 from core.models import (
     Ban,
     Community,
@@ -226,6 +227,7 @@ def leave(session: Session, actor: Actor, community_id: int) -> Membership:
     membership.status = MembershipStatus.LEFT
     membership.left_at = utcnow()
     session.flush()
+    events.release_member(session, community_id, actor.id)
     audit.record(session, actor, "member.leave", membership, community_id=community_id)
     return membership
 
@@ -394,6 +396,7 @@ def ban(session: Session, actor: Actor, community_id: int, data: BanIn) -> Ban:
     target.role = Role.MEMBER
     target.left_at = now
     session.flush()
+    events.release_member(session, community_id, data.user_id)
     audit.record(
         session,
         actor,

@@ -33,6 +33,22 @@ def events_of(
     return stmt
 
 
+def open_rsvp_event_ids(session: Session, community_id: int, user_id: int, now: datetime) -> list[int]:
+    """Events not yet ended where the member is going or waitlisted, in id (lock) order."""
+    stmt = (
+        select(Event.id)
+        .join(EventRsvp, EventRsvp.event_id == Event.id)
+        .where(
+            Event.community_id == community_id,
+            Event.ends_at > now,
+            EventRsvp.user_id == user_id,
+            EventRsvp.status != RsvpStatus.CANCELLED,
+        )
+        .order_by(Event.id)
+    )
+    return list(session.scalars(stmt))
+
+
 def lock_event(session: Session, event_id: int) -> Event:
     """Re-read the event under a row lock; SQLite needs none (BEGIN IMMEDIATE serialises writers).
 

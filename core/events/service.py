@@ -395,8 +395,14 @@ def cancel_rsvp(session: Session, actor: Actor, event_id: int) -> RsvpOut:
     row = repo.rsvp_of(session, event.id, actor.id)
     if row is None:
         raise NotFound("you have not RSVP'd to this event", code="rsvp_not_found")
+    _release(session, event, row)
+    return _rsvp_out(session, row)
+
+
+def _release(session: Session, event: Event, row: EventRsvp) -> None:
+    """Cancel an RSVP under the event lock; a freed seat goes to the waitlist first."""
     if row.status == RsvpStatus.CANCELLED:
-        return _rsvp_out(session, row)
+        return
     was_going = row.status == RsvpStatus.GOING
     row.status = RsvpStatus.CANCELLED
     row.waitlisted_at = None
@@ -405,7 +411,21 @@ def cancel_rsvp(session: Session, actor: Actor, event_id: int) -> RsvpOut:
     if was_going and not _promote(session, event, 1):
         repo.add_seats(session, event.id, -1)
         session.expire(event, ["going_count"])
-    return _rsvp_out(session, row)
+
+
+def release_member(session: Session, community_id: int, user_id: int) -> int:
+    """Give up a departing (left or banned) member's seats at upcoming events.
+
+    Events are locked in id order, so two departures never deadlock each other.
+    """
+    released = 0
+    for event_id in repo.open_rsvp_event_ids(session, community_id, user_id, utcnow()):
+        event = repo.lock_event(session, event_id)
+        row = repo.rsvp_of(session, event_id, user_id)
+        if row is not None and row.status != RsvpStatus.CANCELLED:
+            _release(session, event, row)
+            released += 1
+    return released
 
 
 def check_in(session: Session, actor: Actor, event_id: int, data: CheckinIn) -> RsvpOut:

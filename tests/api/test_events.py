@@ -524,3 +524,30 @@ def test_cancelling_an_rsvp_twice_is_harmless(client: TestClient, session: Sessi
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
     view = client.get(f"/events/{event_id}", headers=auth(session, b)).json()
     assert (view["going_count"], view["waitlist_count"], view["my_rsvp"]) == (1, 0, "going")
+
+
+def test_leaving_or_being_banned_frees_seats_for_the_waitlist(
+    client: TestClient, session: Session, recorded_jobs: list[jobs.Job]
+) -> None:
+    community = make_community(session)
+    owner = _owner_of(session, community)
+    event_id = make_event(session, community, capacity=2)
+    leaver, banned, waiting, also_waiting = (add_member(session, community) for _ in range(4))
+    for user in (leaver, banned, waiting, also_waiting):
+        rsvp(client, session, user, event_id)
+
+    assert client.post(f"/communities/{community.id}/leave", headers=auth(session, leaver)).is_success
+    r = client.post(
+        f"/communities/{community.id}/bans", json={"user_id": banned.id}, headers=auth(session, owner)
+    )
+    assert r.status_code == 201
+
+    people = client.get(f"/events/{event_id}/attendees", headers=auth(session, owner)).json()
+    assert [a["user"]["id"] for a in people["going"]] == [waiting.id, also_waiting.id]
+    assert people["waitlist"] == []
+    event = session.get(Event, event_id)
+    assert event is not None
+    session.refresh(event)
+    assert event.going_count == 2
+    promoted = [j for j in recorded_jobs if j.name == "hearth.notifications.rsvp_promoted"]
+    assert len(promoted) == 2
