@@ -9,9 +9,8 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentActor, Cursor, DbSession, Limit
 from core.access import Actor
 from core.accounts import service as accounts
-from core.accounts.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, UserOut
+from core.accounts.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut
 from core.audit_log import AuditOut, list_audit
-from core.communities import repository as community_repo
 from core.communities import service as communities
 from core.communities.schemas import (
     BanIn,
@@ -28,32 +27,18 @@ from core.communities.schemas import (
     TierOut,
     TierPatch,
 )
-from core.models import Community, Membership, MembershipStatus, Role, Tier, User
+from core.models import Community, Membership, MembershipStatus, Role
 from core.schemas import PageOut
 
 router = APIRouter(tags=["communities"])
 
 
 def community_out(session: Session, actor: Actor, community: Community) -> CommunityOut:
-    out = CommunityOut.model_validate(community)
-    out.member_count = community_repo.member_count(session, community.id)
-    membership = community_repo.membership(session, community.id, actor.id)
-    if membership is not None and membership.status == MembershipStatus.ACTIVE:
-        out.my_role = membership.role
-        tier = session.get(Tier, membership.tier_id)
-        out.my_tier = tier.key if tier else None
-    return out
+    return communities.community_views(session, actor, [community])[0]
 
 
 def membership_out(session: Session, membership: Membership) -> MembershipOut:
-    tier = session.get(Tier, membership.tier_id)
-    return MembershipOut(
-        user=UserOut.model_validate(session.get(User, membership.user_id)),
-        role=membership.role,
-        tier=tier.key if tier else "",
-        status=membership.status,
-        joined_at=membership.joined_at,
-    )
+    return communities.membership_views(session, [membership])[0]
 
 
 @router.post("/communities", response_model=CommunityOut, status_code=status.HTTP_201_CREATED)
@@ -71,7 +56,9 @@ def list_communities(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> PageOut[CommunityOut]:
     page = communities.list_visible(session, actor, mine=mine, q=q, cursor=cursor, limit=limit)
-    return PageOut(items=[community_out(session, actor, c) for c in page.items], next_cursor=page.next_cursor)
+    return PageOut(
+        items=communities.community_views(session, actor, page.items), next_cursor=page.next_cursor
+    )
 
 
 @router.get("/communities/{community_id}", response_model=CommunityOut)
@@ -144,7 +131,7 @@ def list_members(
         cursor=cursor,
         limit=limit,
     )
-    return PageOut(items=[membership_out(session, m) for m in page.items], next_cursor=page.next_cursor)
+    return PageOut(items=communities.membership_views(session, page.items), next_cursor=page.next_cursor)
 
 
 @router.get("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)

@@ -27,6 +27,40 @@ def member_count(session: Session, community_id: int) -> int:
     return session.scalar(stmt) or 0
 
 
+def member_counts(session: Session, community_ids: list[int]) -> dict[int, int]:
+    if not community_ids:
+        return {}
+    stmt = (
+        select(Membership.community_id, func.count())
+        .where(Membership.community_id.in_(community_ids), Membership.status == MembershipStatus.ACTIVE)
+        .group_by(Membership.community_id)
+    )
+    return {cid: n for cid, n in session.execute(stmt)}
+
+
+def memberships_of(session: Session, user_id: int, community_ids: list[int]) -> dict[int, Membership]:
+    if not community_ids:
+        return {}
+    stmt = select(Membership).where(
+        Membership.user_id == user_id,
+        Membership.community_id.in_(community_ids),
+        Membership.status == MembershipStatus.ACTIVE,
+    )
+    return {m.community_id: m for m in session.scalars(stmt)}
+
+
+def users_by_id(session: Session, user_ids: list[int]) -> dict[int, User]:
+    if not user_ids:
+        return {}
+    return {u.id: u for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+
+
+def tiers_by_id(session: Session, tier_ids: list[int]) -> dict[int, Tier]:
+    if not tier_ids:
+        return {}
+    return {t.id: t for t in session.scalars(select(Tier).where(Tier.id.in_(tier_ids)))}
+
+
 def membership(session: Session, community_id: int, user_id: int) -> Membership | None:
     return session.scalar(
         select(Membership).where(Membership.community_id == community_id, Membership.user_id == user_id)

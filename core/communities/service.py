@@ -10,16 +10,19 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.access import Actor, CommunityContext, community_context
+from core.accounts.schemas import UserOut
 from core.clock import utcnow
 from core.communities import repository as repo
 from core.communities.schemas import (
     DEFAULT_TIERS,
     BanIn,
     CommunityIn,
+    CommunityOut,
     CommunityPatch,
     InviteIn,
     JoinIn,
     MemberPatch,
+    MembershipOut,
     TierIn,
     TierPatch,
 )
@@ -36,6 +39,38 @@ from core.models import (
     Visibility,
 )
 from core.pagination import Page, paginate
+
+
+def community_views(session: Session, actor: Actor, items: list[Community]) -> list[CommunityOut]:
+    """Communities as the caller sees them, with member counts and their own role and tier."""
+    ids = [c.id for c in items]
+    counts = repo.member_counts(session, ids)
+    mine = repo.memberships_of(session, actor.id, ids)
+    tiers = repo.tiers_by_id(session, [m.tier_id for m in mine.values()])
+    out = []
+    for community in items:
+        view = CommunityOut.model_validate(community)
+        view.member_count = counts.get(community.id, 0)
+        if (membership := mine.get(community.id)) is not None:
+            view.my_role = membership.role
+            view.my_tier = tiers[membership.tier_id].key
+        out.append(view)
+    return out
+
+
+def membership_views(session: Session, items: list[Membership]) -> list[MembershipOut]:
+    users = repo.users_by_id(session, [m.user_id for m in items])
+    tiers = repo.tiers_by_id(session, list({m.tier_id for m in items}))
+    return [
+        MembershipOut(
+            user=UserOut.model_validate(users[m.user_id]),
+            role=m.role,
+            tier=tiers[m.tier_id].key,
+            status=m.status,
+            joined_at=m.joined_at,
+        )
+        for m in items
+    ]
 
 
 def create_community(session: Session, actor: Actor, data: CommunityIn) -> Community:
