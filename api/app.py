@@ -18,6 +18,8 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="Hearth",
         version="0.1.0",
         description="Private communities with a chip economy and AI helpers. "
@@ -32,6 +34,8 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
         jobs.set_dispatcher(dispatch)
     errors.install(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+
+    _offline_docs(app)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -57,3 +61,23 @@ class _LazySessionFactory:
         if self._factory is None:
             self._factory = session_factory()
         return self._factory()
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI served from the swagger-ui-bundle package: /docs works without a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Hearth API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.accounts import service as accounts
 from core.errors import PermissionDenied, Unauthenticated
+from core.schemas import MAX_ID
 
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -60,3 +61,7 @@ def client_ip(request: Request) -> str:
 
 Cursor = Annotated[str | None, Query(description="opaque cursor from a previous page's next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=100)]
+
+# Ids are 64-bit: a larger number is a 422, never an overflow deep in the driver.
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]

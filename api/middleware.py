@@ -25,13 +25,16 @@ async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
 
 
 class BodyGuard:
-    """Reject oversized bodies (413) and non-JSON bodies (415) with the error contract."""
+    """Reject NUL in URLs, oversized bodies (413) and non-JSON bodies (415), with the error contract."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_encoded_nul(scope):
+            await _send_error(send, 400, "invalid_characters", "NUL characters are not allowed in URLs")
+            return
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
@@ -41,6 +44,8 @@ class BodyGuard:
             try:
                 declared = int(length)
             except ValueError:
+                declared = -1
+            if declared < 0:
                 await _send_error(send, 400, "bad_request", "invalid Content-Length")
                 return
             if declared > self.max_bytes:
@@ -84,6 +89,11 @@ class BodyGuard:
             await send(message)
 
         await self.app(scope, counting_receive, guarded_send)
+
+
+def _has_encoded_nul(scope: Scope) -> bool:
+    raw = (scope.get("raw_path") or scope["path"].encode()) + b"?" + scope.get("query_string", b"")
+    return b"%00" in raw or b"\x00" in raw
 
 
 def _is_json(content_type: bytes) -> bool:

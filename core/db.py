@@ -19,6 +19,8 @@ from core.config import get_settings
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Bound parameters (password hashes, token digests, members' words) never reach logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, connect_args=connect_args, **kwargs)

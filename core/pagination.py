@@ -17,6 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.clock import as_utc
 from core.errors import InvalidInput
+from core.schemas import MAX_ID
 
 T = TypeVar("T")
 
@@ -39,9 +40,13 @@ def decode_cursor(cursor: str) -> int:
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidInput("cursor is not one this API returned", code="invalid_cursor") from exc
-    if not isinstance(value, int):
+    if not _valid_id(value):
         raise InvalidInput("cursor is not one this API returned", code="invalid_cursor")
     return value
+
+
+def _valid_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
 
 
 def paginate(
@@ -77,7 +82,7 @@ def _decode_keyset(cursor: str) -> tuple[datetime, int]:
         at, last_id = as_utc(datetime.fromisoformat(data["t"])), data["k"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError) as exc:
         raise InvalidInput("cursor is not one this API returned", code="invalid_cursor") from exc
-    if not isinstance(last_id, int) or isinstance(last_id, bool):
+    if not _valid_id(last_id):
         raise InvalidInput("cursor is not one this API returned", code="invalid_cursor")
     return at, last_id
 

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 T = TypeVar("T")
 
 
+# Ids are 64-bit in the database; anything larger is invalid input, not a server error.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Input(BaseModel):
-    """Request bodies: unknown fields are an error, strings are stripped."""
+    """Request bodies: unknown fields are an error, strings are stripped, NUL is refused.
+
+    PostgreSQL cannot store NUL in text, and no real text needs it.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL characters")
+        return data
 
 
 class Output(BaseModel):

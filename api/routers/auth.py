@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from api.deps import CurrentActor, DbSession, client_ip
+from api.deps import CurrentActor, DbSession, PathId, client_ip
 from core.accounts import service as accounts
 from core.accounts.schemas import (
     AuthOut,
@@ -69,5 +69,5 @@ def create_token(data: TokenIn, actor: CurrentActor, session: DbSession) -> Toke
 
 
 @router.delete("/me/tokens/{token_id}", response_model=TokenOut)
-def revoke_token(token_id: int, actor: CurrentActor, session: DbSession) -> TokenOut:
+def revoke_token(token_id: PathId, actor: CurrentActor, session: DbSession) -> TokenOut:
     return TokenOut.model_validate(accounts.revoke_token(session, actor, token_id))

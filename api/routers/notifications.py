@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from api.deps import CurrentActor, Cursor, DbSession, Limit
 from core.notifications import service
 from core.notifications.service import NotificationOut
-from core.schemas import PageOut
+from core.schemas import Id, Input, PageOut
 
 router = APIRouter(tags=["notifications"])
 
@@ -25,9 +25,8 @@ def list_notifications(
     )
 
 
-class MarkReadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    up_to_id: int | None = None
+class MarkReadIn(Input):
+    up_to_id: Id | None = None
 
 
 class MarkReadOut(BaseModel):

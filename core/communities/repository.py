@@ -77,8 +77,12 @@ def visible_communities(user_id: int, *, mine: bool, q: str | None) -> Select[Co
     else:
         stmt = stmt.where(or_(Community.visibility == Visibility.PUBLIC, Community.id.in_(my_ids)))
     if q:
-        pattern = f"%{q}%"
-        stmt = stmt.where(or_(Community.name.ilike(pattern), Community.description.ilike(pattern)))
+        stmt = stmt.where(
+            or_(
+                Community.name.icontains(q, autoescape=True),
+                Community.description.icontains(q, autoescape=True),
+            )
+        )
     return stmt
 
 
@@ -96,7 +100,9 @@ def members_query(
     if tier_id is not None:
         stmt = stmt.where(Membership.tier_id == tier_id)
     if q:
-        stmt = stmt.join(User, User.id == Membership.user_id).where(User.display_name.ilike(f"%{q}%"))
+        stmt = stmt.join(User, User.id == Membership.user_id).where(
+            User.display_name.icontains(q, autoescape=True)
+        )
     return stmt
 
 

@@ -7,7 +7,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from core.accounts.schemas import UserOut
 from core.models import Language, MembershipStatus, Role, Visibility
-from core.schemas import Input, LongText, Name, Output, Slug
+from core.schemas import Id, Input, LongText, Name, Output, Slug
 
 TierKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Perk = Annotated[str, StringConstraints(min_length=1, max_length=120)]
@@ -114,7 +114,7 @@ class InviteOut(Output):
 
 
 class BanIn(Input):
-    user_id: int
+    user_id: Id
     reason: Annotated[str, StringConstraints(max_length=1000)] = ""
     expires_in_hours: int | None = Field(default=None, ge=1, le=24 * 3650)
 
@@ -127,3 +127,7 @@ class BanOut(Output):
     created_at: datetime
     expires_at: datetime | None
     lifted_at: datetime | None
+
+
+class TransferIn(Input):
+    user_id: Id

@@ -7,7 +7,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from core.communities.schemas import TierKey
 from core.models import Role
-from core.schemas import Input, Name, Output, Slug
+from core.schemas import Id, Input, Name, Output, Slug
 
 MAX_BODY = 20_000
 MAX_TITLE = 200
@@ -97,7 +97,7 @@ class ThreadPatch(Input):
 
 class ReplyIn(Input):
     body: Body
-    reply_to_id: int | None = None
+    reply_to_id: Id | None = None
 
 
 class PostPatch(Input):
@@ -151,7 +151,7 @@ class PostRevisionOut(Output):
 
 
 class ConversationIn(Input):
-    participant_ids: list[int] = Field(
+    participant_ids: list[Id] = Field(
         min_length=1, max_length=50, description="the other members; one for a 1:1 conversation"
     )
     title: ConversationTitle | None = Field(default=None, description="group conversations only")

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from core.communities.schemas import TierKey
-from core.schemas import Input, LongText, Output, Title
+from core.schemas import Id, Input, LongText, Output, Title
 
 MAX_LESSONS = 500
 
@@ -59,7 +59,7 @@ class LessonPatch(Input):
 
 
 class LessonOrderIn(Input):
-    lesson_ids: list[int] = Field(min_length=1, max_length=MAX_LESSONS, description="every lesson, in order")
+    lesson_ids: list[Id] = Field(min_length=1, max_length=MAX_LESSONS, description="every lesson, in order")
 
     @field_validator("lesson_ids")
     @classmethod

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from core.accounts.schemas import UserOut
 from core.communities.schemas import TierKey
 from core.models import EventStatus, RsvpStatus
-from core.schemas import Input, LongText, Output, Title, Url
+from core.schemas import Id, Input, LongText, Output, Title, Url
 
 # Far enough for any real event, near enough that time zone arithmetic cannot overflow.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -111,7 +111,7 @@ class RsvpIn(Input):
 
 
 class CheckinIn(Input):
-    user_id: int = Field(ge=1)
+    user_id: Id
 
 
 class EventOut(Output):
