@@ -50,6 +50,7 @@ def login(data: LoginIn, request: Request, session: DbSession) -> AuthOut:
 
 @router.get("/me", response_model=MeOut)
 def me(actor: CurrentActor) -> MeOut:
+    actor.require_personal()  # an integration has no business with its creator's account
     return MeOut.model_validate(actor.user)
 
 

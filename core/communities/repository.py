@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
+    ApiKey,
     Ban,
     Community,
     Invite,
@@ -160,3 +161,10 @@ def bans_of(community_id: int, *, active_only: bool, now: datetime) -> Select[Ba
     if active_only:
         stmt = stmt.where(Ban.lifted_at.is_(None), or_(Ban.expires_at.is_(None), Ban.expires_at > now))
     return stmt
+
+
+def live_api_keys_by(session: Session, community_id: int, user_id: int) -> list[ApiKey]:
+    stmt = select(ApiKey).where(
+        ApiKey.community_id == community_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None)
+    )
+    return list(session.scalars(stmt))

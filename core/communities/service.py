@@ -262,7 +262,7 @@ def leave(session: Session, actor: Actor, community_id: int) -> Membership:
     membership.status = MembershipStatus.LEFT
     membership.left_at = utcnow()
     session.flush()
-    events.release_member(session, community_id, actor.id)
+    _depart(session, community_id, actor.id)
     audit.record(session, actor, "member.leave", membership, community_id=community_id)
     return membership
 
@@ -310,6 +310,8 @@ def update_member(
         raise NotFound("member not found", code="member_not_found")
     before = audit.snapshot(target, ["role", "tier_id"])
     if patch.role is not None and patch.role != target.role:
+        # Keys may move tiers (a billing integration does); handing out power takes a person.
+        actor.require_personal()
         _check_role_change(me, target, patch.role)
         target.role = patch.role
     if patch.tier is not None:
@@ -327,6 +329,13 @@ def update_member(
     return target
 
 
+def _depart(session: Session, community_id: int, user_id: int) -> None:
+    """What leaving and being banned both undo: event seats and the member's API keys."""
+    events.release_member(session, community_id, user_id)
+    for key in repo.live_api_keys_by(session, community_id, user_id):
+        key.revoked_at = utcnow()  # a key must not come back to life if they rejoin
+
+
 def _check_role_change(me: Membership, target: Membership, new_role: Role) -> None:
     if target.user_id == me.user_id:
         raise PermissionDenied("you cannot change your own role", code="cannot_change_own_role")
@@ -338,6 +347,7 @@ def _check_role_change(me: Membership, target: Membership, new_role: Role) -> No
 
 
 def transfer_ownership(session: Session, actor: Actor, community_id: int, user_id: int) -> Membership:
+    actor.require_personal()  # irreversible: never through an integration's key
     ctx = community_context(session, actor, community_id)
     me = ctx.require_role(Role.OWNER)
     target = repo.membership(session, community_id, user_id)
@@ -431,7 +441,7 @@ def ban(session: Session, actor: Actor, community_id: int, data: BanIn) -> Ban:
     target.role = Role.MEMBER
     target.left_at = now
     session.flush()
-    events.release_member(session, community_id, data.user_id)
+    _depart(session, community_id, data.user_id)
     audit.record(
         session,
         actor,

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -216,3 +216,14 @@ def messages_of(conversation_id: int) -> Select[DirectMessage]:
 # --- newest-activity-first keyset pagination ---------------------------------
 # core.pagination keys on ids alone; "newest activity first" needs (time, id) keys
 # because activity moves while ids do not. Same opaque-cursor contract.
+
+
+def mark_post_deleted(session: Session, post_id: int, by: int, now: datetime) -> bool:
+    """Soft-delete once: True only for the caller whose UPDATE flipped deleted_at."""
+    result = session.execute(
+        update(Post)
+        .where(Post.id == post_id, Post.deleted_at.is_(None))
+        .values(deleted_at=now, deleted_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -73,11 +73,10 @@ def _post_not_found() -> NotFound:
 
 
 def _sees(role: Role, tier_rank: int, channel: Channel, tiers: dict[int, Tier]) -> bool:
-    if role.at_least(Role.MODERATOR):
-        return True
+    """Role gates bind everyone (an admins-only room excludes moderators); staff skip tier gates."""
     if not role.at_least(channel.min_role):
         return False
-    if channel.min_tier_id is None:
+    if channel.min_tier_id is None or role.at_least(Role.MODERATOR):
         return True
     tier = tiers.get(channel.min_tier_id)
     return tier is not None and tier_rank >= tier.rank
@@ -570,9 +569,10 @@ def delete_post(session: Session, actor: Actor, post_id: int) -> PostOut:
         raise PermissionDenied("only the author or a moderator can delete a post", code="not_author")
     if not ctx.is_staff:
         _require_open(channel, thread)
-    if post.deleted_at is None:
-        now = utcnow()
-        post.deleted_at, post.deleted_by = now, actor.id
+    if repo.mark_post_deleted(session, post.id, actor.id, utcnow()):
+        # Only the request that flipped deleted_at counts it: a concurrent delete is a no-op.
+        session.refresh(post, ["deleted_at", "deleted_by"])
+        now = post.deleted_at
         if post.is_opening:
             thread.deleted_at, thread.deleted_by = now, actor.id
         else:

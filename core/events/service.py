@@ -173,7 +173,7 @@ def get_event(session: Session, actor: Actor, event_id: int) -> EventOut:
 
 def attendees(session: Session, actor: Actor, event_id: int) -> AttendeesOut:
     event, ctx = _load(session, actor, event_id)
-    ctx.require_member()
+    ctx.require_tier(event.min_tier_id)
     going = repo.going(session, event.id)
     waitlist = repo.first_waitlisted(session, event.id, None)
     ids = [r.user_id for r in (*going, *waitlist)]
@@ -184,7 +184,8 @@ def attendees(session: Session, actor: Actor, event_id: int) -> AttendeesOut:
             user=UserOut.model_validate(users[rsvp.user_id]),
             status=rsvp.status,
             waitlist_position=position,
-            note=rsvp.note,
+            # A note is for the organisers (dietary needs, a room number), not for everyone.
+            note=rsvp.note if ctx.is_staff or rsvp.user_id == actor.id else "",
             updated_at=rsvp.updated_at,
             checked_in_at=rsvp.checked_in_at,
         )

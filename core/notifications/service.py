@@ -11,16 +11,21 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.clock import utcnow
+from core.conversation.service import member_sees
 from core.models import (
+    Channel,
     Conversation,
     ConversationParticipant,
     DirectMessage,
     Event,
     EventRsvp,
+    Membership,
+    MembershipStatus,
     Mention,
     Notification,
     Post,
     Thread,
+    Tier,
 )
 from core.pagination import Page, paginate
 from core.schemas import Output
@@ -86,9 +91,10 @@ def post_created(session: Session, post_id: int) -> int:
     assert thread is not None
     data = {"thread_id": thread.id, "title": thread.title, "excerpt": post.body[:140]}
     sent = 0
+    audience = _channel_audience(session, thread)
     mentioned = session.scalars(select(Mention.user_id).where(Mention.post_id == post.id)).all()
     for user_id in mentioned:
-        if user_id != post.author_id:
+        if user_id != post.author_id and user_id in audience:
             sent += _notify(
                 session,
                 user_id=user_id,
@@ -106,7 +112,7 @@ def post_created(session: Session, post_id: int) -> int:
             parent = session.get(Post, post.reply_to_id)
             if parent is not None:
                 repliees.add(parent.author_id)
-    for user_id in repliees - {post.author_id} - set(mentioned):
+    for user_id in (repliees & audience) - {post.author_id} - set(mentioned):
         sent += _notify(
             session,
             user_id=user_id,
@@ -120,6 +126,20 @@ def post_created(session: Session, post_id: int) -> int:
     return sent
 
 
+def _channel_audience(session: Session, thread: Thread) -> set[int]:
+    """Members who can see the thread's channel now: rights may have changed since the post."""
+    channel = session.get(Channel, thread.channel_id)
+    if channel is None or thread.deleted_at is not None:
+        return set()
+    tiers = {t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == thread.community_id))}
+    members = session.scalars(
+        select(Membership).where(
+            Membership.community_id == thread.community_id, Membership.status == MembershipStatus.ACTIVE
+        )
+    )
+    return {m.user_id for m in members if member_sees(m, channel, tiers)}
+
+
 def message_sent(session: Session, message_id: int) -> int:
     message = session.get(DirectMessage, message_id)
     if message is None or message.deleted_at is not None:
@@ -127,9 +147,16 @@ def message_sent(session: Session, message_id: int) -> int:
     conversation = session.get(Conversation, message.conversation_id)
     assert conversation is not None
     recipients = session.scalars(
-        select(ConversationParticipant.user_id).where(
+        select(ConversationParticipant.user_id)
+        .join(
+            Membership,
+            (Membership.user_id == ConversationParticipant.user_id)
+            & (Membership.community_id == conversation.community_id),
+        )
+        .where(
             ConversationParticipant.conversation_id == message.conversation_id,
             ConversationParticipant.user_id != message.sender_id,
+            Membership.status == MembershipStatus.ACTIVE,
         )
     ).all()
     # No message text in the notification: DMs stay readable only inside the conversation.

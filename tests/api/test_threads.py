@@ -30,6 +30,10 @@ class Forum:
 
 @pytest.fixture
 def forum(session: Session) -> Forum:
+    return build_forum(session)
+
+
+def build_forum(session: Session) -> Forum:
     owner = make_user(session, name="Owner")
     community = make_community(session, owner)
     channels = {
