@@ -168,3 +168,16 @@ def live_api_keys_by(session: Session, community_id: int, user_id: int) -> list[
         ApiKey.community_id == community_id, ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None)
     )
     return list(session.scalars(stmt))
+
+
+def reactivate_membership(session: Session, membership_id: int, tier_id: int, now: datetime) -> bool:
+    """Bring a departed member back as a plain member; False when someone else already did."""
+    result = session.execute(
+        update(Membership)
+        .where(Membership.id == membership_id, Membership.status != MembershipStatus.ACTIVE)
+        .values(
+            status=MembershipStatus.ACTIVE, role=Role.MEMBER, tier_id=tier_id, joined_at=now, left_at=None
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -160,7 +160,11 @@ def create_tier(session: Session, actor: Actor, community_id: int, data: TierIn)
         raise Conflict("a tier with this key or rank already exists", code="tier_exists")
     tier = Tier(community_id=community_id, **data.model_dump())
     session.add(tier)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:  # a concurrent create took the key or rank
+        raise Conflict("a tier with this key or rank already exists", code="tier_exists") from exc
     audit.record(session, actor, "tier.create", tier, community_id=community_id, after=audit.snapshot(tier))
     return tier
 
@@ -221,13 +225,11 @@ def join(session: Session, actor: Actor, community_id: int, data: JoinIn) -> Mem
                 session.flush()
         except IntegrityError as exc:
             raise Conflict("you are already a member", code="already_member") from exc
+    elif not repo.reactivate_membership(session, membership.id, tier_id, now):
+        # A concurrent join of the same person won; raising rolls back our invite use too.
+        raise Conflict("you are already a member", code="already_member")
     else:
-        membership.status = MembershipStatus.ACTIVE
-        membership.role = Role.MEMBER
-        membership.tier_id = tier_id
-        membership.joined_at = now
-        membership.left_at = None
-        session.flush()
+        session.refresh(membership)
     audit.record(
         session,
         actor,
@@ -424,7 +426,9 @@ def ban(session: Session, actor: Actor, community_id: int, data: BanIn) -> Ban:
     target = repo.membership(session, community_id, data.user_id)
     if target is None:
         raise NotFound("member not found", code="member_not_found")
-    if target.role.rank >= me.role.rank:
+    # A departed member's old role no longer protects them.
+    target_rank = target.role.rank if target.status == MembershipStatus.ACTIVE else Role.MEMBER.rank
+    if target_rank >= me.role.rank:
         raise PermissionDenied("you can only ban members below your role", code="insufficient_role")
     if repo.active_ban(session, community_id, data.user_id, now) is not None:
         raise Conflict("this member is already banned", code="already_banned")
@@ -455,10 +459,16 @@ def ban(session: Session, actor: Actor, community_id: int, data: BanIn) -> Ban:
 
 
 def lift_ban(session: Session, actor: Actor, community_id: int, ban_id: int) -> Ban:
-    community_context(session, actor, community_id).require_role(Role.MODERATOR)
+    me = community_context(session, actor, community_id).require_role(Role.MODERATOR)
     row = session.get(Ban, ban_id)
     if row is None or row.community_id != community_id:
         raise NotFound("ban not found", code="ban_not_found")
+    banner = repo.membership(session, community_id, row.created_by)
+    banner_rank = banner.role.rank if banner and banner.status == MembershipStatus.ACTIVE else 0
+    if me.role.rank < banner_rank:
+        raise PermissionDenied(
+            "only someone at or above the banner's role can lift this ban", code="insufficient_role"
+        )
     if row.lifted_at is not None:
         raise Conflict("this ban was already lifted", code="ban_already_lifted")
     row.lifted_at, row.lifted_by = utcnow(), actor.id

@@ -25,7 +25,7 @@ from core.conversation.schemas import (
     MessageIn,
     MessageOut,
 )
-from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.models import Conversation, ConversationParticipant, DirectMessage, MembershipStatus
 from core.pagination import Page, paginate, paginate_by_time
 
@@ -165,6 +165,12 @@ def send_message(session: Session, actor: Actor, conversation_id: int, data: Mes
     conversation = _own_conversation(session, actor, conversation_id)
     if repo.membership_status(session, conversation.community_id, actor.id) != MembershipStatus.ACTIVE:
         raise PermissionDenied("you are no longer a member of this community", code="not_a_member")
+    if conversation.direct_key is not None:
+        (other,) = [
+            u for u in repo.participants_of(session, [conversation.id])[conversation.id] if u != actor.id
+        ]
+        if repo.membership_status(session, conversation.community_id, other) != MembershipStatus.ACTIVE:
+            raise Conflict("they are no longer a member of this community", code="recipient_not_member")
     now = utcnow()
     message = DirectMessage(
         conversation_id=conversation.id, sender_id=actor.id, body=data.body, created_at=now

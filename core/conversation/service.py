@@ -484,6 +484,8 @@ def create_reply(session: Session, actor: Actor, thread_id: int, data: ReplyIn) 
         parent = session.get(Post, data.reply_to_id)
         if parent is None or parent.thread_id != thread.id:
             raise NotFound("the post replied to is not in this thread", code="reply_to_not_found")
+        if parent.deleted_at is not None:
+            raise Conflict("the post replied to was deleted", code="reply_to_deleted")
     post = Post(
         community_id=thread.community_id,
         thread_id=thread.id,

@@ -276,6 +276,7 @@ def test_former_members_can_no_longer_post(
     client: TestClient, town: Town, session: Session, recorded_jobs: list[jobs.Job], how: str
 ) -> None:
     conversation = start(client, town, "ann", ["bob"])
+    group = start(client, town, "ann", ["bob", "cat"], title="trio")
     send(client, town, "bob", conversation["id"], "bye soon")
     recorded_jobs.clear()
     if how == "left":
@@ -288,8 +289,12 @@ def test_former_members_can_no_longer_post(
     assert r.status_code == 403 and r.json()["error"] == "not_a_member"
     assert recorded_jobs == []
     assert session.scalar(select(func.count()).select_from(DirectMessage)) == 1
-    # The remaining participant carries on.
-    send(client, town, "ann", conversation["id"], "still here")
+    # A 1:1 with someone who is gone is over; a group carries on without them.
+    r = client.post(
+        f"/conversations/{conversation['id']}/messages", json={"body": "hello?"}, headers=town.headers["ann"]
+    )
+    assert r.status_code == 409 and r.json()["error"] == "recipient_not_member"
+    send(client, town, "ann", group["id"], "still here")
     assert len(recorded_jobs) == 1
 
 

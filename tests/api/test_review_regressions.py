@@ -151,3 +151,41 @@ def test_concurrent_deletes_count_once(committed_engine: Engine) -> None:
         post = s.get(Post, post_id)
         assert thread_row is not None and post is not None
         assert post.deleted_at is not None and thread_row.reply_count == 1
+
+
+def test_ban_ranks_use_current_roles(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    moderator = add_member(session, community, role=Role.MODERATOR)
+    former_admin = add_member(session, community, role=Role.ADMIN)
+    communities.leave(session, Actor(former_admin), community.id)
+    # Having left, a former admin is no longer above a moderator.
+    r = client.post(
+        f"/communities/{community.id}/bans",
+        json={"user_id": former_admin.id},
+        headers=auth(session, moderator),
+    )
+    assert r.status_code == 201
+    # A ban the owner imposed is not a moderator's to lift.
+    troll = add_member(session, community)
+    by_owner = client.post(
+        f"/communities/{community.id}/bans", json={"user_id": troll.id}, headers=auth(session, owner)
+    ).json()
+    r = client.delete(f"/communities/{community.id}/bans/{by_owner['id']}", headers=auth(session, moderator))
+    assert r.status_code == 403 and r.json()["error"] == "insufficient_role"
+    assert client.delete(
+        f"/communities/{community.id}/bans/{by_owner['id']}", headers=auth(session, owner)
+    ).is_success
+
+
+def test_no_replies_to_deleted_posts(client: TestClient, session: Session) -> None:
+    forum = build_forum(session)
+    thread = new_thread(client, forum)
+    gone = reply(client, forum, thread["id"], who="reader")
+    assert client.delete(f"/posts/{gone['id']}", headers=forum.headers["reader"]).is_success
+    r = client.post(
+        f"/threads/{thread['id']}/posts",
+        json={"body": "re", "reply_to_id": gone["id"]},
+        headers=forum.headers["peer"],
+    )
+    assert r.status_code == 409 and r.json()["error"] == "reply_to_deleted"

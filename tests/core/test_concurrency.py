@@ -62,3 +62,45 @@ def test_last_invite_use_is_taken_once(committed_engine: Engine) -> None:
             )
         )
     assert uses == 3 and members == 4
+
+
+def test_concurrent_rejoins_of_one_person_use_the_invite_once(committed_engine: Engine) -> None:
+    tag = uuid.uuid4().hex[:8]
+    with session_scope(committed_engine) as s:
+        owner, returner = make_user(s), make_user(s)
+        community = communities.create_community(
+            s, Actor(owner), CommunityIn(slug=f"rej-{tag}", name="Rejoin race", visibility=Visibility.PRIVATE)
+        )
+        first = communities.create_invite(s, Actor(owner), community.id, InviteIn(max_uses=1))
+        communities.join(s, Actor(returner), community.id, JoinIn(invite_code=first.code))
+        communities.leave(s, Actor(returner), community.id)
+        invite = communities.create_invite(s, Actor(owner), community.id, InviteIn(max_uses=5))
+        code, community_id, user_id = invite.code, community.id, returner.id
+
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def rejoin() -> None:
+        from core.models import User
+
+        barrier.wait()
+        try:
+            with session_scope(committed_engine) as s:
+                user = s.get(User, user_id)
+                assert user is not None
+                communities.join(s, Actor(user), community_id, JoinIn(invite_code=code))
+            result = "joined"
+        except Conflict as exc:
+            result = exc.code
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=rejoin) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["already_member"] * 3 + ["joined"]
+    with session_scope(committed_engine) as s:
+        assert s.scalar(select(Invite.uses).where(Invite.code == code)) == 1
