@@ -40,6 +40,7 @@ from core.db import get_engine, make_engine  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
 
 REDIS_URL = os.environ.get("HEARTH_TEST_REDIS_URL")
+AMQP_URL = os.environ.get("HEARTH_TEST_AMQP_URL")
 IS_POSTGRES = DATABASE_URL.startswith("postgresql")
 
 _real_connect = socket.socket.connect
@@ -128,6 +129,10 @@ def committed_engine(engine: Engine) -> Engine:
 
 def needs_redis() -> pytest.MarkDecorator:
     return pytest.mark.skipif(REDIS_URL is None, reason="needs HEARTH_TEST_REDIS_URL=redis://...")
+
+
+def needs_amqp() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(AMQP_URL is None, reason="needs HEARTH_TEST_AMQP_URL=amqp://...")
 
 
 def needs_postgres() -> pytest.MarkDecorator:

@@ -22,7 +22,7 @@ from core.communities import service as communities
 from core.communities.schemas import CommunityIn, JoinIn
 from core.db import session_scope
 from core.models import Channel, Mention, Notification, Post, Thread
-from tests.conftest import DATABASE_URL, REDIS_URL, needs_redis
+from tests.conftest import AMQP_URL, DATABASE_URL, REDIS_URL, needs_amqp, needs_redis
 from tests.factories import make_user
 
 pytestmark = pytest.mark.worker
@@ -148,3 +148,11 @@ def test_worker_on_redis_broker(committed_engine: Engine, tmp_path: Path) -> Non
     assert REDIS_URL is not None
     redis.Redis.from_url(REDIS_URL).delete("hearth")  # an old run's leftovers
     _run_scenario(committed_engine, REDIS_URL, tmp_path)
+
+
+@needs_amqp()
+def test_worker_on_rabbitmq_broker(committed_engine: Engine, tmp_path: Path) -> None:
+    assert AMQP_URL is not None
+    with Celery("hearth-test-purge", broker=AMQP_URL) as app:
+        app.control.purge()  # an old run's leftovers
+    _run_scenario(committed_engine, AMQP_URL, tmp_path)
