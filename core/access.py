@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound, PermissionDenied
 from core.models import (
+    AccessToken,
     ApiKey,
     Community,
     Membership,
@@ -30,6 +31,7 @@ from core.models import (
 class Actor:
     user: User
     api_key: ApiKey | None = None
+    token: AccessToken | None = None  # the personal token this request came with
 
     @property
     def id(self) -> int:

@@ -8,6 +8,8 @@ from core.accounts.schemas import (
     AuthOut,
     LoginIn,
     MeOut,
+    PasswordChanged,
+    PasswordChangeIn,
     ProfilePatch,
     SignupIn,
     TokenCreated,
@@ -46,6 +48,18 @@ def login(data: LoginIn, request: Request, session: DbSession) -> AuthOut:
     _limit(request, data.email)
     user, issued = accounts.login(session, data)
     return AuthOut(user=MeOut.model_validate(user), token=_created(issued))
+
+
+@router.post("/auth/logout", response_model=TokenOut)
+def logout(actor: CurrentActor, session: DbSession) -> TokenOut:
+    """Revoke the token used for this request."""
+    return TokenOut.model_validate(accounts.logout(session, actor))
+
+
+@router.post("/me/password", response_model=PasswordChanged)
+def change_password(data: PasswordChangeIn, actor: CurrentActor, session: DbSession) -> PasswordChanged:
+    """Change the password; every other session is signed out."""
+    return PasswordChanged(revoked_sessions=accounts.change_password(session, actor, data))
 
 
 @router.get("/me", response_model=MeOut)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.models import AccessToken, ApiKey, User
@@ -28,3 +30,11 @@ def tokens_of(session: Session, user_id: int) -> list[AccessToken]:
 def api_keys_of(session: Session, community_id: int) -> list[ApiKey]:
     stmt = select(ApiKey).where(ApiKey.community_id == community_id).order_by(ApiKey.id.desc())
     return list(session.scalars(stmt))
+
+
+def revoke_tokens_except(session: Session, user_id: int, keep_id: int | None, now: datetime) -> int:
+    stmt = update(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+    if keep_id is not None:
+        stmt = stmt.where(AccessToken.id != keep_id)
+    result = session.execute(stmt.values(revoked_at=now).execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]

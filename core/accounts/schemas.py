@@ -34,6 +34,15 @@ class LoginIn(Input):
     password: Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)]
 
 
+class PasswordChangeIn(Input):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=False)]
+    new_password: Password
+
+
+class PasswordChanged(Output):
+    revoked_sessions: int
+
+
 class ProfilePatch(Input):
     display_name: Name | None = None
     bio: Annotated[str, StringConstraints(max_length=2000)] | None = None

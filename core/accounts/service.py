@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.access import Actor, community_context
 from core.accounts import repository as repo
-from core.accounts.schemas import ApiKeyIn, LoginIn, ProfilePatch, SignupIn, TokenIn
+from core.accounts.schemas import ApiKeyIn, LoginIn, PasswordChangeIn, ProfilePatch, SignupIn, TokenIn
 from core.clock import utcnow
 from core.config import get_settings
-from core.errors import Conflict, NotFound, Unauthenticated
+from core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from core.models import AccessToken, ApiKey, Language, Role, User
 from core.security import (
     API_KEY_PREFIX,
@@ -126,7 +126,7 @@ def authenticate(session: Session, secret: str) -> Actor:
         raise Unauthenticated("invalid or revoked token", code="invalid_token")
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         token.last_used_at = now
-    return Actor(user)
+    return Actor(user, token=token)
 
 
 def list_tokens(session: Session, actor: Actor) -> list[AccessToken]:
@@ -154,6 +154,25 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> AccessToken:
             after={"revoked_at": token.revoked_at.isoformat()},
         )
     return token
+
+
+def logout(session: Session, actor: Actor) -> AccessToken:
+    """Revoke the token this request was made with."""
+    actor.require_personal()
+    assert actor.token is not None, "personal actors come from a token"
+    return revoke_token(session, actor, actor.token.id)
+
+
+def change_password(session: Session, actor: Actor, data: PasswordChangeIn) -> int:
+    """Set a new password and sign out every other session; returns how many were revoked."""
+    actor.require_personal()
+    if not verify_password(actor.user.password_hash, data.current_password):
+        raise PermissionDenied("the current password is wrong", code="wrong_password")
+    actor.user.password_hash = hash_password(data.new_password)
+    keep = actor.token.id if actor.token else None
+    revoked = repo.revoke_tokens_except(session, actor.id, keep, utcnow())
+    audit.record(session, actor, "user.change_password", actor.user, after={"revoked_tokens": revoked})
+    return revoked
 
 
 def update_profile(session: Session, actor: Actor, patch: ProfilePatch) -> User:

@@ -112,3 +112,38 @@ def test_profile_update_is_validated_and_audited(client: TestClient, session: Se
     assert r.status_code == 422 and r.json()["error"] == "validation_error"
     r = client.patch("/me", json={"nickname": "x"}, headers=headers)
     assert r.status_code == 422
+
+
+def test_logout_revokes_only_the_token_in_use(client: TestClient) -> None:
+    first = client.post("/auth/signup", json=SIGNUP).json()["token"]["token"]
+    second = client.post("/auth/login", json={"email": SIGNUP["email"], "password": SIGNUP["password"]})
+    other = {"Authorization": f"Bearer {second.json()['token']['token']}"}
+    assert client.post("/auth/logout", headers={"Authorization": f"Bearer {first}"}).status_code == 200
+    assert client.get("/me", headers={"Authorization": f"Bearer {first}"}).json()["error"] == "invalid_token"
+    assert client.get("/me", headers=other).status_code == 200
+
+
+def test_password_change_signs_out_other_sessions(client: TestClient) -> None:
+    mine = {"Authorization": f"Bearer {client.post('/auth/signup', json=SIGNUP).json()['token']['token']}"}
+    login = client.post("/auth/login", json={"email": SIGNUP["email"], "password": SIGNUP["password"]})
+    elsewhere = {"Authorization": f"Bearer {login.json()['token']['token']}"}
+    wrong = client.post(
+        "/me/password", json={"current_password": "nope", "new_password": "n3w-pass-word"}, headers=mine
+    )
+    assert wrong.status_code == 403 and wrong.json()["error"] == "wrong_password"
+    short = client.post(
+        "/me/password", json={"current_password": SIGNUP["password"], "new_password": "x"}, headers=mine
+    )
+    assert short.status_code == 422
+    r = client.post(
+        "/me/password",
+        json={"current_password": SIGNUP["password"], "new_password": "n3w-pass-word"},
+        headers=mine,
+    )
+    assert r.status_code == 200 and r.json() == {"revoked_sessions": 1}
+    assert client.get("/me", headers=mine).status_code == 200
+    assert client.get("/me", headers=elsewhere).status_code == 401
+    old = client.post("/auth/login", json={"email": SIGNUP["email"], "password": SIGNUP["password"]})
+    assert old.status_code == 401
+    new = client.post("/auth/login", json={"email": SIGNUP["email"], "password": "n3w-pass-word"})
+    assert new.status_code == 200
