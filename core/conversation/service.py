@@ -532,6 +532,7 @@ def _edit(
     if post.deleted_at is not None:
         raise Conflict("this post was deleted", code="post_deleted")
     _require_open(channel, thread)
+    _require_post_role(ctx, channel)  # rights may have been narrowed since it was written
     new_body = post.body if body is None else body
     new_title = thread.title if title is None else title
     if new_body == post.body and new_title == thread.title:
@@ -642,6 +643,7 @@ def add_reaction(session: Session, actor: Actor, post_id: int, emoji: str) -> Po
     if post.deleted_at is not None:
         raise Conflict("this post was deleted", code="post_deleted")
     _require_open(channel, thread)
+    _require_post_role(ctx, channel)  # rights may have been narrowed since it was written
     if repo.reaction(session, post.id, actor.id, emoji) is None:
         session.add(Reaction(post_id=post.id, user_id=actor.id, emoji=emoji))
         try:

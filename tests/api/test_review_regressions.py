@@ -189,3 +189,17 @@ def test_no_replies_to_deleted_posts(client: TestClient, session: Session) -> No
         headers=forum.headers["peer"],
     )
     assert r.status_code == 409 and r.json()["error"] == "reply_to_deleted"
+
+
+def test_edits_follow_current_posting_rights(client: TestClient, session: Session) -> None:
+    forum = build_forum(session)
+    thread = new_thread(client, forum, who="author")
+    mine = reply(client, forum, thread["id"], who="reader")
+    r = client.patch(
+        f"/communities/{forum.community_id}/channels/{forum.channels['general']}",
+        json={"post_min_role": "moderator"},
+        headers=forum.headers["owner"],
+    )
+    assert r.status_code == 200, r.text
+    r = client.patch(f"/posts/{mine['id']}", json={"body": "changed"}, headers=forum.headers["reader"])
+    assert r.status_code == 403 and r.json()["error"] == "insufficient_role"
