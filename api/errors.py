@@ -25,6 +25,9 @@ HTTP_CODES = {
 }
 
 
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def error_response(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
 
@@ -57,6 +60,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # FastAPI's own answer for bodies json.loads cannot take (bad UTF-8, nesting too deep).
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
         code = HTTP_CODES.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         for key, value in (exc.headers or {}).items():

@@ -10,7 +10,8 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
-    body = json.dumps({"error": code, "detail": detail}).encode()
+    # Same bytes as JSONResponse, so every error looks alike whoever answers.
+    body = json.dumps({"error": code, "detail": detail}, ensure_ascii=False, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",

@@ -11,7 +11,8 @@ T = TypeVar("T")
 
 # Ids are 64-bit in the database; anything larger is invalid input, not a server error.
 MAX_ID = 2**63 - 1
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Strict: "12" or true must not quietly become user 12 or user 1 in a ban or a transfer.
+Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
 
 
 def _has_nul(value: Any) -> bool:

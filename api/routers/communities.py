@@ -148,6 +148,14 @@ def update_member(
     return membership_out(session, communities.update_member(session, actor, community_id, user_id, patch))
 
 
+@router.delete("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)
+def remove_member(
+    community_id: PathId, user_id: PathId, actor: CurrentActor, session: DbSession
+) -> MembershipOut:
+    """Remove a member without banning them (they may join again)."""
+    return membership_out(session, communities.remove_member(session, actor, community_id, user_id))
+
+
 @router.post("/communities/{community_id}/transfer-ownership", response_model=MembershipOut)
 def transfer_ownership(
     community_id: PathId, data: TransferIn, actor: CurrentActor, session: DbSession

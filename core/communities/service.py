@@ -331,6 +331,31 @@ def update_member(
     return target
 
 
+def remove_member(session: Session, actor: Actor, community_id: int, user_id: int) -> Membership:
+    """Remove someone without banning them: they may join again."""
+    ctx = community_context(session, actor, community_id)
+    me = ctx.require_role(Role.MODERATOR)
+    target = repo.membership(session, community_id, user_id)
+    if target is None or target.status != MembershipStatus.ACTIVE:
+        raise NotFound("member not found", code="member_not_found")
+    if target.role.rank >= me.role.rank:
+        raise PermissionDenied("you can only remove members below your role", code="insufficient_role")
+    before = audit.snapshot(target, ["status", "role", "tier_id"])
+    target.status, target.role, target.left_at = MembershipStatus.LEFT, Role.MEMBER, utcnow()
+    session.flush()
+    _depart(session, community_id, user_id)
+    audit.record(
+        session,
+        actor,
+        "member.remove",
+        target,
+        community_id=community_id,
+        before=before,
+        after=audit.snapshot(target, ["status", "role"]),
+    )
+    return target
+
+
 def _depart(session: Session, community_id: int, user_id: int) -> None:
     """What leaving and being banned both undo: event seats and the member's API keys."""
     events.release_member(session, community_id, user_id)

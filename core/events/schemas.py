@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
@@ -127,6 +127,9 @@ class EventOut(Output):
     local_starts_at: datetime = Field(description="in the event's time zone")
     local_ends_at: datetime = Field(description="in the event's time zone")
     status: EventStatus
+    phase: Literal["upcoming", "ongoing", "ended"] = Field(
+        description="where now falls against the event's times"
+    )
     capacity: int | None
     going_count: int
     waitlist_count: int

@@ -88,6 +88,7 @@ def _views(session: Session, ctx: CommunityContext, events: Sequence[Event]) -> 
     ids = [e.id for e in events]
     waiting = repo.waitlist_counts(session, ids)
     mine = repo.rsvp_statuses(session, ids, ctx.actor.id)
+    now = utcnow()
     out = []
     for event in events:
         zone = ZoneInfo(event.timezone)
@@ -107,6 +108,7 @@ def _views(session: Session, ctx: CommunityContext, events: Sequence[Event]) -> 
                 local_starts_at=event.starts_at.astimezone(zone),
                 local_ends_at=event.ends_at.astimezone(zone),
                 status=event.status,
+                phase="upcoming" if now < event.starts_at else "ongoing" if now < event.ends_at else "ended",
                 capacity=event.capacity,
                 going_count=event.going_count,
                 waitlist_count=waiting.get(event.id, 0),

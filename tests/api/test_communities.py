@@ -298,3 +298,23 @@ def test_transfer_ownership(client: TestClient, session: Session) -> None:
         ).all()
     )
     assert roles[owner.id] == Role.ADMIN and roles[heir.id] == Role.OWNER
+
+
+def test_remove_member_without_ban(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    moderator = add_member(session, community, role=Role.MODERATOR)
+    member = add_member(session, community)
+    peer = add_member(session, community, role=Role.MODERATOR)
+    path = f"/communities/{community.id}/members"
+    r = client.delete(f"{path}/{peer.id}", headers=auth(session, moderator))
+    assert r.status_code == 403 and r.json()["error"] == "insufficient_role"
+    r = client.delete(f"{path}/{member.id}", headers=auth(session, moderator))
+    assert r.status_code == 200 and r.json()["status"] == "left"
+    assert client.get(path, headers=auth(session, member)).json()["error"] == "not_a_member"
+    again = client.delete(f"{path}/{member.id}", headers=auth(session, moderator))
+    assert again.status_code == 404 and again.json()["error"] == "member_not_found"
+    # Not a ban: they may come back.
+    assert client.post(f"/communities/{community.id}/join", headers=auth(session, member)).status_code == 201
+    actions = session.scalars(select(AuditLog.action).where(AuditLog.community_id == community.id)).all()
+    assert "member.remove" in actions

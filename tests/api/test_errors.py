@@ -184,3 +184,35 @@ def test_failed_statements_do_not_log_parameters() -> None:
         conn.exec_driver_sql("SELECT * FROM missing WHERE secret = ?", ("$argon2id$secret",))
     assert "$argon2id$secret" not in str(info.value)
     engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["12", True, 12.0])
+def test_ids_in_bodies_are_strict_integers(client: TestClient, session: Session, value: object) -> None:
+    from tests.factories import add_member, make_community
+
+    owner = make_user(session)
+    community = make_community(session, owner)
+    member = add_member(session, community)
+    r = client.post(
+        f"/communities/{community.id}/bans",
+        json={"user_id": str(member.id) if value == "12" else value},
+        headers=auth(session, owner),
+    )
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"slug": "\xff\xfe", "name": "x"}', b"[" * 100_000 + b"]" * 100_000], ids=["bad-utf8", "deep"]
+)
+def test_unparseable_bodies_are_malformed_json(client: TestClient, session: Session, body: bytes) -> None:
+    h = {**auth(session, make_user(session)), "Content-Type": "application/json"}
+    r = client.post("/communities", content=body, headers=h)
+    assert r.status_code == 400 and r.json()["error"] == "malformed_json"
+
+
+def test_guard_errors_look_like_every_other_error(client: TestClient, session: Session) -> None:
+    h = auth(session, make_user(session))
+    guard = client.post("/communities", content=b"x=1", headers={**h, "Content-Type": "text/plain"})
+    handler = client.get("/communities/999999", headers=h)
+    assert guard.content.startswith(b'{"error":"unsupported_media_type","detail":')
+    assert handler.content.startswith(b'{"error":"community_not_found","detail":')

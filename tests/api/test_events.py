@@ -552,3 +552,25 @@ def test_leaving_or_being_banned_frees_seats_for_the_waitlist(
     assert event.going_count == 2
     promoted = [j for j in recorded_jobs if j.name == "hearth.notifications.rsvp_promoted"]
     assert len(promoted) == 2
+
+
+def test_events_say_whether_they_are_upcoming_ongoing_or_ended(client: TestClient, session: Session) -> None:
+    community = make_community(session)
+    h = auth(session, _owner_of(session, community))
+    now = utcnow()
+    upcoming = make_event(session, community)
+    ongoing = make_event(session, community)
+    ended = make_event(session, community)
+    for event_id, (start, end) in {
+        ongoing: (now - timedelta(hours=1), now + timedelta(hours=1)),
+        ended: (now - timedelta(days=2), now - timedelta(days=1)),
+    }.items():
+        row = session.get(Event, event_id)
+        assert row is not None
+        row.starts_at, row.ends_at = start, end
+    session.flush()
+    phases = {
+        e["id"]: e["phase"]
+        for e in client.get(f"/communities/{community.id}/events?upcoming=false", headers=h).json()["items"]
+    }
+    assert phases == {upcoming: "upcoming", ongoing: "ongoing", ended: "ended"}
