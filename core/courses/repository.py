@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Course, Enrollment, Lesson, LessonCompletion
@@ -55,18 +56,38 @@ def lesson_totals(session: Session, course_ids: Sequence[int]) -> dict[int, tupl
     return {course_id: (count, int(minutes or 0)) for course_id, count, minutes in rows}
 
 
-def enrollment(session: Session, course_id: int, user_id: int, *, lock: bool = False) -> Enrollment | None:
+def enrollment(
+    session: Session, course_id: int, user_id: int, *, lock: bool = False, include_left: bool = False
+) -> Enrollment | None:
     stmt = select(Enrollment).where(Enrollment.course_id == course_id, Enrollment.user_id == user_id)
+    if not include_left:
+        stmt = stmt.where(Enrollment.unenrolled_at.is_(None))
     if lock:
         stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     return session.scalar(stmt)
 
 
-def delete_enrollment(session: Session, course_id: int, user_id: int) -> bool:
-    """False when there was none. Completions go with it (ON DELETE CASCADE)."""
+def mark_unenrolled(session: Session, course_id: int, user_id: int, now: datetime) -> bool:
+    """False when not enrolled. Completions stay for a later return."""
     result = session.execute(
-        delete(Enrollment)
-        .where(Enrollment.course_id == course_id, Enrollment.user_id == user_id)
+        update(Enrollment)
+        .where(
+            Enrollment.course_id == course_id,
+            Enrollment.user_id == user_id,
+            Enrollment.unenrolled_at.is_(None),
+        )
+        .values(unenrolled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def mark_reenrolled(session: Session, enrollment_id: int) -> bool:
+    """False when a concurrent request already brought the enrolment back."""
+    result = session.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment_id, Enrollment.unenrolled_at.is_not(None))
+        .values(unenrolled_at=None)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
@@ -78,7 +99,9 @@ def enrolled_course_ids(session: Session, course_ids: Sequence[int], user_id: in
     return set(
         session.scalars(
             select(Enrollment.course_id).where(
-                Enrollment.course_id.in_(course_ids), Enrollment.user_id == user_id
+                Enrollment.course_id.in_(course_ids),
+                Enrollment.user_id == user_id,
+                Enrollment.unenrolled_at.is_(None),
             )
         )
     )

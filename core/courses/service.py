@@ -310,8 +310,12 @@ def enrol(session: Session, actor: Actor, course_id: int) -> EnrollmentOut:
     if course.published_at is None:
         raise Conflict("this course is not published yet", code="course_not_published")
     ctx.require_tier(course.min_tier_id)
-    if repo.enrollment(session, course.id, actor.id) is not None:
-        raise Conflict("you are already enrolled", code="already_enrolled")
+    existing = repo.enrollment(session, course.id, actor.id, include_left=True)
+    if existing is not None:
+        if existing.unenrolled_at is None or not repo.mark_reenrolled(session, existing.id):
+            raise Conflict("you are already enrolled", code="already_enrolled")
+        session.refresh(existing)
+        return EnrollmentOut.model_validate(existing)
     enrollment = Enrollment(course_id=course.id, user_id=actor.id, enrolled_at=utcnow())
     try:
         with session.begin_nested():
@@ -323,10 +327,10 @@ def enrol(session: Session, actor: Actor, course_id: int) -> EnrollmentOut:
 
 
 def unenrol(session: Session, actor: Actor, course_id: int) -> None:
-    """Progress goes with the enrolment: re-enrolling starts afresh."""
+    """Progress is kept: re-enrolling picks up where the member left off."""
     actor.require_personal()
     course, _ctx = _load(session, actor, course_id)
-    if not repo.delete_enrollment(session, course.id, actor.id):
+    if not repo.mark_unenrolled(session, course.id, actor.id, utcnow()):
         raise Conflict("you are not enrolled in this course", code="not_enrolled")
 
 

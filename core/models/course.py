@@ -42,6 +42,8 @@ class Enrollment(IdMixin, Base):
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while unenrolled: progress is kept, so coming back picks up where they left off.
+    unenrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LessonCompletion(IdMixin, Base):

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core.access import Actor
 from core.courses import service as courses
 from core.courses.schemas import CourseIn, LessonIn
-from core.models import AuditLog, Community, Enrollment, LessonCompletion, Role, User, Visibility
+from core.models import AuditLog, Community, Enrollment, Role, User, Visibility
 from tests.factories import add_member, auth, make_community, make_user
 
 
@@ -295,18 +295,19 @@ def test_progress_to_completion(client: TestClient, session: Session) -> None:
     session.refresh(enrollment)
     assert enrollment.completed_at is not None
 
-    # Unenrolling drops the progress; a second unenrol has nothing to drop.
+    # Unenrolling keeps the progress; a second unenrol has nothing to undo.
     assert client.delete(f"/courses/{course_id}/enrolment", headers=h).status_code == 204
     again = client.delete(f"/courses/{course_id}/enrolment", headers=h)
     assert again.status_code == 409 and again.json()["error"] == "not_enrolled"
-    assert (
-        session.scalars(select(LessonCompletion).where(LessonCompletion.enrollment_id == enrollment.id)).all()
-        == []
-    )
     assert client.get(f"/courses/{course_id}/progress", headers=h).json()["enrolled"] is False
+    r = client.post(f"/courses/{course_id}/lessons/{lessons[0]}/complete", headers=h)
+    assert r.status_code == 409 and r.json()["error"] == "not_enrolled"
+    # Coming back picks up where they left off.
     assert client.post(f"/courses/{course_id}/enrolment", headers=h).status_code == 201
-    fresh = client.get(f"/courses/{course_id}/progress", headers=h).json()
-    assert (fresh["completed_lessons"], fresh["completed_at"]) == (0, None)
+    back = client.get(f"/courses/{course_id}/progress", headers=h).json()
+    assert (back["completed_lessons"], back["completed_at"]) == (3, done["completed_at"])
+    dup_again = client.post(f"/courses/{course_id}/enrolment", headers=h)
+    assert dup_again.status_code == 409 and dup_again.json()["error"] == "already_enrolled"
 
 
 def test_staff_cannot_enrol_in_a_draft(client: TestClient, session: Session) -> None:

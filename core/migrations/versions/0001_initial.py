@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 10:43:29.705711
+Create Date: 2026-11-21 11:30:02.896642
 """
 
 from collections.abc import Sequence
@@ -35,13 +35,7 @@ def upgrade() -> None:
         sa.Column(
             "language",
             sa.Enum(
-                "zh-TW",
-                "zh-CN",
-                "en",
-                name="language",
-                native_enum=False,
-                create_constraint=True,
-                length=32,
+                "zh-TW", "zh-CN", "en", name="language", native_enum=False, create_constraint=True, length=32
             ),
             nullable=False,
         ),
@@ -64,10 +58,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_access_tokens_user_id_users"),
-            ondelete="CASCADE",
+            ["user_id"], ["users.id"], name=op.f("fk_access_tokens_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_access_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_access_tokens_token_hash")),
@@ -83,25 +74,14 @@ def upgrade() -> None:
         sa.Column(
             "visibility",
             sa.Enum(
-                "public",
-                "private",
-                name="visibility",
-                native_enum=False,
-                create_constraint=True,
-                length=32,
+                "public", "private", name="visibility", native_enum=False, create_constraint=True, length=32
             ),
             nullable=False,
         ),
         sa.Column(
             "default_language",
             sa.Enum(
-                "zh-TW",
-                "zh-CN",
-                "en",
-                name="language",
-                native_enum=False,
-                create_constraint=True,
-                length=32,
+                "zh-TW", "zh-CN", "en", name="language", native_enum=False, create_constraint=True, length=32
             ),
             nullable=False,
         ),
@@ -110,25 +90,17 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_communities_created_by_users")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_communities_created_by_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_communities")),
         sa.UniqueConstraint("slug", name=op.f("uq_communities_slug")),
     )
     op.create_table(
         "api_keys",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sa.String(length=80), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
@@ -147,27 +119,19 @@ def upgrade() -> None:
             name=op.f("fk_api_keys_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_api_keys_created_by_users")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_api_keys_created_by_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_api_keys_community_id"), ["community_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_api_keys_community_id"), ["community_id"], unique=False)
 
     op.create_table(
         "bans",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("expires_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lifted_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lifted_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -179,9 +143,7 @@ def upgrade() -> None:
             name=op.f("fk_bans_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_bans_created_by_users")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_bans_created_by_users")),
         sa.ForeignKeyConstraint(["lifted_by"], ["users.id"], name=op.f("fk_bans_lifted_by_users")),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_bans_user_id_users"), ondelete="CASCADE"
@@ -194,12 +156,8 @@ def upgrade() -> None:
 
     op.create_table(
         "conversations",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("title", sa.String(length=120), nullable=True),
         sa.Column("direct_key", sa.String(length=80), nullable=True),
         sa.Column("last_message_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
@@ -211,28 +169,20 @@ def upgrade() -> None:
             name=op.f("fk_conversations_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_conversations_created_by_users")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_conversations_created_by_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
         sa.UniqueConstraint("direct_key", name=op.f("uq_conversations_direct_key")),
     )
     with op.batch_alter_table("conversations", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_conversations_community_id"), ["community_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_conversations_community_id"), ["community_id"], unique=False)
 
     op.create_table(
         "notifications",
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("subject_type", sa.String(length=32), nullable=False),
-        sa.Column(
-            "subject_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("subject_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("actor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column(
             "data",
@@ -242,9 +192,7 @@ def upgrade() -> None:
         sa.Column("read_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["actor_id"], ["users.id"], name=op.f("fk_notifications_actor_id_users")
-        ),
+        sa.ForeignKeyConstraint(["actor_id"], ["users.id"], name=op.f("fk_notifications_actor_id_users")),
         sa.ForeignKeyConstraint(
             ["community_id"],
             ["communities.id"],
@@ -252,10 +200,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_notifications_user_id_users"),
-            ondelete="CASCADE",
+            ["user_id"], ["users.id"], name=op.f("fk_notifications_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
         sa.UniqueConstraint(
@@ -271,9 +216,7 @@ def upgrade() -> None:
 
     op.create_table(
         "tiers",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("key", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=80), nullable=False),
         sa.Column("rank", sa.Integer(), nullable=False),
@@ -298,15 +241,9 @@ def upgrade() -> None:
 
     op.create_table(
         "audit_log",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column(
-            "actor_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
-        sa.Column(
-            "api_key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("actor_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("api_key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target_type", sa.String(length=32), nullable=False),
         sa.Column("target_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -338,22 +275,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_audit_log_community_id"), ["community_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_audit_log_community_id"), ["community_id"], unique=False)
         batch_op.create_index("ix_audit_log_target", ["target_type", "target_id"], unique=False)
 
     op.create_table(
         "channels",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("slug", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=80), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
-        sa.Column(
-            "min_tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("min_tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column(
             "min_role",
             sa.Enum(
@@ -383,9 +314,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("archived_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
@@ -395,31 +324,21 @@ def upgrade() -> None:
             name=op.f("fk_channels_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_channels_created_by_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["min_tier_id"], ["tiers.id"], name=op.f("fk_channels_min_tier_id_tiers")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_channels_created_by_users")),
+        sa.ForeignKeyConstraint(["min_tier_id"], ["tiers.id"], name=op.f("fk_channels_min_tier_id_tiers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channels")),
         sa.UniqueConstraint("community_id", "slug", name=op.f("uq_channels_community_id_slug")),
     )
     with op.batch_alter_table("channels", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_channels_community_id"), ["community_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_channels_community_id"), ["community_id"], unique=False)
 
     op.create_table(
         "conversation_participants",
-        sa.Column(
-            "conversation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("conversation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("joined_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
-            "last_read_message_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=True,
+            "last_read_message_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
@@ -436,34 +355,22 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_participants")),
         sa.UniqueConstraint(
-            "conversation_id",
-            "user_id",
-            name=op.f("uq_conversation_participants_conversation_id_user_id"),
+            "conversation_id", "user_id", name=op.f("uq_conversation_participants_conversation_id_user_id")
         ),
     )
     with op.batch_alter_table("conversation_participants", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_conversation_participants_conversation_id"),
-            ["conversation_id"],
-            unique=False,
+            batch_op.f("ix_conversation_participants_conversation_id"), ["conversation_id"], unique=False
         )
-        batch_op.create_index(
-            batch_op.f("ix_conversation_participants_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_conversation_participants_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "courses",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
-        sa.Column(
-            "min_tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("min_tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("published_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
@@ -473,12 +380,8 @@ def upgrade() -> None:
             name=op.f("fk_courses_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_courses_created_by_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["min_tier_id"], ["tiers.id"], name=op.f("fk_courses_min_tier_id_tiers")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_courses_created_by_users")),
+        sa.ForeignKeyConstraint(["min_tier_id"], ["tiers.id"], name=op.f("fk_courses_min_tier_id_tiers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_courses")),
     )
     with op.batch_alter_table("courses", schema=None) as batch_op:
@@ -486,12 +389,8 @@ def upgrade() -> None:
 
     op.create_table(
         "direct_messages",
-        sa.Column(
-            "conversation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "sender_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("conversation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("sender_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("edited_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
@@ -503,9 +402,7 @@ def upgrade() -> None:
             name=op.f("fk_direct_messages_conversation_id_conversations"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["sender_id"], ["users.id"], name=op.f("fk_direct_messages_sender_id_users")
-        ),
+        sa.ForeignKeyConstraint(["sender_id"], ["users.id"], name=op.f("fk_direct_messages_sender_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_direct_messages")),
     )
     with op.batch_alter_table("direct_messages", schema=None) as batch_op:
@@ -515,12 +412,8 @@ def upgrade() -> None:
 
     op.create_table(
         "events",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("location", sa.String(length=300), nullable=False),
@@ -530,9 +423,7 @@ def upgrade() -> None:
         sa.Column("ends_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("capacity", sa.Integer(), nullable=True),
         sa.Column("going_count", sa.Integer(), nullable=False),
-        sa.Column(
-            "min_tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("min_tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column(
             "status",
             sa.Enum(
@@ -558,12 +449,8 @@ def upgrade() -> None:
             name=op.f("fk_events_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_events_created_by_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["min_tier_id"], ["tiers.id"], name=op.f("fk_events_min_tier_id_tiers")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_events_created_by_users")),
+        sa.ForeignKeyConstraint(["min_tier_id"], ["tiers.id"], name=op.f("fk_events_min_tier_id_tiers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
@@ -572,13 +459,9 @@ def upgrade() -> None:
 
     op.create_table(
         "invites",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("code", sa.String(length=32), nullable=False),
-        sa.Column(
-            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("tier_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("max_uses", sa.Integer(), nullable=True),
         sa.Column("uses", sa.Integer(), nullable=False),
@@ -586,9 +469,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "max_uses IS NULL OR uses <= max_uses", name=op.f("ck_invites_uses_within_limit")
-        ),
+        sa.CheckConstraint("max_uses IS NULL OR uses <= max_uses", name=op.f("ck_invites_uses_within_limit")),
         sa.CheckConstraint("uses >= 0", name=op.f("ck_invites_uses_nonnegative")),
         sa.ForeignKeyConstraint(
             ["community_id"],
@@ -596,9 +477,7 @@ def upgrade() -> None:
             name=op.f("fk_invites_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["created_by"], ["users.id"], name=op.f("fk_invites_created_by_users")
-        ),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_invites_created_by_users")),
         sa.ForeignKeyConstraint(["tier_id"], ["tiers.id"], name=op.f("fk_invites_tier_id_tiers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invites")),
         sa.UniqueConstraint("code", name=op.f("uq_invites_code")),
@@ -608,9 +487,7 @@ def upgrade() -> None:
 
     op.create_table(
         "memberships",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
             "role",
@@ -649,28 +526,20 @@ def upgrade() -> None:
             name=op.f("fk_memberships_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["tier_id"], ["tiers.id"], name=op.f("fk_memberships_tier_id_tiers")
-        ),
+        sa.ForeignKeyConstraint(["tier_id"], ["tiers.id"], name=op.f("fk_memberships_tier_id_tiers")),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_memberships_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_memberships")),
-        sa.UniqueConstraint(
-            "community_id", "user_id", name=op.f("uq_memberships_community_id_user_id")
-        ),
+        sa.UniqueConstraint("community_id", "user_id", name=op.f("uq_memberships_community_id_user_id")),
     )
     with op.batch_alter_table("memberships", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_memberships_community_id"), ["community_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_memberships_community_id"), ["community_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_memberships_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "channel_members",
-        sa.Column(
-            "channel_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("channel_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("joined_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -681,36 +550,25 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_channel_members_user_id_users"),
-            ondelete="CASCADE",
+            ["user_id"], ["users.id"], name=op.f("fk_channel_members_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channel_members")),
-        sa.UniqueConstraint(
-            "channel_id", "user_id", name=op.f("uq_channel_members_channel_id_user_id")
-        ),
+        sa.UniqueConstraint("channel_id", "user_id", name=op.f("uq_channel_members_channel_id_user_id")),
     )
     with op.batch_alter_table("channel_members", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_channel_members_channel_id"), ["channel_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_channel_members_channel_id"), ["channel_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_channel_members_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "enrollments",
-        sa.Column(
-            "course_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("course_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("enrolled_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("completed_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("unenrolled_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["course_id"],
-            ["courses.id"],
-            name=op.f("fk_enrollments_course_id_courses"),
-            ondelete="CASCADE",
+            ["course_id"], ["courses.id"], name=op.f("fk_enrollments_course_id_courses"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_enrollments_user_id_users"), ondelete="CASCADE"
@@ -742,9 +600,7 @@ def upgrade() -> None:
         sa.Column("waitlisted_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("checked_in_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column(
-            "checked_in_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("checked_in_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("note", sa.String(length=300), nullable=False),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
@@ -752,10 +608,7 @@ def upgrade() -> None:
             ["checked_in_by"], ["users.id"], name=op.f("fk_event_rsvps_checked_in_by_users")
         ),
         sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["events.id"],
-            name=op.f("fk_event_rsvps_event_id_events"),
-            ondelete="CASCADE",
+            ["event_id"], ["events.id"], name=op.f("fk_event_rsvps_event_id_events"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_event_rsvps_user_id_users"), ondelete="CASCADE"
@@ -769,9 +622,7 @@ def upgrade() -> None:
 
     op.create_table(
         "lessons",
-        sa.Column(
-            "course_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("course_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
@@ -779,10 +630,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["course_id"],
-            ["courses.id"],
-            name=op.f("fk_lessons_course_id_courses"),
-            ondelete="CASCADE",
+            ["course_id"], ["courses.id"], name=op.f("fk_lessons_course_id_courses"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_lessons")),
         sa.UniqueConstraint("course_id", "position", name=op.f("uq_lessons_course_id_position")),
@@ -792,33 +640,20 @@ def upgrade() -> None:
 
     op.create_table(
         "threads",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "channel_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("channel_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("reply_count", sa.Integer(), nullable=False),
         sa.Column("last_activity_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("locked_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column(
-            "deleted_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("deleted_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["author_id"], ["users.id"], name=op.f("fk_threads_author_id_users")),
         sa.ForeignKeyConstraint(
-            ["author_id"], ["users.id"], name=op.f("fk_threads_author_id_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["channel_id"],
-            ["channels.id"],
-            name=op.f("fk_threads_channel_id_channels"),
-            ondelete="CASCADE",
+            ["channel_id"], ["channels.id"], name=op.f("fk_threads_channel_id_channels"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["community_id"],
@@ -826,9 +661,7 @@ def upgrade() -> None:
             name=op.f("fk_threads_community_id_communities"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["deleted_by"], ["users.id"], name=op.f("fk_threads_deleted_by_users")
-        ),
+        sa.ForeignKeyConstraint(["deleted_by"], ["users.id"], name=op.f("fk_threads_deleted_by_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_threads")),
     )
     with op.batch_alter_table("threads", schema=None) as batch_op:
@@ -838,12 +671,8 @@ def upgrade() -> None:
 
     op.create_table(
         "lesson_completions",
-        sa.Column(
-            "enrollment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "lesson_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("enrollment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("lesson_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("completed_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
@@ -870,25 +699,15 @@ def upgrade() -> None:
 
     op.create_table(
         "posts",
-        sa.Column(
-            "community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "thread_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "reply_to_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("community_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("thread_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("author_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("reply_to_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("is_opening", sa.Boolean(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("edited_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", core.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column(
-            "deleted_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("deleted_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["author_id"], ["users.id"], name=op.f("fk_posts_author_id_users")),
@@ -898,17 +717,10 @@ def upgrade() -> None:
             name=op.f("fk_posts_community_id_communities"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(["deleted_by"], ["users.id"], name=op.f("fk_posts_deleted_by_users")),
+        sa.ForeignKeyConstraint(["reply_to_id"], ["posts.id"], name=op.f("fk_posts_reply_to_id_posts")),
         sa.ForeignKeyConstraint(
-            ["deleted_by"], ["users.id"], name=op.f("fk_posts_deleted_by_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["reply_to_id"], ["posts.id"], name=op.f("fk_posts_reply_to_id_posts")
-        ),
-        sa.ForeignKeyConstraint(
-            ["thread_id"],
-            ["threads.id"],
-            name=op.f("fk_posts_thread_id_threads"),
-            ondelete="CASCADE",
+            ["thread_id"], ["threads.id"], name=op.f("fk_posts_thread_id_threads"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_posts")),
     )
@@ -938,21 +750,14 @@ def upgrade() -> None:
     op.create_table(
         "post_revisions",
         sa.Column("post_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "editor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("editor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=True),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["editor_id"], ["users.id"], name=op.f("fk_post_revisions_editor_id_users")),
         sa.ForeignKeyConstraint(
-            ["editor_id"], ["users.id"], name=op.f("fk_post_revisions_editor_id_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["post_id"],
-            ["posts.id"],
-            name=op.f("fk_post_revisions_post_id_posts"),
-            ondelete="CASCADE",
+            ["post_id"], ["posts.id"], name=op.f("fk_post_revisions_post_id_posts"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_post_revisions")),
     )
@@ -973,9 +778,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_reactions_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reactions")),
-        sa.UniqueConstraint(
-            "post_id", "user_id", "emoji", name=op.f("uq_reactions_post_id_user_id_emoji")
-        ),
+        sa.UniqueConstraint("post_id", "user_id", "emoji", name=op.f("uq_reactions_post_id_user_id_emoji")),
     )
     with op.batch_alter_table("reactions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_reactions_post_id"), ["post_id"], unique=False)
