@@ -30,7 +30,10 @@ from core.schemas import PageOut
 
 router = APIRouter(tags=["conversation"])
 
-Emoji = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^\S+$", description="e.g. 👍")]
+# The shape only; whether it is one real emoji (else 422 invalid_emoji) is the service's rule.
+Emoji = Annotated[
+    str, Path(min_length=1, max_length=32, pattern=r"^\S+$", description="a single emoji, e.g. 👍 or 🇹🇼")
+]
 
 
 # --- channels ---------------------------------------------------------------

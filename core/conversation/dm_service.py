@@ -20,6 +20,7 @@ from core.conversation import markdown
 from core.conversation import repository as repo
 from core.conversation.schemas import (
     MAX_OTHER_PARTICIPANTS,
+    AuthorOut,
     ConversationIn,
     ConversationOut,
     MessageIn,
@@ -54,19 +55,33 @@ def _conversations_out(session: Session, conversations: Sequence[Conversation]) 
     ]
 
 
-def _message_out(message: DirectMessage) -> MessageOut:
-    deleted = message.deleted_at is not None
-    body = "" if deleted else message.body
-    return MessageOut(
-        id=message.id,
-        conversation_id=message.conversation_id,
-        sender_id=message.sender_id,
-        body=body,
-        body_html=markdown.render(body),
-        deleted=deleted,
-        edited_at=message.edited_at,
-        created_at=message.created_at,
-    )
+def _messages_out(
+    session: Session, conversation: Conversation, messages: Sequence[DirectMessage]
+) -> list[MessageOut]:
+    participants = repo.participants_of(session, [conversation.id]).get(conversation.id, [])
+    # Senders and the participants a body may mention, in one query for the whole page.
+    users = repo.user_cards(session, {*participants, *(m.sender_id for m in messages)})
+    # Everyone in the conversation already sees who else is in it, so their mentions render;
+    # a token for anyone else stays escaped text.
+    names = {uid: users[uid].display_name for uid in participants if uid in users}
+    out = []
+    for message in messages:
+        deleted = message.deleted_at is not None
+        body = "" if deleted else message.body
+        out.append(
+            MessageOut(
+                id=message.id,
+                conversation_id=message.conversation_id,
+                sender_id=message.sender_id,
+                author=AuthorOut.model_validate(users[message.sender_id]),
+                body=body,
+                body_html=markdown.render(body, names),
+                deleted=deleted,
+                edited_at=message.edited_at,
+                created_at=message.created_at,
+            )
+        )
+    return out
 
 
 def _own_conversation(session: Session, actor: Actor, conversation_id: int) -> Conversation:
@@ -158,7 +173,7 @@ def list_messages(
     """Newest first, the way a chat view loads history upwards."""
     conversation = _own_conversation(session, actor, conversation_id)
     page = paginate(session, repo.messages_of(conversation.id), DirectMessage.id, cursor=cursor, limit=limit)
-    return Page([_message_out(m) for m in page.items], page.next_cursor)
+    return Page(_messages_out(session, conversation, page.items), page.next_cursor)
 
 
 def send_message(session: Session, actor: Actor, conversation_id: int, data: MessageIn) -> MessageOut:
@@ -179,4 +194,4 @@ def send_message(session: Session, actor: Actor, conversation_id: int, data: Mes
     conversation.last_message_at = now
     session.flush()
     jobs.enqueue(session, MESSAGE_SENT_JOB, message.id)
-    return _message_out(message)
+    return _messages_out(session, conversation, [message])[0]

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
@@ -18,6 +18,7 @@ from core.models import (
     Membership,
     MembershipStatus,
     Mention,
+    Notification,
     Post,
     PostRevision,
     Reaction,
@@ -113,6 +114,14 @@ def display_names(session: Session, user_ids: Collection[int]) -> dict[int, str]
         return {}
     stmt = select(User.id, User.display_name).where(User.id.in_(list(user_ids)))
     return {uid: name for uid, name in session.execute(stmt)}
+
+
+def user_cards(session: Session, user_ids: Collection[int]) -> dict[int, Row[int, str, str | None]]:
+    """(id, display_name, avatar_url) of each user, in one query whatever the number of ids."""
+    if not user_ids:
+        return {}
+    stmt = select(User.id, User.display_name, User.avatar_url).where(User.id.in_(list(user_ids)))
+    return {row.id: row for row in session.execute(stmt)}
 
 
 def mentions_of(session: Session, post_ids: Collection[int]) -> dict[int, list[int]]:
@@ -227,3 +236,28 @@ def mark_post_deleted(session: Session, post_id: int, by: int, now: datetime) ->
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+# --- notifications about posts ------------------------------------------------
+# Notifications are rows of their own (core.notifications), so a soft-deleted post's words
+# (the excerpt) would outlive it there: deleting the post deletes what was said about it.
+POST_SUBJECT = "post"
+
+
+def delete_post_notifications(session: Session, post_id: int) -> int:
+    return _delete_post_notifications(session, Notification.subject_id == post_id)
+
+
+def delete_thread_notifications(session: Session, thread_id: int) -> int:
+    """Those of every post in the thread, the opening post and all replies."""
+    posts = select(Post.id).where(Post.thread_id == thread_id)
+    return _delete_post_notifications(session, Notification.subject_id.in_(posts))
+
+
+def _delete_post_notifications(session: Session, which: ColumnElement[bool]) -> int:
+    result = session.execute(
+        delete(Notification)
+        .where(Notification.subject_type == POST_SUBJECT, which)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -23,8 +23,8 @@ from core.clock import utcnow
 from core.conversation import markdown
 from core.conversation import repository as repo
 from core.conversation.schemas import (
-    EMOJI_PATTERN,
     MAX_MENTIONS,
+    AuthorOut,
     ChannelIn,
     ChannelOut,
     ChannelPatch,
@@ -36,6 +36,7 @@ from core.conversation.schemas import (
     ThreadIn,
     ThreadOut,
     ThreadPatch,
+    is_emoji,
 )
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.models import (
@@ -54,7 +55,6 @@ from core.pagination import Page, paginate, paginate_by_time
 
 POST_CREATED_JOB = "hearth.notifications.post_created"
 MENTION_RE = re.compile(r"<@(\d{1,18})>")
-_EMOJI_RE = re.compile(EMOJI_PATTERN)
 
 
 def _channel_not_found() -> NotFound:
@@ -199,12 +199,13 @@ def _channel_out(ctx: CommunityContext, channel: Channel, *, joined: bool) -> Ch
     )
 
 
-def _thread_out(thread: Thread) -> ThreadOut:
+def _thread_out(thread: Thread, author: AuthorOut) -> ThreadOut:
     return ThreadOut(
         id=thread.id,
         community_id=thread.community_id,
         channel_id=thread.channel_id,
         author_id=thread.author_id,
+        author=author,
         title=thread.title,
         reply_count=thread.reply_count,
         last_activity_at=thread.last_activity_at,
@@ -215,10 +216,19 @@ def _thread_out(thread: Thread) -> ThreadOut:
     )
 
 
+def _threads_out(session: Session, threads: Sequence[Thread]) -> list[ThreadOut]:
+    authors = repo.user_cards(session, {t.author_id for t in threads})
+    return [_thread_out(t, AuthorOut.model_validate(authors[t.author_id])) for t in threads]
+
+
 def _posts_out(session: Session, ctx: CommunityContext, posts: Sequence[Post]) -> list[PostOut]:
     ids = [p.id for p in posts]
     mentions = repo.mentions_of(session, ids)
-    names = repo.display_names(session, {uid for uids in mentions.values() for uid in uids})
+    # Authors and mentioned members in one query, however many posts the page holds.
+    users = repo.user_cards(
+        session, {p.author_id for p in posts} | {uid for uids in mentions.values() for uid in uids}
+    )
+    names = {uid: user.display_name for uid, user in users.items()}
     counts = repo.reaction_counts(session, ids)
     mine = repo.reactions_by(session, ctx.actor.id, ids)
     out = []
@@ -233,6 +243,7 @@ def _posts_out(session: Session, ctx: CommunityContext, posts: Sequence[Post]) -
                 id=post.id,
                 thread_id=post.thread_id,
                 author_id=post.author_id,
+                author=AuthorOut.model_validate(users[post.author_id]),
                 reply_to_id=post.reply_to_id,
                 is_opening=post.is_opening,
                 body=body,
@@ -255,8 +266,12 @@ def _post_out(session: Session, ctx: CommunityContext, post: Post) -> PostOut:
 
 
 def _thread_detail(session: Session, ctx: CommunityContext, thread: Thread) -> ThreadDetailOut:
-    opening = repo.opening_post(session, thread.id)
-    return ThreadDetailOut(**_thread_out(thread).model_dump(), opening_post=_post_out(session, ctx, opening))
+    opening = _post_out(session, ctx, repo.opening_post(session, thread.id))
+    # The thread's author wrote its opening post: no second look-up for the same person.
+    author = (
+        opening.author if opening.author_id == thread.author_id else _threads_out(session, [thread])[0].author
+    )
+    return ThreadDetailOut(**_thread_out(thread, author).model_dump(), opening_post=opening)
 
 
 # --- channels ---------------------------------------------------------------
@@ -430,7 +445,7 @@ def list_threads(
     _visible_channel(session, actor, channel_id)
     stmt = repo.threads_of(channel_id, author_id=author_id, q=q)
     page = paginate_by_time(session, stmt, Thread.last_activity_at, Thread.id, cursor=cursor, limit=limit)
-    return Page([_thread_out(t) for t in page.items], page.next_cursor)
+    return Page(_threads_out(session, page.items), page.next_cursor)
 
 
 def get_thread(session: Session, actor: Actor, thread_id: int) -> ThreadDetailOut:
@@ -460,7 +475,7 @@ def set_thread_locked(session: Session, actor: Actor, thread_id: int, *, locked:
             community_id=thread.community_id,
             after=audit.snapshot(thread, ["locked_at"]),
         )
-    return _thread_out(thread)
+    return _threads_out(session, [thread])[0]
 
 
 # --- posts ------------------------------------------------------------------
@@ -581,6 +596,12 @@ def delete_post(session: Session, actor: Actor, post_id: int) -> PostOut:
         else:
             thread.reply_count = Thread.reply_count - 1  # type: ignore[assignment]
         session.flush()
+        # After the thread update above: it waits for a notification job still running on this
+        # thread (core.notifications locks the row), so that job's notifications are seen here.
+        if post.is_opening:
+            repo.delete_thread_notifications(session, thread.id)
+        else:
+            repo.delete_post_notifications(session, post.id)
         if not is_author:
             audit.record(
                 session,
@@ -632,17 +653,21 @@ def _record_mentions(session: Session, ctx: CommunityContext, channel: Channel, 
 # --- reactions --------------------------------------------------------------
 
 
-def _check_emoji(emoji: str) -> None:
-    if not _EMOJI_RE.fullmatch(emoji):
-        raise InvalidInput("an emoji is 1 to 32 characters without whitespace", code="invalid_emoji")
+def _invalid_emoji() -> InvalidInput:
+    return InvalidInput("a reaction is a single emoji, such as 👍 or 🇹🇼", code="invalid_emoji")
 
 
-def add_reaction(session: Session, actor: Actor, post_id: int, emoji: str) -> PostOut:
-    _check_emoji(emoji)
-    ctx, channel, thread, post = _visible_post(session, actor, post_id)
+def _require_reactable(channel: Channel, thread: Thread, post: Post) -> None:
     if post.deleted_at is not None:
         raise Conflict("this post was deleted", code="post_deleted")
     _require_open(channel, thread)
+
+
+def add_reaction(session: Session, actor: Actor, post_id: int, emoji: str) -> PostOut:
+    if not is_emoji(emoji):
+        raise _invalid_emoji()
+    ctx, channel, thread, post = _visible_post(session, actor, post_id)
+    _require_reactable(channel, thread, post)
     _require_post_role(ctx, channel)  # rights may have been narrowed since it was written
     if repo.reaction(session, post.id, actor.id, emoji) is None:
         session.add(Reaction(post_id=post.id, user_id=actor.id, emoji=emoji))
@@ -655,8 +680,10 @@ def add_reaction(session: Session, actor: Actor, post_id: int, emoji: str) -> Po
 
 
 def remove_reaction(session: Session, actor: Actor, post_id: int, emoji: str) -> PostOut:
-    _check_emoji(emoji)
     ctx, channel, thread, post = _visible_post(session, actor, post_id)
-    _require_open(channel, thread)
+    _require_reactable(channel, thread, post)
+    # A reaction stored before emoji were checked (say ":tada:") can still be taken back.
+    if not is_emoji(emoji) and repo.reaction(session, post.id, actor.id, emoji) is None:
+        raise _invalid_emoji()
     repo.delete_reaction(session, post.id, actor.id, emoji)
     return _post_out(session, ctx, post)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json, UTCDateTime
@@ -14,7 +14,11 @@ from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json, UTCDateTi
 class Notification(IdMixin, CreatedMixin, Base):
     # One row per (recipient, kind, subject): a re-run job cannot notify twice.
     __tablename__ = "notifications"
-    __table_args__ = (UniqueConstraint("user_id", "kind", "subject_type", "subject_id"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind", "subject_type", "subject_id"),
+        # Deleting a post deletes the notifications about it.
+        Index("ix_notifications_subject", "subject_type", "subject_id"),
+    )
 
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     community_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("communities.id", ondelete="CASCADE"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.clock import utcnow
-from core.conversation.service import member_sees
+from core.conversation import repository as conversation_repo
+from core.conversation.service import MENTION_RE, member_sees
 from core.models import (
     Channel,
     Conversation,
@@ -82,17 +85,27 @@ def _notify(
     return True
 
 
+EXCERPT_LENGTH = 140
+
+
 def post_created(session: Session, post_id: int) -> int:
     """Notify mentioned members, the thread's author and the replied-to author."""
     post = session.get(Post, post_id)
+    if post is None:
+        return 0
+    # A shared lock on the thread until this job commits. Deleting a post always updates its
+    # thread row, so a delete either waits for this job and then removes what it wrote, or this
+    # job waits for the delete and, reading the post again after the lock, sees it (PostgreSQL).
+    # Only the thread is locked: one lock cannot be taken in an order that deadlocks.
+    thread = session.get(Thread, post.thread_id, with_for_update={"read": True}, populate_existing=True)
+    assert thread is not None
+    post = session.get(Post, post_id, populate_existing=True)
     if post is None or post.deleted_at is not None:
         return 0
-    thread = session.get(Thread, post.thread_id)
-    assert thread is not None
-    data = {"thread_id": thread.id, "title": thread.title, "excerpt": post.body[:140]}
+    mentioned = session.scalars(select(Mention.user_id).where(Mention.post_id == post.id)).all()
+    data = {"thread_id": thread.id, "title": thread.title, "excerpt": _excerpt(session, post.body, mentioned)}
     sent = 0
     audience = _channel_audience(session, thread)
-    mentioned = session.scalars(select(Mention.user_id).where(Mention.post_id == post.id)).all()
     for user_id in mentioned:
         if user_id != post.author_id and user_id in audience:
             sent += _notify(
@@ -124,6 +137,21 @@ def post_created(session: Session, post_id: int) -> int:
             data=data,
         )
     return sent
+
+
+def _excerpt(session: Session, body: str, mentioned: Sequence[int]) -> str:
+    """The start of the body with `<@123>` tokens as `@Name`.
+
+    Only the members the post really mentions get a name, as in the rendered post; any
+    other token is dropped, so a body cannot put an arbitrary id's name in front of anyone.
+    """
+    names = conversation_repo.display_names(session, mentioned)
+
+    def name(match: re.Match[str]) -> str:
+        user_id = int(match.group(1))
+        return f"@{names[user_id]}" if user_id in names else ""
+
+    return MENTION_RE.sub(name, body)[:EXCERPT_LENGTH]
 
 
 def _channel_audience(session: Session, thread: Thread) -> set[int]:

@@ -226,6 +226,8 @@ def test_messages_flow_notify_once_and_order_by_activity(
 
     message = send(client, town, "bob", older["id"], "**hi** <b>there</b>")
     assert message["sender_id"] == town.id("bob") and message["body"] == "**hi** <b>there</b>"
+    bob = town.users["bob"]
+    assert message["author"] == {"id": bob.id, "display_name": bob.display_name, "avatar_url": None}
     assert message["body_html"] == "<p><strong>hi</strong> &lt;b&gt;there&lt;/b&gt;</p>\n"
     assert recorded_jobs == [jobs.Job(MESSAGE_SENT, (message["id"],))]
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 11:30:02.896642
+Create Date: 2026-11-21 11:54:33.656458
 """
 
 from collections.abc import Sequence
@@ -212,6 +212,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.create_index("ix_notifications_subject", ["subject_type", "subject_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_notifications_user_id"), ["user_id"], unique=False)
 
     op.create_table(
@@ -879,6 +880,7 @@ def downgrade() -> None:
     op.drop_table("tiers")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_notifications_user_id"))
+        batch_op.drop_index("ix_notifications_subject")
 
     op.drop_table("notifications")
     with op.batch_alter_table("conversations", schema=None) as batch_op:
