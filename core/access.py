@@ -119,3 +119,15 @@ def community_context(session: Session, actor: Actor, community_id: int) -> Comm
         # The key's creator left or was removed: the key no longer acts for them.
         raise PermissionDenied("this API key's owner is no longer a member", code="not_a_member")
     return ctx
+
+
+def context_via(session: Session, actor: Actor, community_id: int, missing: NotFound) -> CommunityContext:
+    """The community context for a row reached by its own id (a channel, an event, a course).
+
+    A community the caller may not see must not show through such a row: its absence is
+    reported as `missing` ("event not found"), never as "community not found".
+    """
+    try:
+        return community_context(session, actor, community_id)
+    except NotFound as exc:
+        raise missing from exc

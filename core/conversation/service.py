@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, jobs
-from core.access import Actor, CommunityContext, community_context
+from core.access import Actor, CommunityContext, community_context, context_via
 from core.clock import utcnow
 from core.conversation import markdown
 from core.conversation import repository as repo
@@ -102,23 +102,11 @@ def can_post(ctx: CommunityContext, channel: Channel) -> bool:
     )
 
 
-def _context_or(session: Session, actor: Actor, community_id: int, missing: NotFound) -> CommunityContext:
-    """The community context, with "no such community" reported as `missing`.
-
-    Reached through a channel, thread or post id, an invisible community must not
-    show through: the caller learns only that the channel/thread/post is not there.
-    """
-    try:
-        return community_context(session, actor, community_id)
-    except NotFound as exc:
-        raise missing from exc
-
-
 def _visible_channel(session: Session, actor: Actor, channel_id: int) -> tuple[CommunityContext, Channel]:
     channel = session.get(Channel, channel_id)
     if channel is None:
         raise _channel_not_found()
-    ctx = _context_or(session, actor, channel.community_id, _channel_not_found())
+    ctx = context_via(session, actor, channel.community_id, _channel_not_found())
     if not can_see(ctx, channel):
         raise _channel_not_found()
     return ctx, channel
@@ -142,7 +130,7 @@ def _visible_thread(
         raise _thread_not_found()
     channel = session.get(Channel, thread.channel_id)
     assert channel is not None
-    ctx = _context_or(session, actor, thread.community_id, _thread_not_found())
+    ctx = context_via(session, actor, thread.community_id, _thread_not_found())
     if not can_see(ctx, channel) or (thread.deleted_at is not None and not ctx.is_staff):
         raise _thread_not_found()
     return ctx, channel, thread

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.access import Actor, CommunityContext, community_context
+from core.access import Actor, CommunityContext, community_context, context_via
 from core.clock import utcnow
 from core.courses import repository as repo
 from core.courses.schemas import (
@@ -38,10 +38,9 @@ def _load(session: Session, actor: Actor, course_id: int) -> tuple[Course, Commu
     course = session.get(Course, course_id)
     if course is None:
         raise NotFound("course not found", code="course_not_found")
-    try:
-        ctx = community_context(session, actor, course.community_id)
-    except NotFound as exc:
-        raise NotFound("course not found", code="course_not_found") from exc
+    ctx = context_via(
+        session, actor, course.community_id, NotFound("course not found", code="course_not_found")
+    )
     if course.published_at is None and not ctx.is_staff:
         raise NotFound("course not found", code="course_not_found")
     return course, ctx

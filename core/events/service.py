@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, jobs
-from core.access import Actor, CommunityContext, community_context
+from core.access import Actor, CommunityContext, community_context, context_via
 from core.accounts.schemas import UserOut
 from core.clock import as_utc, utcnow
 from core.communities import repository as community_repo
@@ -62,11 +62,7 @@ def _load(session: Session, actor: Actor, event_id: int) -> tuple[Event, Communi
     event = session.get(Event, event_id)
     if event is None:
         raise NotFound("event not found", code="event_not_found")
-    try:
-        ctx = community_context(session, actor, event.community_id)
-    except NotFound as exc:
-        # A private community's events do not exist for outsiders either.
-        raise NotFound("event not found", code="event_not_found") from exc
+    ctx = context_via(session, actor, event.community_id, NotFound("event not found", code="event_not_found"))
     return event, ctx
 
 
