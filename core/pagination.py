@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -17,9 +17,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.clock import as_utc
 from core.errors import InvalidInput
-from core.schemas import MAX_ID
+from core.schemas import MAX_ID, PageOut
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 MAX_LIMIT = 100
 
@@ -28,6 +29,17 @@ MAX_LIMIT = 100
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+    def map(self, convert: Callable[[T], U]) -> Page[U]:
+        """The same page with each item converted (e.g. a row to its output schema)."""
+        return Page([convert(item) for item in self.items], self.next_cursor)
+
+    def with_items(self, items: list[U]) -> Page[U]:
+        """The same page with items built in one batch (views that load related rows at once)."""
+        return Page(items, self.next_cursor)
+
+    def out(self) -> PageOut[T]:
+        return PageOut(items=self.items, next_cursor=self.next_cursor)
 
 
 def encode_cursor(last_id: int) -> str:

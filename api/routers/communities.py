@@ -56,9 +56,7 @@ def list_communities(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> PageOut[CommunityOut]:
     page = communities.list_visible(session, actor, mine=mine, q=q, cursor=cursor, limit=limit)
-    return PageOut(
-        items=communities.community_views(session, actor, page.items), next_cursor=page.next_cursor
-    )
+    return page.with_items(communities.community_views(session, actor, page.items)).out()
 
 
 @router.get("/communities/{community_id}", response_model=CommunityOut)
@@ -131,7 +129,7 @@ def list_members(
         cursor=cursor,
         limit=limit,
     )
-    return PageOut(items=communities.membership_views(session, page.items), next_cursor=page.next_cursor)
+    return page.with_items(communities.membership_views(session, page.items)).out()
 
 
 @router.get("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)
@@ -172,7 +170,7 @@ def list_invites(
     limit: Limit = 50,
 ) -> PageOut[InviteOut]:
     page = communities.list_invites(session, actor, community_id, cursor=cursor, limit=limit)
-    return PageOut(items=[InviteOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor)
+    return page.map(InviteOut.model_validate).out()
 
 
 @router.post("/communities/{community_id}/invites", response_model=InviteOut, status_code=201)
@@ -197,7 +195,7 @@ def list_bans(
     active: bool = True,
 ) -> PageOut[BanOut]:
     page = communities.list_bans(session, actor, community_id, active_only=active, cursor=cursor, limit=limit)
-    return PageOut(items=[BanOut.model_validate(b) for b in page.items], next_cursor=page.next_cursor)
+    return page.map(BanOut.model_validate).out()
 
 
 @router.post("/communities/{community_id}/bans", response_model=BanOut, status_code=201)
@@ -251,4 +249,4 @@ def audit_log(
         cursor=cursor,
         limit=limit,
     )
-    return PageOut(items=[AuditOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor)
+    return page.map(AuditOut.model_validate).out()

@@ -122,7 +122,7 @@ def list_threads(
     page = service.list_threads(
         session, actor, channel_id, author_id=author_id, q=q, cursor=cursor, limit=limit
     )
-    return PageOut(items=page.items, next_cursor=page.next_cursor)
+    return page.out()
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadDetailOut)
@@ -157,7 +157,7 @@ def list_replies(
 ) -> PageOut[PostOut]:
     """Replies, oldest first (the opening post comes with the thread)."""
     page = service.list_replies(session, actor, thread_id, cursor=cursor, limit=limit)
-    return PageOut(items=page.items, next_cursor=page.next_cursor)
+    return page.out()
 
 
 @router.post("/threads/{thread_id}/posts", response_model=PostOut, status_code=201)
@@ -188,7 +188,7 @@ def list_revisions(
 ) -> PageOut[PostRevisionOut]:
     """Earlier versions, newest first (author or moderator+)."""
     page = service.list_revisions(session, actor, post_id, cursor=cursor, limit=limit)
-    return PageOut(items=page.items, next_cursor=page.next_cursor)
+    return page.out()
 
 
 @router.put("/posts/{post_id}/reactions/{emoji}", response_model=PostOut)
@@ -225,7 +225,7 @@ def list_conversations(
 ) -> PageOut[ConversationOut]:
     """The caller's conversations in this community, most recent activity first."""
     page = dms.list_conversations(session, actor, community_id, cursor=cursor, limit=limit)
-    return PageOut(items=page.items, next_cursor=page.next_cursor)
+    return page.out()
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
@@ -239,7 +239,7 @@ def list_messages(
 ) -> PageOut[MessageOut]:
     """Newest first."""
     page = dms.list_messages(session, actor, conversation_id, cursor=cursor, limit=limit)
-    return PageOut(items=page.items, next_cursor=page.next_cursor)
+    return page.out()
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=MessageOut, status_code=201)

@@ -20,9 +20,7 @@ def list_notifications(
     unread: bool = False,
 ) -> PageOut[NotificationOut]:
     page = service.list_for(session, actor, unread=unread, cursor=cursor, limit=limit)
-    return PageOut(
-        items=[NotificationOut.model_validate(n) for n in page.items], next_cursor=page.next_cursor
-    )
+    return page.map(NotificationOut.model_validate).out()
 
 
 class MarkReadIn(Input):

@@ -198,13 +198,6 @@ def update_profile(session: Session, actor: Actor, patch: ProfilePatch) -> User:
     return user
 
 
-def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None or user.disabled_at is not None:
-        raise NotFound("user not found", code="user_not_found")
-    return user
-
-
 def create_api_key(session: Session, actor: Actor, community_id: int, data: ApiKeyIn) -> IssuedApiKey:
     actor.require_personal()
     community_context(session, actor, community_id).require_role(Role.ADMIN)

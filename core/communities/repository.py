@@ -21,13 +21,6 @@ from core.models import (
 )
 
 
-def member_count(session: Session, community_id: int) -> int:
-    stmt = select(func.count()).where(
-        Membership.community_id == community_id, Membership.status == MembershipStatus.ACTIVE
-    )
-    return session.scalar(stmt) or 0
-
-
 def member_counts(session: Session, community_ids: list[int]) -> dict[int, int]:
     if not community_ids:
         return {}
@@ -109,13 +102,6 @@ def members_query(
 
 def lowest_tier(session: Session, community_id: int) -> Tier:
     stmt = select(Tier).where(Tier.community_id == community_id).order_by(Tier.rank.asc()).limit(1)
-    tier = session.scalar(stmt)
-    assert tier is not None, "every community has at least one tier"
-    return tier
-
-
-def highest_tier(session: Session, community_id: int) -> Tier:
-    stmt = select(Tier).where(Tier.community_id == community_id).order_by(Tier.rank.desc()).limit(1)
     tier = session.scalar(stmt)
     assert tier is not None, "every community has at least one tier"
     return tier

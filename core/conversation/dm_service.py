@@ -160,7 +160,7 @@ def list_conversations(
         cursor=cursor,
         limit=limit,
     )
-    return Page(_conversations_out(session, page.items), page.next_cursor)
+    return page.with_items(_conversations_out(session, page.items))
 
 
 def get_conversation(session: Session, actor: Actor, conversation_id: int) -> ConversationOut:
@@ -173,7 +173,7 @@ def list_messages(
     """Newest first, the way a chat view loads history upwards."""
     conversation = _own_conversation(session, actor, conversation_id)
     page = paginate(session, repo.messages_of(conversation.id), DirectMessage.id, cursor=cursor, limit=limit)
-    return Page(_messages_out(session, conversation, page.items), page.next_cursor)
+    return page.with_items(_messages_out(session, conversation, page.items))
 
 
 def send_message(session: Session, actor: Actor, conversation_id: int, data: MessageIn) -> MessageOut:

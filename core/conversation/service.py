@@ -433,7 +433,7 @@ def list_threads(
     _visible_channel(session, actor, channel_id)
     stmt = repo.threads_of(channel_id, author_id=author_id, q=q)
     page = paginate_by_time(session, stmt, Thread.last_activity_at, Thread.id, cursor=cursor, limit=limit)
-    return Page(_threads_out(session, page.items), page.next_cursor)
+    return page.with_items(_threads_out(session, page.items))
 
 
 def get_thread(session: Session, actor: Actor, thread_id: int) -> ThreadDetailOut:
@@ -476,7 +476,7 @@ def list_replies(
     page = paginate(
         session, repo.replies_of(thread.id), Post.id, cursor=cursor, limit=limit, descending=False
     )
-    return Page(_posts_out(session, ctx, page.items), page.next_cursor)
+    return page.with_items(_posts_out(session, ctx, page.items))
 
 
 def create_reply(session: Session, actor: Actor, thread_id: int, data: ReplyIn) -> PostOut:
@@ -610,7 +610,7 @@ def list_revisions(
     if post.author_id != actor.id and not ctx.is_staff:
         raise PermissionDenied("only the author or a moderator can see edit history", code="not_author")
     page = paginate(session, repo.revisions_of(post.id), PostRevision.id, cursor=cursor, limit=limit)
-    return Page([PostRevisionOut.model_validate(r) for r in page.items], page.next_cursor)
+    return page.map(PostRevisionOut.model_validate)
 
 
 # --- mentions ---------------------------------------------------------------

@@ -118,7 +118,7 @@ def list_courses(
         ctx.require_role(Role.MODERATOR)
     stmt = repo.courses_of(community_id, published_only=not drafts)
     page = paginate(session, stmt, Course.id, cursor=cursor, limit=limit)
-    return PageOut(items=_views(session, ctx, page.items), next_cursor=page.next_cursor)
+    return page.with_items(_views(session, ctx, page.items)).out()
 
 
 def get_course(session: Session, actor: Actor, course_id: int) -> CourseDetailOut:

@@ -161,7 +161,7 @@ def list_events(
     page = paginate_by_time(
         session, stmt, Event.starts_at, Event.id, cursor=cursor, limit=limit, descending=False
     )
-    return PageOut(items=_views(session, ctx, page.items), next_cursor=page.next_cursor)
+    return page.with_items(_views(session, ctx, page.items)).out()
 
 
 def get_event(session: Session, actor: Actor, event_id: int) -> EventOut:

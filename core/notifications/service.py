@@ -104,20 +104,7 @@ def post_created(session: Session, post_id: int) -> int:
         return 0
     mentioned = session.scalars(select(Mention.user_id).where(Mention.post_id == post.id)).all()
     data = {"thread_id": thread.id, "title": thread.title, "excerpt": _excerpt(session, post.body, mentioned)}
-    sent = 0
     audience = _channel_audience(session, thread)
-    for user_id in mentioned:
-        if user_id != post.author_id and user_id in audience:
-            sent += _notify(
-                session,
-                user_id=user_id,
-                community_id=post.community_id,
-                kind="mention",
-                subject_type="post",
-                subject_id=post.id,
-                actor_id=post.author_id,
-                data=data,
-            )
     repliees = set()
     if not post.is_opening:
         repliees.add(thread.author_id)
@@ -125,17 +112,22 @@ def post_created(session: Session, post_id: int) -> int:
             parent = session.get(Post, post.reply_to_id)
             if parent is not None:
                 repliees.add(parent.author_id)
-    for user_id in (repliees & audience) - {post.author_id} - set(mentioned):
-        sent += _notify(
-            session,
-            user_id=user_id,
-            community_id=post.community_id,
-            kind="reply",
-            subject_type="post",
-            subject_id=post.id,
-            actor_id=post.author_id,
-            data=data,
-        )
+    # A mention wins over a reply: one notification per person per post.
+    mentions = [uid for uid in mentioned if uid in audience and uid != post.author_id]
+    replies = sorted((repliees & audience) - {post.author_id} - set(mentioned))
+    sent = 0
+    for kind, recipients in (("mention", mentions), ("reply", replies)):
+        for user_id in recipients:
+            sent += _notify(
+                session,
+                user_id=user_id,
+                community_id=post.community_id,
+                kind=kind,
+                subject_type="post",
+                subject_id=post.id,
+                actor_id=post.author_id,
+                data=data,
+            )
     return sent
 
 
