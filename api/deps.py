@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.accounts import service as accounts
+from core.db import session_scope
 from core.errors import PermissionDenied, Unauthenticated
 from core.schemas import MAX_ID
 
@@ -19,15 +20,8 @@ _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent."""
-    session: Session = request.app.state.session_factory()
-    try:
+    with session_scope(factory=request.app.state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the commit above runs before FastAPI sends the response, so

@@ -1,4 +1,4 @@
-"""Audit rows for every state change that matters.
+"""Audit rows for every state change that matters, and reading them back (managers only).
 
 `snapshot()` turns a model into JSON-safe data, leaving secrets out, so the
 before/after of a change can be stored and shown to community managers.
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from core.models import AuditLog
-
-if TYPE_CHECKING:
-    from core.access import Actor
+from core.access import Actor, community_context
+from core.models import AuditLog, Role
+from core.pagination import Page, paginate
+from core.schemas import Output
 
 SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "key_hash"})
 
@@ -57,3 +57,37 @@ def record(
     )
     session.add(row)
     return row
+
+
+class AuditOut(Output):
+    id: int
+    actor_user_id: int | None
+    api_key_id: int | None
+    action: str
+    target_type: str
+    target_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime
+
+
+def list_audit(
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    *,
+    action: str | None,
+    target_type: str | None,
+    actor_id: int | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[AuditLog]:
+    community_context(session, actor, community_id).require_role(Role.ADMIN)
+    stmt = select(AuditLog).where(AuditLog.community_id == community_id)
+    if action:
+        stmt = stmt.where(AuditLog.action == action)
+    if target_type:
+        stmt = stmt.where(AuditLog.target_type == target_type)
+    if actor_id is not None:
+        stmt = stmt.where(AuditLog.actor_user_id == actor_id)
+    return paginate(session, stmt, AuditLog.id, cursor=cursor, limit=limit)

@@ -7,7 +7,7 @@ database under the worker and the API at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -58,9 +58,11 @@ def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A unit of work for tasks and commands: commit on success, roll back on error."""
-    session = session_factory(engine)()
+def session_scope(
+    engine: Engine | None = None, *, factory: Callable[[], Session] | None = None
+) -> Iterator[Session]:
+    """One unit of work (a request, a task, a command): commit on success, roll back on error."""
+    session = (factory or session_factory(engine))()
     try:
         yield session
         session.commit()

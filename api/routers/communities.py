@@ -9,7 +9,7 @@ from api.deps import CurrentActor, Cursor, DbSession, Limit, PathId, QueryId
 from core.access import Actor
 from core.accounts import service as accounts
 from core.accounts.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut
-from core.audit_log import AuditOut, list_audit
+from core.audit import AuditOut, list_audit
 from core.communities import service as communities
 from core.communities.schemas import (
     BanIn,

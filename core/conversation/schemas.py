@@ -19,13 +19,6 @@ MAX_MENTIONS = 50
 MAX_OTHER_PARTICIPANTS = 9
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; reject it here instead of failing at flush.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
@@ -37,12 +30,12 @@ Body = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_BODY, strip_whitespace=False),
     AfterValidator(_not_blank),
-    AfterValidator(_no_nul),
 ]
-ThreadTitle = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE), AfterValidator(_no_nul)]
-ChannelName = Annotated[Name, AfterValidator(_no_nul)]
-Description = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)]
-ConversationTitle = Annotated[str, StringConstraints(min_length=1, max_length=120), AfterValidator(_no_nul)]
+# NUL in any of these is refused by core.schemas.Input, like everywhere else.
+ThreadTitle = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE)]
+ChannelName = Name
+Description = Annotated[str, StringConstraints(max_length=1000)]
+ConversationTitle = Annotated[str, StringConstraints(min_length=1, max_length=120)]
 MAX_EMOJI = 32
 
 
