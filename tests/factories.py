@@ -12,7 +12,19 @@ from core.accounts import service as accounts
 from core.accounts.schemas import TokenIn
 from core.communities import service as communities
 from core.communities.schemas import CommunityIn, InviteIn, JoinIn, MemberPatch
-from core.models import Community, Language, Membership, Role, User, Visibility
+from core.models import (
+    AccountKind,
+    Chip,
+    ChipKind,
+    Community,
+    Language,
+    LedgerAccount,
+    Membership,
+    Role,
+    TxKind,
+    User,
+    Visibility,
+)
 
 _seq = itertools.count(1)
 
@@ -96,3 +108,49 @@ def _owner(session: Session, community: Community) -> User:
     owner = session.get(User, owner_id)
     assert owner is not None
     return owner
+
+
+def make_chip(
+    session: Session,
+    community: Community,
+    issuer: User | None = None,
+    *,
+    symbol: str | None = None,
+    **policy: object,
+) -> Chip:
+    """A chip and its issuance account, written directly (the chips service builds on the same rows).
+
+    `issuer=None` makes the community chip; `policy` sets Chip columns (supply_cap, tippable...).
+    """
+    chip = Chip(
+        community_id=community.id,
+        kind=ChipKind.COMMUNITY if issuer is None else ChipKind.PERSONAL,
+        issuer_id=issuer.id if issuer else None,
+        name=f"Chip {next(_seq)}",
+        symbol=symbol or f"C{next(_seq)}",
+        **policy,
+    )
+    session.add(chip)
+    session.flush()
+    session.add(LedgerAccount(community_id=community.id, chip_id=chip.id, kind=AccountKind.ISSUANCE))
+    session.flush()
+    return chip
+
+
+def fund(session: Session, chip: Chip, user: User, amount: int) -> LedgerAccount:
+    """Mint `amount` of `chip` into `user`'s wallet straight through the ledger."""
+    from core.ledger import service as ledger
+
+    account = ledger.open_account(session, chip, user.id)
+    ledger.transfer(
+        session,
+        community_id=chip.community_id,
+        chip_id=chip.id,
+        source=ledger.issuance_account(session, chip.id).id,
+        target=account.id,
+        amount=amount,
+        key=f"test-fund-{next(_seq)}",
+        kind=TxKind.MINT,
+    )
+    session.refresh(account)
+    return account

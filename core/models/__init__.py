@@ -27,27 +27,50 @@ from core.models.conversation import (
 )
 from core.models.course import Course, Enrollment, Lesson, LessonCompletion
 from core.models.event import Event, EventRsvp, EventStatus, RsvpStatus
+from core.models.ledger import (
+    AccountKind,
+    Chip,
+    ChipKind,
+    EmissionPeriod,
+    HoldStatus,
+    LedgerAccount,
+    LedgerDigest,
+    LedgerHold,
+    LedgerPosting,
+    LedgerTransaction,
+    TxKind,
+)
 from core.models.notification import Notification
 
 __all__ = [
     "AccessToken",
+    "AccountKind",
     "ApiKey",
     "AuditLog",
     "Ban",
     "Base",
     "Channel",
     "ChannelMember",
+    "Chip",
+    "ChipKind",
     "Community",
     "Conversation",
     "ConversationParticipant",
     "Course",
     "DirectMessage",
+    "EmissionPeriod",
     "Enrollment",
     "Event",
     "EventRsvp",
     "EventStatus",
+    "HoldStatus",
     "Invite",
     "Language",
+    "LedgerAccount",
+    "LedgerDigest",
+    "LedgerHold",
+    "LedgerPosting",
+    "LedgerTransaction",
     "Lesson",
     "LessonCompletion",
     "Membership",
@@ -61,6 +84,7 @@ __all__ = [
     "RsvpStatus",
     "Thread",
     "Tier",
+    "TxKind",
     "User",
     "Visibility",
 ]

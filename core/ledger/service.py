@@ -1,0 +1,489 @@
+"""Ledger rules: validate an entry, then write it through the fastest safe path.
+
+Callers (chips, tipping, earning, redemption, trading) build `Entry`s; this
+module checks them first (legs, zero sum per chip, keys), and the database
+checks again. Nothing here commits: the request or task owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.clock import utcnow
+from core.errors import Conflict, InvalidInput, NotFound
+from core.ledger import chain
+from core.ledger import errors as err
+from core.ledger import repository as repo
+from core.ledger.types import Entry, HoldUse, Leg, Posted
+from core.models import (
+    AccountKind,
+    Chip,
+    HoldStatus,
+    LedgerAccount,
+    LedgerDigest,
+    LedgerHold,
+    LedgerPosting,
+    LedgerTransaction,
+    TxKind,
+)
+
+MAX_LEGS = 20_000
+MAX_AMOUNT = 10**15  # far below 2**63, so no sum of a batch can overflow
+KEY_MAX = 200
+
+__all__ = ["Entry", "HoldUse", "Leg", "Posted"]
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def request_hash(entry: Entry) -> str:
+    """What a retry must repeat exactly for its key to be accepted."""
+    canonical = [
+        entry.community_id,
+        entry.kind.value,
+        [[leg.account_id, leg.chip_id, leg.amount] for leg in entry.legs],
+        [[use.hold_id, use.amount] for use in entry.holds],
+        entry.actor_id,
+        entry.memo,
+        entry.subject_type,
+        entry.subject_id,
+        entry.reverses_id,
+    ]
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+
+def validate(entry: Entry) -> None:
+    if not entry.key or len(entry.key) > KEY_MAX:
+        raise InvalidInput(f"an idempotency key of 1 to {KEY_MAX} characters is required", code="invalid_key")
+    if len(entry.legs) < 2 or len(entry.legs) > MAX_LEGS:
+        raise err.unbalanced(f"a transaction needs 2 to {MAX_LEGS} legs")
+    sums: dict[int, int] = defaultdict(int)
+    for leg in entry.legs:
+        if leg.amount == 0 or abs(leg.amount) > MAX_AMOUNT:
+            raise err.unbalanced("every leg moves a non-zero amount within range")
+        sums[leg.chip_id] += leg.amount
+    if any(total != 0 for total in sums.values()):
+        raise err.unbalanced("the legs of each chip must sum to zero")
+    for use in entry.holds:
+        if use.amount <= 0:
+            raise err.unbalanced("a hold capture moves a positive amount")
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def post(session: Session, entry: Entry) -> Posted:
+    """Write one transaction; a retry with the same key returns the first result."""
+    validate(entry)
+    digest = request_hash(entry)
+    if repo.is_postgres(session):
+        return repo.call_post(session, entry, digest)
+    return repo.apply_entries(session, [entry], [digest], utcnow())[0]
+
+
+def post_batch(session: Session, entries: Sequence[Entry]) -> list[Posted]:
+    """Write many transactions at once, all or none; accounts are locked once, in id order."""
+    if not entries:
+        return []
+    for entry in entries:
+        validate(entry)
+    if len({e.key for e in entries}) != len(entries):
+        raise InvalidInput("keys within a batch must differ", code="invalid_key")
+    return repo.apply_entries(session, entries, [request_hash(e) for e in entries], utcnow())
+
+
+def transfer(
+    session: Session,
+    *,
+    community_id: int,
+    chip_id: int,
+    source: int,
+    target: int,
+    amount: int,
+    key: str,
+    kind: TxKind = TxKind.TRANSFER,
+    actor_id: int | None = None,
+    memo: str = "",
+    subject: tuple[str, int] | None = None,
+) -> Posted:
+    if amount <= 0:
+        raise InvalidInput("the amount must be positive", code="invalid_amount")
+    if source == target:
+        raise InvalidInput("a wallet cannot pay itself", code="same_account")
+    return post(
+        session,
+        Entry(
+            community_id=community_id,
+            kind=kind,
+            key=key,
+            legs=(Leg(source, chip_id, -amount), Leg(target, chip_id, amount)),
+            actor_id=actor_id,
+            memo=memo,
+            subject_type=subject[0] if subject else None,
+            subject_id=subject[1] if subject else None,
+        ),
+    )
+
+
+def reverse(
+    session: Session, transaction_id: int, *, key: str, actor_id: int | None, memo: str = ""
+) -> Posted:
+    """Undo a transaction with its mirror image. The original stays; it can be reversed once."""
+    original = session.get(LedgerTransaction, transaction_id)
+    if original is None:
+        raise NotFound("transaction not found", code="transaction_not_found")
+    if original.kind == TxKind.REVERSAL:
+        raise Conflict("a reversal cannot itself be reversed", code="reversal_not_reversible")
+    legs = tuple(Leg(p.account_id, p.chip_id, -p.amount) for p in repo.postings_of(session, transaction_id))
+    return post(
+        session,
+        Entry(
+            community_id=original.community_id,
+            kind=TxKind.REVERSAL,
+            key=key,
+            legs=legs,
+            actor_id=actor_id,
+            memo=memo or f"reversal of #{transaction_id}",
+            subject_type=original.subject_type,
+            subject_id=original.subject_id,
+            reverses_id=transaction_id,
+            allow_frozen=True,
+        ),
+    )
+
+
+# --- holds ----------------------------------------------------------------------------------
+
+
+def place_hold(
+    session: Session,
+    *,
+    account_id: int,
+    amount: int,
+    key: str,
+    expires_at: datetime | None = None,
+    subject: tuple[str, int] | None = None,
+) -> LedgerHold:
+    """Set `amount` aside from the account's available chips (pending until posted or voided)."""
+    if amount <= 0 or amount > MAX_AMOUNT:
+        raise InvalidInput("the amount must be positive", code="invalid_amount")
+    digest = hashlib.sha256(
+        json.dumps([account_id, amount, subject and list(subject)], separators=(",", ":")).encode()
+    ).hexdigest()
+    account = _lock_account(session, account_id)
+    existing = repo.find_hold_by_key(session, key)
+    if existing is not None:
+        if existing.request_hash != digest:
+            raise err.key_reused()
+        return existing
+    chip = session.get(Chip, account.chip_id)
+    assert chip is not None
+    if chip.frozen:
+        raise err.chip_frozen(chip.id)
+    if account.frozen:
+        raise err.account_frozen(account.id)
+    if not repo.reserve(session, account_id, amount):
+        raise err.insufficient(account_id)
+    hold = LedgerHold(
+        account_id=account_id,
+        amount=amount,
+        remaining=amount,
+        status=HoldStatus.PENDING,
+        idempotency_key=key,
+        request_hash=digest,
+        subject_type=subject[0] if subject else None,
+        subject_id=subject[1] if subject else None,
+        expires_at=expires_at,
+    )
+    session.add(hold)
+    session.flush()
+    return hold
+
+
+def void_hold(session: Session, hold_id: int, *, status: HoldStatus = HoldStatus.VOIDED) -> LedgerHold:
+    """Release what is left of a pending hold. Voiding a settled hold is a no-op (idempotent)."""
+    hold = session.get(LedgerHold, hold_id)
+    if hold is None:
+        raise NotFound("hold not found", code="hold_not_found")
+    # Lock order is always account, then hold (as in posting), so this cannot deadlock with a capture.
+    _lock_account(session, hold.account_id)
+    locked = repo.lock_hold(session, hold_id)
+    assert locked is not None
+    if locked.status != HoldStatus.PENDING:
+        return locked
+    repo.release(session, locked.account_id, locked.remaining)
+    locked.remaining = 0
+    locked.status = status
+    locked.resolved_at = utcnow()
+    session.flush()
+    return locked
+
+
+def expire_holds(session: Session, now: datetime | None = None, *, limit: int = 500) -> list[int]:
+    """Void pending holds whose time is up; returns their ids (callers cancel what they backed)."""
+    expired = []
+    for hold_id in repo.expired_hold_ids(session, now or utcnow(), limit):
+        hold = void_hold(session, hold_id, status=HoldStatus.EXPIRED)
+        if hold.status == HoldStatus.EXPIRED:
+            expired.append(hold_id)
+    return expired
+
+
+def _lock_account(session: Session, account_id: int) -> LedgerAccount:
+    account = session.scalar(
+        select(LedgerAccount)
+        .where(LedgerAccount.id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if account is None:
+        raise err.account_missing(account_id)
+    return account
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:
+    """The owner's wallet account for `chip`, created on first use."""
+    found = session.scalar(
+        select(LedgerAccount).where(
+            LedgerAccount.chip_id == chip.id,
+            LedgerAccount.kind == AccountKind.MEMBER,
+            LedgerAccount.owner_id == owner_id,
+        )
+    )
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            account = LedgerAccount(
+                community_id=chip.community_id, chip_id=chip.id, kind=AccountKind.MEMBER, owner_id=owner_id
+            )
+            session.add(account)
+    except Exception as exc:  # a concurrent first use created it
+        from sqlalchemy.exc import IntegrityError
+
+        if not isinstance(exc, IntegrityError):
+            raise
+        found = session.scalar(
+            select(LedgerAccount).where(
+                LedgerAccount.chip_id == chip.id,
+                LedgerAccount.kind == AccountKind.MEMBER,
+                LedgerAccount.owner_id == owner_id,
+            )
+        )
+        assert found is not None
+        return found
+    return account
+
+
+def issuance_account(session: Session, chip_id: int) -> LedgerAccount:
+    found = session.scalar(
+        select(LedgerAccount).where(
+            LedgerAccount.chip_id == chip_id, LedgerAccount.kind == AccountKind.ISSUANCE
+        )
+    )
+    assert found is not None, "every chip is created with its issuance account"
+    return found
+
+
+def refresh(session: Session, account: LedgerAccount) -> LedgerAccount:
+    """Re-read an account after the ledger wrote it with SQL (the ORM copy is stale)."""
+    session.refresh(account)
+    return account
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    account_id: int
+    ok: bool
+    postings: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify_account(session: Session, account_id: int, *, page: int = 5000) -> ChainCheck:
+    """Recompute the account's hash chain and balance from its postings."""
+    account = repo.account_row(session, account_id)
+    if account is None:
+        raise err.account_missing(account_id)
+    prev, balance, seq = chain.GENESIS, 0, 0
+    while True:
+        rows = repo.chain_rows(session, account_id, seq, page)
+        for row in rows:
+            balance += row.amount
+            expected = chain.posting_hash(
+                prev,
+                transaction_id=row.transaction_id,
+                leg=row.leg,
+                account_id=row.account_id,
+                chip_id=row.chip_id,
+                amount=row.amount,
+                seq=row.seq,
+                balance_after=row.balance_after,
+                kind=str(row.kind),
+                created_us=chain.micros(row.created_at),
+            )
+            if row.seq != seq + 1:
+                return ChainCheck(account_id, False, seq, prev, row.seq, "gap in the chain")
+            if row.balance_after != balance:
+                return ChainCheck(account_id, False, seq, prev, row.seq, "running balance differs")
+            if row.hash != expected:
+                return ChainCheck(account_id, False, seq, prev, row.seq, "hash differs")
+            prev, seq = row.hash, row.seq
+        if len(rows) < page:
+            break
+    if (account.seq, account.head_hash, account.balance) != (seq, prev, balance):
+        return ChainCheck(account_id, False, seq, prev, None, "account head differs from its postings")
+    return ChainCheck(account_id, True, seq, prev)
+
+
+@dataclass(frozen=True)
+class InvariantReport:
+    ok: bool
+    problems: list[str]
+    accounts: int
+    transactions: int
+
+
+def check_invariants(
+    session: Session, community_id: int | None = None, *, chains: bool = True
+) -> InvariantReport:
+    """The whole-ledger audit: conservation, caches, no overdraft, holds, and (optionally) chains."""
+    problems: list[str] = []
+
+    def scoped(stmt, column):  # type: ignore[no-untyped-def]
+        return stmt if community_id is None else stmt.where(column == community_id)
+
+    unbalanced = session.execute(
+        scoped(
+            select(LedgerPosting.chip_id, func.sum(LedgerPosting.amount))
+            .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
+            .group_by(LedgerPosting.chip_id)
+            .having(func.sum(LedgerPosting.amount) != 0),
+            LedgerAccount.community_id,
+        )
+    ).all()
+    problems += [f"chip {chip} sums to {total}, not zero" for chip, total in unbalanced]
+    bad_tx = session.execute(
+        scoped(
+            select(LedgerPosting.transaction_id)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+            .group_by(LedgerPosting.transaction_id, LedgerPosting.chip_id, LedgerTransaction.legs)
+            .having(func.sum(LedgerPosting.amount) != 0),
+            LedgerTransaction.community_id,
+        )
+    ).all()
+    problems += [f"transaction {row[0]} is unbalanced" for row in bad_tx]
+    sums = (
+        select(LedgerPosting.account_id, func.sum(LedgerPosting.amount).label("total"))
+        .group_by(LedgerPosting.account_id)
+        .subquery()
+    )
+    holds = (
+        select(LedgerHold.account_id, func.sum(LedgerHold.remaining).label("held"))
+        .where(LedgerHold.status == HoldStatus.PENDING)
+        .group_by(LedgerHold.account_id)
+        .subquery()
+    )
+    accounts = session.execute(
+        scoped(
+            select(
+                LedgerAccount.id,
+                LedgerAccount.kind,
+                LedgerAccount.balance,
+                LedgerAccount.held,
+                func.coalesce(sums.c.total, 0),
+                func.coalesce(holds.c.held, 0),
+            )
+            .outerjoin(sums, sums.c.account_id == LedgerAccount.id)
+            .outerjoin(holds, holds.c.account_id == LedgerAccount.id),
+            LedgerAccount.community_id,
+        )
+    ).all()
+    for account_id, kind, balance, held, total, pending in accounts:
+        if balance != total:
+            problems.append(f"account {account_id}: cached balance {balance} != postings {total}")
+        if held != pending:
+            problems.append(f"account {account_id}: cached held {held} != pending holds {pending}")
+        if kind == AccountKind.MEMBER and (balance < 0 or held < 0 or balance < held):
+            problems.append(f"account {account_id}: overdrawn (balance {balance}, held {held})")
+    if chains:
+        for account_id, *_ in accounts:
+            check = verify_account(session, account_id)
+            if not check.ok:
+                problems.append(
+                    f"account {account_id}: chain broken at {check.first_bad_seq}: {check.reason}"
+                )
+    tx_count = session.scalar(
+        scoped(select(func.count()).select_from(LedgerTransaction), LedgerTransaction.community_id)
+    )
+    return InvariantReport(not problems, problems, len(accounts), int(tx_count or 0))
+
+
+# --- digests and receipts ------------------------------------------------------------------
+
+
+def heads_at(session: Session, community_id: int, until: datetime) -> list[tuple[int, int, str]]:
+    """Each account's (id, seq, hash) as of `until`: its last posting made before then."""
+    last = (
+        select(LedgerPosting.account_id, func.max(LedgerPosting.seq).label("seq"))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+        .where(LedgerTransaction.community_id == community_id, LedgerTransaction.created_at < until)
+        .group_by(LedgerPosting.account_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(LedgerPosting.account_id, LedgerPosting.seq, LedgerPosting.hash)
+        .join(last, (last.c.account_id == LedgerPosting.account_id) & (last.c.seq == LedgerPosting.seq))
+        .order_by(LedgerPosting.account_id)
+    ).all()
+    return [(int(a), int(s), str(h)) for a, s, h in rows]
+
+
+def day_end(day: date) -> datetime:
+    from core.clock import as_utc
+
+    return as_utc(datetime.combine(day + timedelta(days=1), time.min))
+
+
+def make_digest(session: Session, community_id: int, day: date) -> LedgerDigest:
+    """Seal `day` (UTC) for a community; sealing twice returns the first seal."""
+    existing = session.scalar(
+        select(LedgerDigest).where(LedgerDigest.community_id == community_id, LedgerDigest.day == day)
+    )
+    if existing is not None:
+        return existing
+    heads = heads_at(session, community_id, day_end(day))
+    lines = [f"{account}:{seq}:{head}" for account, seq, head in heads]
+    row = LedgerDigest(
+        community_id=community_id,
+        day=day,
+        digest=chain.digest(lines),
+        accounts=len(heads),
+        postings=sum(seq for _, seq, _ in heads),
+        detail={"heads": lines},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def verify_digest(session: Session, digest: LedgerDigest) -> bool:
+    """Recompute a published digest from today's ledger: False means history was rewritten."""
+    heads = heads_at(session, digest.community_id, day_end(digest.day))
+    return chain.digest([f"{a}:{s}:{h}" for a, s, h in heads]) == digest.digest
