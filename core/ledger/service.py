@@ -455,14 +455,23 @@ def heads_at(session: Session, community_id: int, until: datetime) -> list[tuple
     return [(int(a), int(s), str(h)) for a, s, h in rows]
 
 
+def previous_hash(session: Session, account_id: int, seq: int) -> str:
+    """The hash a posting chains from (what a receipt shows next to its own hash)."""
+    return repo.previous_hash(session, account_id, seq)
+
+
 def day_end(day: date) -> datetime:
     from core.clock import as_utc
 
     return as_utc(datetime.combine(day + timedelta(days=1), time.min))
 
 
-def make_digest(session: Session, community_id: int, day: date) -> LedgerDigest:
-    """Seal `day` (UTC) for a community; sealing twice returns the first seal."""
+def make_digest(
+    session: Session, community_id: int, day: date, *, now: datetime | None = None
+) -> LedgerDigest:
+    """Seal `day` (UTC) for a community once it is over; sealing twice returns the first seal."""
+    if day_end(day) > (now or utcnow()):
+        raise Conflict("a day can be sealed only once it is over", code="day_not_over")
     existing = session.scalar(
         select(LedgerDigest).where(LedgerDigest.community_id == community_id, LedgerDigest.day == day)
     )
