@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, RateLimited
@@ -26,6 +27,14 @@ HTTP_CODES = {
 
 
 BODY_PARSE_ERROR = "There was an error parsing the body"
+
+# PostgreSQL: deadlock detected, serialization failure, lock not available.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def is_transient_conflict(exc: OperationalError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
 
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
@@ -68,6 +77,19 @@ def install(app: FastAPI) -> None:
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if is_transient_conflict(exc):
+            # Nothing was written (the transaction rolled back); a retry with the same
+            # Idempotency-Key is safe and will most likely succeed.
+            response = error_response(
+                503, "retry_later", "the service was busy with a conflicting change; please retry"
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "something went wrong on our side")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -161,6 +161,17 @@ def reverse(
     )
 
 
+def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
+    """Lock every account a multi-step unit of work will touch, at once, in id order.
+
+    One ledger call locks what it touches; a unit of work that makes several
+    (place a hold, then capture it into another wallet; match several orders)
+    must call this first with all of them, or two such units can each hold one
+    account the other needs next and deadlock.
+    """
+    repo.lock_accounts(session, account_ids)
+
+
 # --- holds ----------------------------------------------------------------------------------
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, event, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.models import Community
@@ -106,6 +108,36 @@ def test_commit_failure_is_an_error_not_a_2xx(connection: Connection, session: S
         session.scalar(select(func.count()).select_from(Community).where(Community.slug == "never-saved"))
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("orig", "status", "code"),
+    [
+        (
+            type("DeadlockDetected", (Exception,), {"sqlstate": "40P01"})("deadlock detected"),
+            503,
+            "retry_later",
+        ),
+        (sqlite3.OperationalError("database is locked"), 503, "retry_later"),
+        (sqlite3.OperationalError("no such table: x"), 500, "internal_error"),
+    ],
+)
+def test_transient_database_conflicts_ask_for_a_retry(
+    connection: Connection, orig: Exception, status: int, code: str
+) -> None:
+    """A deadlock victim wrote nothing; the client may retry with the same Idempotency-Key."""
+    from api.app import create_app
+
+    app = create_app(session_maker=lambda: Session(bind=connection), dispatch_jobs=False)  # type: ignore[arg-type]
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise OperationalError("SELECT 1", {}, orig)
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert (r.status_code, r.json()["error"]) == (status, code)
+    assert (r.headers.get("Retry-After") == "1") is (status == 503)
 
 
 HUGE = 2**64
