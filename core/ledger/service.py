@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -281,20 +282,9 @@ def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:
                 community_id=chip.community_id, chip_id=chip.id, kind=AccountKind.MEMBER, owner_id=owner_id
             )
             session.add(account)
-    except Exception as exc:  # a concurrent first use created it
-        from sqlalchemy.exc import IntegrityError
-
-        if not isinstance(exc, IntegrityError):
-            raise
-        found = session.scalar(
-            select(LedgerAccount).where(
-                LedgerAccount.chip_id == chip.id,
-                LedgerAccount.kind == AccountKind.MEMBER,
-                LedgerAccount.owner_id == owner_id,
-            )
-        )
-        assert found is not None
-        return found
+    except IntegrityError:
+        # A concurrent first use created it between our look and our insert.
+        return open_account(session, chip, owner_id)
     return account
 
 
@@ -306,12 +296,6 @@ def issuance_account(session: Session, chip_id: int) -> LedgerAccount:
     )
     assert found is not None, "every chip is created with its issuance account"
     return found
-
-
-def refresh(session: Session, account: LedgerAccount) -> LedgerAccount:
-    """Re-read an account after the ledger wrote it with SQL (the ORM copy is stale)."""
-    session.refresh(account)
-    return account
 
 
 # --- verification ----------------------------------------------------------------------------

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
+from core.db import session_scope
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.ledger import service as ledger
 from core.ledger.types import Entry, HoldUse, Leg
-from core.models import HoldStatus, LedgerAccount, LedgerPosting, LedgerTransaction, TxKind
+from core.models import Chip, HoldStatus, LedgerAccount, LedgerPosting, LedgerTransaction, TxKind
+from tests.conftest import IS_POSTGRES, needs_postgres
 from tests.core.ledger.conftest import Book, balances
-from tests.factories import make_chip, make_community
+from tests.factories import make_chip, make_community, make_user
 
 
 def mint(session: Session, book: Book, account: LedgerAccount, amount: int, key: str) -> int:
@@ -443,6 +447,58 @@ def test_invariant_audit_reports_problems(session: Session, book: Book) -> None:
     assert "cached balance 11 != postings 10" in text
     assert "cached held 1 != pending holds 0" in text
     assert "chain broken" in text
+
+
+def test_audit_reports_an_overdraft_the_check_constraint_would_have_refused(
+    session: Session, book: Book
+) -> None:
+    alice = book.wallet(session, book.members[0])
+    # Switch the CHECK off inside this rolled-back transaction to plant what it normally refuses.
+    if IS_POSTGRES:
+        session.execute(text("ALTER TABLE ledger_accounts DROP CONSTRAINT ck_ledger_accounts_no_overdraft"))
+    else:
+        session.execute(text("PRAGMA ignore_check_constraints = ON"))
+    try:
+        session.execute(LedgerAccount.__table__.update().where(LedgerAccount.id == alice.id).values(held=3))
+        report = ledger.check_invariants(session, book.community.id, chains=False)
+    finally:
+        if not IS_POSTGRES:
+            session.execute(text("PRAGMA ignore_check_constraints = OFF"))
+    assert f"account {alice.id}: overdrawn (balance 0, held 3)" in report.problems
+
+
+def test_verifying_a_missing_account_is_not_found(session: Session) -> None:
+    with pytest.raises(NotFound) as caught:
+        ledger.verify_account(session, 10**12)
+    assert caught.value.code == "account_not_found"
+
+
+@needs_postgres()
+def test_concurrent_first_use_opens_one_account(committed_engine: Engine) -> None:
+    """Two first uses race: the loser's insert hits the unique key and it returns the winner's row."""
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        chip = make_chip(s, make_community(s, owner))
+        chip_id, owner_id = chip.id, owner.id
+    winner = Session(committed_engine, expire_on_commit=False)
+    chip_a = winner.get(Chip, chip_id)
+    assert chip_a is not None
+    first = ledger.open_account(winner, chip_a, owner_id)  # inserted, not committed yet
+    result: list[int] = []
+
+    def loser() -> None:
+        with session_scope(committed_engine) as s:
+            chip_b = s.get(Chip, chip_id)
+            assert chip_b is not None
+            result.append(ledger.open_account(s, chip_b, owner_id).id)  # waits on the unique key
+
+    thread = threading.Thread(target=loser)
+    thread.start()
+    time.sleep(0.5)
+    winner.commit()
+    winner.close()
+    thread.join(timeout=30)
+    assert result == [first.id]
 
 
 def test_domain_errors_carry_stable_codes() -> None:
