@@ -9,7 +9,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.middleware import BodyGuard
-from api.routers import auth, communities, conversation, courses, events, notifications
+from api.routers import (
+    auth,
+    chips,
+    communities,
+    conversation,
+    courses,
+    earning,
+    events,
+    notifications,
+    redemption,
+    tipping,
+    trading,
+    wallet,
+)
 from core.config import get_settings
 from core.db import session_factory
 
@@ -48,6 +61,12 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
         events.router,
         courses.router,
         notifications.router,
+        chips.router,
+        wallet.router,
+        tipping.router,
+        earning.router,
+        redemption.router,
+        trading.router,
     ):
         app.include_router(router)
     return app

@@ -1,4 +1,4 @@
-"""The `hearth` command line: migrate, createadmin, demo, serve, worker, up."""
+"""The `hearth` command line: migrate, createadmin, demo, serve, worker, up, bench."""
 
 from __future__ import annotations
 
@@ -96,14 +96,14 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1)] = 1,
     loglevel: str = "INFO",
     pool: str = "solo",
+    beat: Annotated[bool, typer.Option(help="also run the periodic jobs (one beat per deployment)")] = False,
 ) -> None:
     """Run the Celery worker (embedded SQLite broker unless HEARTH_BROKER_URL is set)."""
     from core.worker import celery_app
 
     _prepare()
-    celery_app.worker_main(
-        ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", f"--pool={pool}", "-Q", "hearth"]
-    )
+    argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", f"--pool={pool}"]
+    celery_app.worker_main([*argv, "-Q", "hearth", *(["-B"] if beat else [])])
 
 
 @app.command()
@@ -116,7 +116,7 @@ def up(
     migrate("head")
     if with_demo:
         demo(200, 42)
-    worker_proc = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"])
+    worker_proc = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--beat"])
     try:
         serve(host, port, False)
     finally:
@@ -125,6 +125,70 @@ def up(
             worker_proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             worker_proc.kill()
+
+
+bench_app = typer.Typer(help="Benchmarks (not tests): they print figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    database_url: Annotated[str, typer.Option(help="PostgreSQL URL of an EMPTY database the benchmark owns")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    reset: Annotated[
+        bool, typer.Option(help="DROP SCHEMA public CASCADE first (destroys all data!)")
+    ] = False,
+    members: Annotated[int, typer.Option(min=20)] = 10_000,
+    creators: Annotated[int, typer.Option(min=1)] = 10,
+    clients: Annotated[int, typer.Option(min=1, help="concurrent client processes")] = 8,
+    duration: Annotated[float, typer.Option(help="seconds measured per single-transfer scenario")] = 8.0,
+    warmup: Annotated[float, typer.Option(help="seconds of warm-up per client")] = 1.5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 1_000,
+    batch_clients: Annotated[int, typer.Option(min=1)] = 4,
+    batch_duration: Annotated[float, typer.Option()] = 6.0,
+    chains: Annotated[
+        bool, typer.Option("--chains/--no-chains", help="verify hash chains at the end")
+    ] = True,
+    baseline: Annotated[float, typer.Option(help="seconds of `pgbench -N` to compare with (0 = skip)")] = 8.0,
+) -> None:
+    """Ledger throughput and latency on PostgreSQL (issue 3 "Speed")."""
+    import json
+
+    _benchmarks_importable()
+    from benchmarks.ledger import BenchConfig, BenchRefused, format_table, run, stderr_progress
+
+    cfg = BenchConfig(
+        database_url=database_url,
+        members=members,
+        creators=min(creators, members // 2),
+        clients=clients,
+        duration=duration,
+        warmup=warmup,
+        batch_size=batch_size,
+        batch_clients=batch_clients,
+        batch_duration=batch_duration,
+        reset=reset,
+        check_chains=chains,
+        baseline_seconds=baseline,
+        progress=stderr_progress,
+    )
+    try:
+        result = run(cfg)
+    except BenchRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+    if not result["invariants_ok"]:
+        raise typer.Exit(1)
+
+
+def _benchmarks_importable() -> None:
+    # benchmarks/ sits beside the packages in a source checkout but is not installed with them.
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if (Path(root) / "benchmarks").is_dir() and root not in sys.path:
+        sys.path.insert(0, root)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.access import Actor
+from core.chips import repository as chips_repo
+from core.chips import service as chips
+from core.chips.schemas import ChipIn, MintIn
 from core.clock import as_utc, utcnow
 from core.communities.schemas import CommunityIn
 from core.communities.service import create_community
@@ -53,6 +56,7 @@ from core.models import (
     ChannelMember,
     Community,
     Course,
+    EmissionPeriod,
     Enrollment,
     Event,
     EventRsvp,
@@ -70,6 +74,12 @@ from core.models import (
     User,
 )
 from core.security import hash_password
+
+_CHIP_NAMES = {
+    Language.ZH_TW: ("{name}的籌碼", "支持{name}，可換一對一聊聊與搶先看。"),
+    Language.ZH_CN: ("{name}的筹码", "支持{name}，可换一对一聊聊与抢先看。"),
+    Language.EN: ("{name}'s chips", "Support {name}; redeem for a 1:1 call or early access."),
+}
 
 DEMO_SLUG = "hearth-demo"
 DEMO_PASSWORD = "hearth-demo"
@@ -359,6 +369,7 @@ class _Seeder:
         self._insert_followers()
         rsvps = self._create_events(community)
         self._create_courses(community)
+        self._create_chips(community)
         self.session.flush()
         assert self.owner.user is not None
         audit.record(
@@ -896,6 +907,64 @@ class _Seeder:
         return len(rows)
 
     # -- courses -------------------------------------------------------------
+
+    # -- chips ---------------------------------------------------------------
+
+    def _create_chips(self, community: Community) -> None:
+        """A few wallets with something in them, made through the chip service and the ledger.
+
+        The community chip (created with the community) goes to the owner and a few dozen
+        regulars; two regulars issue personal chips and hand some to their fans. Small on
+        purpose: a handful of ledger transactions, deterministic keys.
+        """
+        rng = random.Random(self.seed + 1)  # separate stream: the rest of the demo is unchanged
+        assert self.owner.user is not None
+        owner = Actor(self.owner.user)
+        regulars = [
+            m
+            for m in self.members[1:]
+            if m.index not in self.spammers
+            and m.user is not None
+            and chips_repo.is_active_member(self.session, community.id, m.user_id)
+        ]
+        points = chips_repo.community_chip(self.session, community.id)
+        assert points is not None
+        for m in [self.owner, *regulars[:40]]:
+            chips.mint(
+                self.session,
+                owner,
+                points.id,
+                MintIn(amount=rng.choice((50, 100, 200, 500)), to_user_id=m.user_id, memo="welcome"),
+                f"demo-welcome-{m.index}",
+            )
+        for n, (issuer, symbol) in enumerate(zip(regulars[:2], ("TEA", "BEAN"), strict=False)):
+            assert issuer.user is not None
+            name, description = _CHIP_NAMES[issuer.language]
+            chip = chips.issue_chip(
+                self.session,
+                Actor(issuer.user),
+                community.id,
+                ChipIn(
+                    name=name.format(name=issuer.display_name)[:60],
+                    symbol=symbol,
+                    description=description.format(name=issuer.display_name),
+                    supply_cap=100_000,
+                    emission_limit=10_000,
+                    emission_period=EmissionPeriod.WEEK,
+                    tradable=n == 0,
+                ),
+            )
+            fans = rng.sample(regulars[2:], k=min(6, len(regulars) - 2))
+            for fan in [issuer, *fans]:
+                chips.mint(
+                    self.session,
+                    Actor(issuer.user),
+                    chip.id,
+                    MintIn(
+                        amount=1000 if fan is issuer else rng.choice((10, 20, 50)), to_user_id=fan.user_id
+                    ),
+                    f"demo-{symbol.lower()}-{fan.index}",
+                )
 
     def _create_courses(self, community: Community) -> None:
         planned: list[tuple[Course, list[Lesson], dict[str, Any]]] = []

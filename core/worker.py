@@ -19,7 +19,26 @@ from core.config import get_settings
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["core.notifications.tasks"]
+TASK_MODULES = [
+    "core.notifications.tasks",
+    "core.chips.tasks",
+    "core.tipping.tasks",
+    "core.earning.tasks",
+    "core.redemption.tasks",
+    "core.trading.tasks",
+]
+
+# Periodic jobs, run by beat (`hearth worker --beat`; `hearth up` embeds it). Every one is
+# idempotent, so a missed or doubled tick is harmless.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "chips-remind-expiring": {"task": "hearth.chips.remind_expiring", "schedule": 3600.0},
+    "chips-expire": {"task": "hearth.chips.expire_chips", "schedule": 3600.0},
+    "chips-decay": {"task": "hearth.chips.apply_decay", "schedule": 3600.0},
+    "ledger-expire-holds": {"task": "hearth.chips.expire_holds", "schedule": 300.0},
+    "ledger-seal-digests": {"task": "hearth.chips.seal_digests", "schedule": 3600.0},
+    "redemption-expire-orders": {"task": "hearth.redemption.expire_orders", "schedule": 300.0},
+    "trading-expire-swaps": {"task": "hearth.trading.expire_swaps", "schedule": 300.0},
+}
 
 
 class HearthCelery(Celery):
@@ -35,6 +54,8 @@ class HearthCelery(Celery):
             task_always_eager=settings.task_always_eager,
             broker_connection_retry_on_startup=True,
             task_default_queue="hearth",
+            beat_schedule=BEAT_SCHEDULE,
+            beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         )
 
 

@@ -121,7 +121,18 @@ def make_chip(
     """A chip and its issuance account, written directly (the chips service builds on the same rows).
 
     `issuer=None` makes the community chip; `policy` sets Chip columns (supply_cap, tippable...).
+    Every community is created with its community chip, so `issuer=None` re-shapes that one.
     """
+    if issuer is None:
+        existing = session.scalar(
+            select(Chip).where(Chip.community_id == community.id, Chip.kind == ChipKind.COMMUNITY)
+        )
+        if existing is not None:
+            existing.symbol = symbol or existing.symbol
+            for column, value in policy.items():
+                setattr(existing, column, value)
+            session.flush()
+            return existing
     chip = Chip(
         community_id=community.id,
         kind=ChipKind.COMMUNITY if issuer is None else ChipKind.PERSONAL,
@@ -154,3 +165,30 @@ def fund(session: Session, chip: Chip, user: User, amount: int) -> LedgerAccount
     )
     session.refresh(account)
     return account
+
+
+def issue_chip(
+    session: Session, community: Community, issuer: User, *, symbol: str | None = None, **policy: object
+) -> Chip:
+    """A personal chip issued through the chips service (validation, audit and all)."""
+    from core.chips import service as chips
+    from core.chips.schemas import ChipIn
+
+    out = chips.issue_chip(
+        session,
+        Actor(issuer),
+        community.id,
+        ChipIn.model_validate({"name": f"Chip {next(_seq)}", "symbol": symbol or f"P{next(_seq)}", **policy}),
+    )
+    chip = session.get(Chip, out.id)
+    assert chip is not None
+    return chip
+
+
+def community_chip(session: Session, community: Community) -> Chip:
+    """The chip every community is created with."""
+    chip = session.scalar(
+        select(Chip).where(Chip.community_id == community.id, Chip.kind == ChipKind.COMMUNITY)
+    )
+    assert chip is not None
+    return chip

@@ -38,10 +38,12 @@ from core.conversation.schemas import (
     ThreadPatch,
     is_emoji,
 )
+from core.earning import service as earning
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.models import (
     Channel,
     ChannelMember,
+    EarnTrigger,
     Membership,
     Mention,
     Post,
@@ -417,6 +419,7 @@ def create_thread(session: Session, actor: Actor, channel_id: int, data: ThreadI
     session.flush()
     _record_mentions(session, ctx, channel, post)
     jobs.enqueue(session, POST_CREATED_JOB, post.id)
+    earning.enqueue_grant(session, post.community_id, EarnTrigger.POST_CREATED, post.id)
     return _thread_detail(session, ctx, thread)
 
 
@@ -504,6 +507,8 @@ def create_reply(session: Session, actor: Actor, thread_id: int, data: ReplyIn) 
     session.flush()
     _record_mentions(session, ctx, channel, post)
     jobs.enqueue(session, POST_CREATED_JOB, post.id)
+    earning.enqueue_grant(session, post.community_id, EarnTrigger.POST_CREATED, post.id)
+    earning.enqueue_grant(session, post.community_id, EarnTrigger.REPLY_RECEIVED, post.id)
     return _post_out(session, ctx, post)
 
 
@@ -600,6 +605,8 @@ def delete_post(session: Session, actor: Actor, post_id: int) -> PostOut:
                 before=audit.snapshot(post, ["author_id", "thread_id", "is_opening", "body"]),
                 after=audit.snapshot(post, ["deleted_at", "deleted_by"]),
             )
+            # Removed by moderation: what the post earned is taken back.
+            earning.enqueue_clawback(session, post.community_id, "post", post.id)
     return _post_out(session, ctx, post)
 
 

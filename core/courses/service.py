@@ -24,8 +24,9 @@ from core.courses.schemas import (
     LessonPatch,
     ProgressOut,
 )
+from core.earning import service as earning
 from core.errors import Conflict, InvalidInput, NotFound
-from core.models import Course, Enrollment, Lesson, LessonCompletion, Role
+from core.models import Course, EarnTrigger, Enrollment, Lesson, LessonCompletion, Role
 from core.pagination import paginate
 from core.schemas import PageOut
 
@@ -350,5 +351,6 @@ def complete_lesson(session: Session, actor: Actor, course_id: int, lesson_id: i
     if result.completed_lessons >= result.total_lessons and enrollment.completed_at is None:
         enrollment.completed_at = utcnow()
         session.flush()
+        earning.enqueue_grant(session, course.community_id, EarnTrigger.COURSE_COMPLETED, enrollment.id)
         result.completed_at = enrollment.completed_at
     return result

@@ -24,6 +24,7 @@ from core.access import Actor, CommunityContext, community_context, context_via
 from core.accounts.schemas import UserOut
 from core.clock import as_utc, utcnow
 from core.communities import repository as community_repo
+from core.earning import service as earning
 from core.errors import Conflict, InvalidInput, NotFound
 from core.events import repository as repo
 from core.events.schemas import (
@@ -37,7 +38,7 @@ from core.events.schemas import (
     RsvpOut,
     in_zone,
 )
-from core.models import Event, EventRsvp, EventStatus, MembershipStatus, Role, RsvpStatus, User
+from core.models import EarnTrigger, Event, EventRsvp, EventStatus, MembershipStatus, Role, RsvpStatus, User
 from core.pagination import paginate_by_time
 from core.schemas import PageOut
 
@@ -453,4 +454,5 @@ def check_in(session: Session, actor: Actor, event_id: int, data: CheckinIn) -> 
                 "checked_in_at": row.checked_in_at.isoformat(),
             },
         )
+        earning.enqueue_grant(session, event.community_id, EarnTrigger.EVENT_CHECKIN, row.id)
     return _rsvp_out(session, row)

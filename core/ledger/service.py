@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -171,6 +171,18 @@ def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
     account the other needs next and deadlock.
     """
     repo.lock_accounts(session, account_ids)
+
+
+def lock_key(session: Session, key: str) -> None:
+    """Serialise units of work that use the same idempotency key, until the transaction ends.
+
+    Call it before looking a key up in a table of your own (orders, swaps,
+    redemptions): a retry that arrives while the first attempt is still in flight
+    then waits for it and finds its result, instead of racing it into a unique
+    violation. SQLite needs nothing: it has one writer at a time.
+    """
+    if repo.is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
 # --- holds ----------------------------------------------------------------------------------

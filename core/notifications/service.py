@@ -17,6 +17,7 @@ from core.conversation import repository as conversation_repo
 from core.conversation.service import MENTION_RE, member_sees
 from core.models import (
     Channel,
+    Chip,
     Conversation,
     ConversationParticipant,
     DirectMessage,
@@ -29,6 +30,7 @@ from core.models import (
     Post,
     Thread,
     Tier,
+    Tip,
 )
 from core.pagination import Page, paginate
 from core.schemas import Output
@@ -217,6 +219,41 @@ def rsvp_promoted(session: Session, rsvp_id: int) -> int:
     )
 
 
+def tip_received(session: Session, tip_id: int) -> int:
+    """Tell a member they were tipped (one notification per tip, however often this runs)."""
+    tip = session.get(Tip, tip_id)
+    if tip is None:
+        return 0
+    chip = session.get(Chip, tip.chip_id)
+    symbol = chip.symbol if chip else ""
+    names = conversation_repo.display_names(session, [tip.tipper_id])
+    who = names.get(tip.tipper_id, "")
+    data = {
+        "amount": tip.amount,
+        "chip_id": tip.chip_id,
+        "chip_symbol": symbol,
+        "note": tip.note,
+        "post_id": tip.post_id,
+        "text": {
+            "en": f"{who} tipped you {tip.amount} {symbol}",
+            "zh-TW": f"{who} 打賞了你 {tip.amount} {symbol}",
+            "zh-CN": f"{who} 打赏了你 {tip.amount} {symbol}",
+        },
+    }
+    return int(
+        _notify(
+            session,
+            user_id=tip.recipient_id,
+            community_id=tip.community_id,
+            kind="tip_received",
+            subject_type="tip",
+            subject_id=tip.id,
+            actor_id=tip.tipper_id,
+            data=data,
+        )
+    )
+
+
 def list_for(
     session: Session, actor: Actor, *, unread: bool, cursor: str | None, limit: int
 ) -> Page[Notification]:
@@ -234,3 +271,68 @@ def mark_read(session: Session, actor: Actor, *, up_to_id: int | None) -> int:
         stmt = stmt.where(Notification.id <= up_to_id)
     result = session.execute(stmt.values(read_at=utcnow()).execution_options(synchronize_session=False))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Chip economy (redemption, trading): each kind's text in every language, stored with the notice.
+CHIP_TEXTS: dict[str, dict[str, str]] = {
+    "redemption_requested": {
+        "en": "New redemption of “{title}” (x{quantity})",
+        "zh-TW": "有人兌換了「{title}」（x{quantity}）",
+        "zh-CN": "有人兑换了「{title}」（x{quantity}）",
+    },
+    "redemption_fulfilled": {
+        "en": "Your redemption of “{title}” was fulfilled",
+        "zh-TW": "你兌換的「{title}」已完成",
+        "zh-CN": "你兑换的「{title}」已完成",
+    },
+    "redemption_cancelled": {
+        "en": "The redemption of “{title}” was cancelled; the chips were returned",
+        "zh-TW": "「{title}」的兌換已取消，籌碼已退回",
+        "zh-CN": "「{title}」的兑换已取消，筹码已退回",
+    },
+    "redemption_expired": {
+        "en": "Your redemption of “{title}” expired; the chips were returned",
+        "zh-TW": "你兌換的「{title}」已逾期，籌碼已退回",
+        "zh-CN": "你兑换的「{title}」已过期，筹码已退回",
+    },
+    "swap_offered": {
+        "en": "You received a swap offer: {give_amount} {give_symbol} for {want_amount} {want_symbol}",
+        "zh-TW": "你收到交換提議：{give_amount} {give_symbol} 換 {want_amount} {want_symbol}",
+        "zh-CN": "你收到交换提议：{give_amount} {give_symbol} 换 {want_amount} {want_symbol}",
+    },
+    "swap_accepted": {
+        "en": "Your swap offer was accepted",
+        "zh-TW": "你的交換提議已被接受",
+        "zh-CN": "你的交换提议已被接受",
+    },
+    "swap_declined": {
+        "en": "Your swap offer was declined; the chips were returned",
+        "zh-TW": "你的交換提議被拒絕，籌碼已退回",
+        "zh-CN": "你的交换提议被拒绝，筹码已退回",
+    },
+}
+
+
+def chip_notice(
+    session: Session,
+    *,
+    user_id: int,
+    community_id: int | None,
+    kind: str,
+    subject_type: str,
+    subject_id: int,
+    actor_id: int | None,
+    data: dict[str, Any],
+) -> bool:
+    """A chip-economy notification with its text in zh-TW, zh-CN and en; once per subject and kind."""
+    texts = {lang: text.format(**data) for lang, text in CHIP_TEXTS[kind].items()}
+    return _notify(
+        session,
+        user_id=user_id,
+        community_id=community_id,
+        kind=kind,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        actor_id=actor_id,
+        data={**data, "text": texts},
+    )

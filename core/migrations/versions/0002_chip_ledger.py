@@ -430,13 +430,20 @@ POSTGRES_UP = [
     # writes, so a refusal is a status, not an exception: the caller's
     # transaction stays usable and nothing was written. The hash string must
     # match core.ledger.chain.posting_hash exactly.
+    #
+    # Speed: this is the hot path of every tip and transfer, so the accounts are
+    # locked and read in one statement, checked in PL/pgSQL, and a plain entry
+    # (distinct accounts, no holds) is written by one statement (transaction,
+    # account heads and postings together). Entries that capture holds or name
+    # an account twice take the general path, leg by leg.
     """
     CREATE FUNCTION hearth_post(
         p_community bigint, p_kind text, p_key text, p_request_hash text, p_actor bigint,
         p_memo text, p_subject_type text, p_subject_id bigint, p_reverses bigint,
         p_accounts bigint[], p_chips bigint[], p_amounts bigint[],
-        p_holds bigint[], p_hold_amounts bigint[], p_allow_frozen boolean
-    ) RETURNS TABLE (status text, tx_id bigint, detail bigint)
+        p_holds bigint[], p_hold_amounts bigint[], p_allow_frozen boolean,
+        OUT status text, OUT tx_id bigint, OUT detail bigint
+    )
     LANGUAGE plpgsql AS $$
     DECLARE
         v_legs integer := cardinality(p_accounts);
@@ -445,47 +452,78 @@ POSTGRES_UP = [
         v_row record;
         v_bad bigint;
         v_tx bigint;
-        v_seqs bigint[] := '{}';
+        v_ids bigint[] := '{}';
+        v_comms bigint[] := '{}';
+        v_chips bigint[] := '{}';
+        v_kinds text[] := '{}';
         v_bals bigint[] := '{}';
+        v_helds bigint[] := '{}';
+        v_frozen boolean[] := '{}';
+        v_chip_frozen boolean[] := '{}';
+        v_heads text[] := '{}';
+        v_acc_seqs bigint[] := '{}';
+        v_j integer;
+        v_delta bigint;
+        v_seqs bigint[] := '{}';
+        v_leg_bals bigint[] := '{}';
         v_hashes text[] := '{}';
-        v_seq bigint;
-        v_bal bigint;
-        v_hash text;
     BEGIN
-        PERFORM 1 FROM ledger_accounts WHERE id = ANY (p_accounts) ORDER BY id FOR UPDATE;
+        -- Lock (id order, deadlock-free) and read every account with its chip's state at once.
+        FOR v_row IN
+            SELECT a.id, a.community_id, a.chip_id, a.kind, a.balance, a.held, a.seq, a.head_hash, a.frozen,
+                   c.frozen AS chip_frozen
+            FROM ledger_accounts a JOIN chips c ON c.id = a.chip_id
+            WHERE a.id = ANY (p_accounts) ORDER BY a.id FOR UPDATE OF a
+        LOOP
+            v_ids := v_ids || v_row.id;
+            v_comms := v_comms || v_row.community_id;
+            v_chips := v_chips || v_row.chip_id;
+            v_kinds := v_kinds || v_row.kind::text;
+            v_bals := v_bals || v_row.balance;
+            v_helds := v_helds || v_row.held;
+            v_acc_seqs := v_acc_seqs || v_row.seq;
+            v_heads := v_heads || v_row.head_hash::text;
+            v_frozen := v_frozen || v_row.frozen;
+            v_chip_frozen := v_chip_frozen || v_row.chip_frozen;
+        END LOOP;
 
         SELECT t.id, t.request_hash INTO v_row FROM ledger_transactions t WHERE t.idempotency_key = p_key;
         IF FOUND THEN
-            RETURN QUERY SELECT CASE WHEN v_row.request_hash = p_request_hash THEN 'replay' ELSE 'key_conflict' END,
-                v_row.id, NULL::bigint;
+            status := CASE WHEN v_row.request_hash = p_request_hash THEN 'replay' ELSE 'key_conflict' END;
+            tx_id := v_row.id;
             RETURN;
         END IF;
         IF p_reverses IS NOT NULL AND EXISTS (SELECT 1 FROM ledger_transactions WHERE reverses_id = p_reverses) THEN
-            RETURN QUERY SELECT 'already_reversed'::text, NULL::bigint, p_reverses;
+            status := 'already_reversed';
+            detail := p_reverses;
             RETURN;
         END IF;
 
-        SELECT u.account_id INTO v_bad
-        FROM unnest(p_accounts, p_chips) AS u(account_id, chip_id)
-        LEFT JOIN ledger_accounts a ON a.id = u.account_id
-        WHERE a.id IS NULL OR a.chip_id <> u.chip_id OR a.community_id <> p_community
-        LIMIT 1;
-        IF FOUND THEN
-            RETURN QUERY SELECT 'account_not_found'::text, NULL::bigint, v_bad;
-            RETURN;
-        END IF;
-        IF NOT p_allow_frozen THEN
-            SELECT CASE WHEN c.frozen THEN 'chip_frozen' ELSE 'account_frozen' END AS what,
-                   CASE WHEN c.frozen THEN c.id ELSE a.id END AS which
-            INTO v_row
-            FROM ledger_accounts a JOIN chips c ON c.id = a.chip_id
-            WHERE a.id = ANY (p_accounts) AND (a.frozen OR c.frozen)
-            ORDER BY c.frozen DESC, a.id
-            LIMIT 1;
-            IF FOUND THEN
-                RETURN QUERY SELECT v_row.what, NULL::bigint, v_row.which;
+        -- Every leg names an existing account of its chip in this community (first bad leg wins).
+        FOR i IN 1 .. v_legs LOOP
+            v_j := array_position(v_ids, p_accounts[i]);
+            IF v_j IS NULL OR v_chips[v_j] <> p_chips[i] OR v_comms[v_j] <> p_community THEN
+                status := 'account_not_found';
+                detail := p_accounts[i];
                 RETURN;
             END IF;
+        END LOOP;
+        IF NOT p_allow_frozen THEN
+            -- A frozen chip is reported before a frozen account; each the lowest account id first.
+            FOR j IN 1 .. cardinality(v_ids) LOOP
+                IF v_chip_frozen[j] THEN
+                    status := 'chip_frozen';
+                    detail := v_chips[j];
+                    RETURN;
+                END IF;
+            END LOOP;
+            FOR j IN 1 .. cardinality(v_ids) LOOP
+                IF v_frozen[j] THEN
+                    status := 'account_frozen';
+                    detail := v_ids[j];
+                    RETURN;
+                END IF;
+            END LOOP;
         END IF;
 
         IF cardinality(p_holds) > 0 THEN
@@ -497,24 +535,77 @@ POSTGRES_UP = [
                 OR NOT (h.account_id = ANY (p_accounts))
             LIMIT 1;
             IF FOUND THEN
-                RETURN QUERY SELECT 'hold_not_pending'::text, NULL::bigint, v_bad;
+                status := 'hold_not_pending';
+                detail := v_bad;
                 RETURN;
             END IF;
-        END IF;
 
-        SELECT a.id INTO v_bad
-        FROM ledger_accounts a
-        JOIN (SELECT account_id, sum(amount) AS delta FROM unnest(p_accounts, p_amounts) AS u(account_id, amount)
-              GROUP BY account_id) d ON d.account_id = a.id
-        LEFT JOIN (SELECT h.account_id, sum(u.amount) AS used
-                   FROM unnest(p_holds, p_hold_amounts) AS u(hold_id, amount)
-                   JOIN ledger_holds h ON h.id = u.hold_id GROUP BY h.account_id) r ON r.account_id = a.id
-        WHERE a.kind = 'member' AND a.balance + d.delta < a.held - coalesce(r.used, 0)
-        ORDER BY a.id
-        LIMIT 1;
-        IF FOUND THEN
-            RETURN QUERY SELECT 'insufficient_funds'::text, NULL::bigint, v_bad;
-            RETURN;
+            SELECT a.id INTO v_bad
+            FROM ledger_accounts a
+            JOIN (SELECT account_id, sum(amount) AS delta FROM unnest(p_accounts, p_amounts) AS u(account_id, amount)
+                  GROUP BY account_id) d ON d.account_id = a.id
+            LEFT JOIN (SELECT h.account_id, sum(u.amount) AS used
+                       FROM unnest(p_holds, p_hold_amounts) AS u(hold_id, amount)
+                       JOIN ledger_holds h ON h.id = u.hold_id GROUP BY h.account_id) r ON r.account_id = a.id
+            WHERE a.kind = 'member' AND a.balance + d.delta < a.held - coalesce(r.used, 0)
+            ORDER BY a.id
+            LIMIT 1;
+            IF FOUND THEN
+                status := 'insufficient_funds';
+                detail := v_bad;
+                RETURN;
+            END IF;
+        ELSE
+            -- No holds: a member account may not end below what it holds (lowest id reported).
+            FOR j IN 1 .. cardinality(v_ids) LOOP
+                IF v_kinds[j] = 'member' THEN
+                    v_delta := 0;
+                    FOR i IN 1 .. v_legs LOOP
+                        IF p_accounts[i] = v_ids[j] THEN
+                            v_delta := v_delta + p_amounts[i];
+                        END IF;
+                    END LOOP;
+                    IF v_bals[j] + v_delta < v_helds[j] THEN
+                        status := 'insufficient_funds';
+                        detail := v_ids[j];
+                        RETURN;
+                    END IF;
+                END IF;
+            END LOOP;
+
+            IF cardinality(v_ids) = v_legs THEN
+                -- The common case in one statement: each account once, so one UPDATE per row is exact.
+                WITH t AS (
+                    INSERT INTO ledger_transactions (community_id, kind, legs, idempotency_key, request_hash,
+                                                     actor_id, memo, subject_type, subject_id, reverses_id,
+                                                     created_at)
+                    VALUES (p_community, p_kind, v_legs, p_key, p_request_hash, p_actor,
+                            p_memo, p_subject_type, p_subject_id, p_reverses, v_now)
+                    RETURNING id
+                ), u AS (
+                    UPDATE ledger_accounts a
+                    SET balance = a.balance + l.amount,
+                        seq = a.seq + 1,
+                        head_hash = encode(sha256(convert_to(
+                            a.head_hash || '|' || t.id || '|' || (l.ord - 1) || '|' || a.id || '|' || a.chip_id
+                            || '|' || l.amount || '|' || (a.seq + 1) || '|' || (a.balance + l.amount) || '|'
+                            || p_kind || '|' || v_us, 'UTF8')), 'hex')
+                    FROM t, unnest(p_accounts, p_chips, p_amounts) WITH ORDINALITY AS l(account_id, chip_id, amount, ord)
+                    WHERE a.id = l.account_id
+                    RETURNING t.id AS tx, l.ord, l.account_id, l.chip_id, l.amount,
+                              a.seq AS seq, a.balance AS balance, a.head_hash AS hash
+                ), p AS (
+                    INSERT INTO ledger_postings (transaction_id, legs, leg, account_id, chip_id, amount, seq,
+                                                 balance_after, hash)
+                    SELECT u.tx, v_legs, u.ord - 1, u.account_id, u.chip_id, u.amount, u.seq, u.balance, u.hash
+                    FROM u
+                    RETURNING transaction_id
+                )
+                SELECT min(p.transaction_id) INTO v_tx FROM p;
+                status := 'ok';
+                tx_id := v_tx;
+                RETURN;
+            END IF;
         END IF;
 
         INSERT INTO ledger_transactions (community_id, kind, legs, idempotency_key, request_hash, actor_id,
@@ -538,27 +629,32 @@ POSTGRES_UP = [
             WHERE h.id = u.hold_id;
         END IF;
 
+        -- The general path: the chain advances leg by leg here (an account named twice chains its
+        -- postings in order), then each account is written once with its final state, as the
+        -- Python path does, so no intermediate balance can trip the overdraft CHECK.
         FOR i IN 1 .. v_legs LOOP
-            UPDATE ledger_accounts
-            SET balance = balance + p_amounts[i],
-                seq = seq + 1,
-                head_hash = encode(sha256(convert_to(
-                    head_hash || '|' || v_tx || '|' || (i - 1) || '|' || id || '|' || chip_id || '|'
-                    || p_amounts[i] || '|' || (seq + 1) || '|' || (balance + p_amounts[i]) || '|'
-                    || p_kind || '|' || v_us, 'UTF8')), 'hex')
-            WHERE id = p_accounts[i]
-            RETURNING seq, balance, head_hash INTO v_seq, v_bal, v_hash;
-            v_seqs := v_seqs || v_seq;
-            v_bals := v_bals || v_bal;
-            v_hashes := v_hashes || v_hash;
+            v_j := array_position(v_ids, p_accounts[i]);
+            v_bals[v_j] := v_bals[v_j] + p_amounts[i];
+            v_acc_seqs[v_j] := v_acc_seqs[v_j] + 1;
+            v_heads[v_j] := encode(sha256(convert_to(
+                v_heads[v_j] || '|' || v_tx || '|' || (i - 1) || '|' || v_ids[v_j] || '|' || v_chips[v_j] || '|'
+                || p_amounts[i] || '|' || v_acc_seqs[v_j] || '|' || v_bals[v_j] || '|'
+                || p_kind || '|' || v_us, 'UTF8')), 'hex');
+            v_seqs := v_seqs || v_acc_seqs[v_j];
+            v_leg_bals := v_leg_bals || v_bals[v_j];
+            v_hashes := v_hashes || v_heads[v_j];
         END LOOP;
+        UPDATE ledger_accounts a SET balance = u.balance, seq = u.seq, head_hash = u.head
+        FROM unnest(v_ids, v_bals, v_acc_seqs, v_heads) AS u(id, balance, seq, head)
+        WHERE a.id = u.id;
 
         INSERT INTO ledger_postings (transaction_id, legs, leg, account_id, chip_id, amount, seq, balance_after, hash)
         SELECT v_tx, v_legs, u.ord - 1, u.account_id, u.chip_id, u.amount, u.seq, u.balance, u.hash
-        FROM unnest(p_accounts, p_chips, p_amounts, v_seqs, v_bals, v_hashes)
+        FROM unnest(p_accounts, p_chips, p_amounts, v_seqs, v_leg_bals, v_hashes)
             WITH ORDINALITY AS u(account_id, chip_id, amount, seq, balance, hash, ord);
 
-        RETURN QUERY SELECT 'ok'::text, v_tx, NULL::bigint;
+        status := 'ok';
+        tx_id := v_tx;
     END $$
     """,
 ]

@@ -1,0 +1,508 @@
+"""Redemption rules: who lists offers, who redeems, who fulfils or cancels.
+
+An offer is listed by its chip's issuer (for the community chip: admins).
+Redeeming claims stock and places a ledger hold inside one savepoint, so a
+refusal (out of stock, over the limit, not enough chips) changes nothing.
+Fulfilment captures the hold in one REDEEM transaction; cancellation and
+expiry void it and give the stock back. Every step is idempotent: a retried
+redeem with the same `Idempotency-Key` returns the first order, a second
+fulfil or cancel of the same order returns it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from core import audit, jobs
+from core.access import Actor, CommunityContext, community_context, context_via
+from core.clock import utcnow
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.ledger import service as ledger
+from core.ledger.types import Entry, HoldUse, Leg
+from core.models import (
+    Chip,
+    HoldStatus,
+    LedgerHold,
+    OrderStatus,
+    RedemptionOffer,
+    RedemptionOrder,
+    Role,
+    Settlement,
+    TxKind,
+)
+from core.pagination import paginate
+from core.redemption import repository as repo
+from core.redemption.schemas import OfferIn, OfferOut, OfferPatch, OrderOut, RedeemIn
+from core.schemas import PageOut
+
+ORDER_CHANGED_JOB = "hearth.redemption.order_changed"
+CLIENT_KEY_MAX = 100
+_OFFER_FIELDS = [
+    "title",
+    "description",
+    "access_ref",
+    "price",
+    "stock",
+    "per_member_limit",
+    "active",
+    "hold_seconds",
+]
+
+
+def _offer_missing() -> NotFound:
+    return NotFound("offer not found", code="offer_not_found")
+
+
+def _order_missing() -> NotFound:
+    return NotFound("redemption order not found", code="order_not_found")
+
+
+def is_issuer(ctx: CommunityContext, chip: Chip) -> bool:
+    """A personal chip's issuer; for the community chip, the community's admins."""
+    if chip.issuer_id is not None:
+        return chip.issuer_id == ctx.actor.id and ctx.is_member
+    return ctx.role is not None and ctx.role.at_least(Role.ADMIN)
+
+
+def _require_issuer(ctx: CommunityContext, chip: Chip) -> None:
+    ctx.require_member()
+    if not is_issuer(ctx, chip):
+        raise PermissionDenied("only the chip's issuer manages its offers and orders", code="not_issuer")
+
+
+def _chip_in(session: Session, community_id: int, chip_id: int) -> Chip:
+    chip = session.get(Chip, chip_id)
+    if chip is None or chip.community_id != community_id:
+        raise NotFound("chip not found", code="chip_not_found")
+    return chip
+
+
+def _load_offer(session: Session, actor: Actor, offer_id: int) -> tuple[RedemptionOffer, CommunityContext]:
+    offer = session.get(RedemptionOffer, offer_id)
+    if offer is None:
+        raise _offer_missing()
+    return offer, context_via(session, actor, offer.community_id, _offer_missing())
+
+
+# --- offers --------------------------------------------------------------------------
+
+
+def create_offer(session: Session, actor: Actor, community_id: int, data: OfferIn) -> OfferOut:
+    ctx = community_context(session, actor, community_id)
+    chip = _chip_in(session, community_id, data.chip_id)
+    _require_issuer(ctx, chip)
+    if not chip.redeemable:
+        raise Conflict("this chip is not redeemable", code="chip_not_redeemable")
+    if data.settlement == Settlement.ISSUER and chip.issuer_id is None:
+        # The community chip has no issuer wallet: its redemptions can only be burned.
+        raise InvalidInput("community chip offers settle by burning", code="invalid_settlement")
+    offer = RedemptionOffer(community_id=community_id, created_by=actor.id, **data.model_dump())
+    session.add(offer)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "redemption.offer_created",
+        offer,
+        community_id=community_id,
+        after=audit.snapshot(offer),
+    )
+    return OfferOut.model_validate(offer)
+
+
+def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatch) -> OfferOut:
+    offer, ctx = _load_offer(session, actor, offer_id)
+    chip = session.get(Chip, offer.chip_id)
+    assert chip is not None
+    _require_issuer(ctx, chip)
+    locked = repo.lock_offer(session, offer_id)
+    assert locked is not None
+    changes = patch.model_dump(exclude_unset=True)
+    for name in ("title", "description", "price", "active"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
+    before = audit.snapshot(locked, _OFFER_FIELDS)
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "redemption.offer_updated",
+        locked,
+        community_id=locked.community_id,
+        before=before,
+        after=audit.snapshot(locked, _OFFER_FIELDS),
+    )
+    return OfferOut.model_validate(locked)
+
+
+def get_offer(session: Session, actor: Actor, offer_id: int) -> OfferOut:
+    offer, _ = _load_offer(session, actor, offer_id)
+    return OfferOut.model_validate(offer)
+
+
+def list_offers(
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    *,
+    chip_id: int | None,
+    active: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> PageOut[OfferOut]:
+    community_context(session, actor, community_id)
+    stmt = repo.offers_of(community_id, chip_id=chip_id, active=active)
+    return (
+        paginate(session, stmt, RedemptionOffer.id, cursor=cursor, limit=limit)
+        .map(OfferOut.model_validate)
+        .out()
+    )
+
+
+# --- redeeming ---------------------------------------------------------------------------
+
+
+def _order_views(session: Session, orders: Sequence[RedemptionOrder]) -> list[OrderOut]:
+    offers = repo.offers_by_id(session, sorted({o.offer_id for o in orders}))
+    expiries = repo.hold_expiries(session, [o.hold_id for o in orders if o.hold_id is not None])
+    return [
+        OrderOut(
+            id=o.id,
+            community_id=o.community_id,
+            offer_id=o.offer_id,
+            offer_title=offers[o.offer_id].title,
+            offer_kind=offers[o.offer_id].kind,
+            member_id=o.member_id,
+            chip_id=o.chip_id,
+            quantity=o.quantity,
+            unit_price=o.unit_price,
+            total=o.total,
+            settlement=o.settlement,
+            status=o.status,
+            hold_id=o.hold_id,
+            hold_expires_at=expiries.get(o.hold_id) if o.hold_id is not None else None,
+            transaction_id=o.transaction_id,
+            note=o.note,
+            resolved_by=o.resolved_by,
+            resolved_at=o.resolved_at,
+            created_at=o.created_at,
+        )
+        for o in orders
+    ]
+
+
+def order_view(session: Session, order: RedemptionOrder) -> OrderOut:
+    return _order_views(session, [order])[0]
+
+
+def redemption_key(actor_id: int, client_key: str | None) -> str:
+    if not client_key or len(client_key) > CLIENT_KEY_MAX:
+        raise InvalidInput(
+            f"send an `Idempotency-Key` header of 1 to {CLIENT_KEY_MAX} characters",
+            code="idempotency_key_required",
+        )
+    return f"redeem:{actor_id}:{client_key}"
+
+
+def _replay(order: RedemptionOrder, offer_id: int, data: RedeemIn) -> RedemptionOrder:
+    if (order.offer_id, order.quantity, order.note) != (offer_id, data.quantity, data.note):
+        raise Conflict(
+            "this idempotency key was already used for a different request", code="idempotency_key_reused"
+        )
+    return order
+
+
+def redeem(
+    session: Session, actor: Actor, offer_id: int, data: RedeemIn, client_key: str | None
+) -> tuple[OrderOut, bool]:
+    """Place an order and hold its chips. Returns (order, created); a retry returns the first order."""
+    key = redemption_key(actor.id, client_key)
+    offer, ctx = _load_offer(session, actor, offer_id)
+    ctx.require_member()
+    existing = repo.order_by_key(session, key)
+    if existing is not None:
+        return order_view(session, _replay(existing, offer_id, data)), False
+    # The offer's row lock serialises redemptions of one offer: the per-member count below
+    # cannot be raced, and a concurrent retry of this request sees the first one's order.
+    locked = repo.lock_offer(session, offer_id)
+    assert locked is not None
+    offer = locked
+    existing = repo.order_by_key(session, key)
+    if existing is not None:
+        return order_view(session, _replay(existing, offer_id, data)), False
+    chip = session.get(Chip, offer.chip_id)
+    assert chip is not None
+    if not offer.active:
+        raise Conflict("this offer is not available", code="offer_inactive")
+    if not chip.redeemable or chip.expired:
+        raise Conflict("this chip is not redeemable", code="chip_not_redeemable")
+    if chip.frozen:
+        raise Conflict("this chip is frozen", code="chip_frozen")
+    if chip.issuer_id == actor.id:
+        raise Conflict("issuers cannot redeem their own offers", code="own_offer")
+    if offer.per_member_limit is not None:
+        used = repo.redeemed_quantity(session, offer.id, actor.id)
+        if used + data.quantity > offer.per_member_limit:
+            raise Conflict(
+                f"at most {offer.per_member_limit} per member",
+                code="redemption_limit_reached",
+                extra={"limit": offer.per_member_limit, "used": used},
+            )
+    total = offer.price * data.quantity
+    now = utcnow()
+    expires_at = now + timedelta(seconds=offer.hold_seconds) if offer.hold_seconds else None
+    # All or nothing: a refusal after the stock is claimed rolls the savepoint back.
+    with session.begin_nested():
+        if not repo.claim_stock(session, offer.id, data.quantity):
+            raise Conflict("this offer is out of stock", code="out_of_stock")
+        account = ledger.open_account(session, chip, actor.id)
+        order = RedemptionOrder(
+            community_id=offer.community_id,
+            offer_id=offer.id,
+            member_id=actor.id,
+            chip_id=chip.id,
+            quantity=data.quantity,
+            unit_price=offer.price,
+            total=total,
+            settlement=offer.settlement,
+            status=OrderStatus.PENDING,
+            idempotency_key=key,
+            note=data.note,
+        )
+        session.add(order)
+        session.flush()
+        hold = ledger.place_hold(
+            session,
+            account_id=account.id,
+            amount=total,
+            key=key,
+            expires_at=expires_at,
+            subject=("redemption_order", order.id),
+        )
+        order.hold_id = hold.id
+        session.flush()
+    session.refresh(offer)
+    audit.record(
+        session,
+        actor,
+        "redemption.redeemed",
+        order,
+        community_id=order.community_id,
+        after=audit.snapshot(order, ["offer_id", "quantity", "total", "hold_id"]),
+    )
+    jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "requested")
+    return order_view(session, order), True
+
+
+# --- both sides' views ---------------------------------------------------------------
+
+
+def my_orders(
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    *,
+    status: OrderStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> PageOut[OrderOut]:
+    community_context(session, actor, community_id).require_member()
+    stmt = repo.orders_of_member(community_id, actor.id, status)
+    page = paginate(session, stmt, RedemptionOrder.id, cursor=cursor, limit=limit)
+    return page.with_items(_order_views(session, page.items)).out()
+
+
+def issuer_orders(
+    session: Session,
+    actor: Actor,
+    community_id: int,
+    *,
+    status: OrderStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> PageOut[OrderOut]:
+    ctx = community_context(session, actor, community_id)
+    ctx.require_member()
+    admin = ctx.role is not None and ctx.role.at_least(Role.ADMIN)
+    stmt = repo.orders_for_issuer(community_id, actor.id, include_community_chip=admin, status=status)
+    page = paginate(session, stmt, RedemptionOrder.id, cursor=cursor, limit=limit)
+    return page.with_items(_order_views(session, page.items)).out()
+
+
+def _load_order(
+    session: Session, actor: Actor, order_id: int
+) -> tuple[RedemptionOrder, Chip, CommunityContext, bool]:
+    """The order, its chip, the context and whether the actor is on the issuer's side.
+
+    Anyone but the member and the issuer gets a 404: orders are private to both sides.
+    """
+    order = session.get(RedemptionOrder, order_id)
+    if order is None:
+        raise _order_missing()
+    ctx = context_via(session, actor, order.community_id, _order_missing())
+    chip = session.get(Chip, order.chip_id)
+    assert chip is not None
+    issuer_side = ctx.is_member and is_issuer(ctx, chip)
+    if order.member_id != actor.id and not issuer_side:
+        raise _order_missing()
+    return order, chip, ctx, issuer_side
+
+
+def get_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
+    order, *_ = _load_order(session, actor, order_id)
+    return order_view(session, order)
+
+
+# --- settling ------------------------------------------------------------------------------
+
+
+def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
+    """The issuer delivered: capture the hold (burn or pay the issuer). Idempotent."""
+    order, chip, _, issuer_side = _load_order(session, actor, order_id)
+    if not issuer_side:
+        raise PermissionDenied("only the chip's issuer fulfils orders", code="not_issuer")
+    locked = repo.lock_order(session, order_id)
+    assert locked is not None and locked.hold_id is not None
+    order = locked
+    if order.status == OrderStatus.FULFILLED:
+        return order_view(session, order)
+    if order.status != OrderStatus.PENDING:
+        raise Conflict(f"this order is {order.status.value}", code="order_not_pending")
+    hold = session.get(LedgerHold, order.hold_id, populate_existing=True)
+    assert hold is not None
+    if hold.status != HoldStatus.PENDING or (hold.expires_at is not None and hold.expires_at <= utcnow()):
+        raise Conflict("this order's hold has expired", code="order_expired")
+    if order.settlement == Settlement.ISSUER and chip.issuer_id is not None:
+        target = ledger.open_account(session, chip, chip.issuer_id).id
+    else:
+        target = ledger.issuance_account(session, chip.id).id
+    posted = ledger.post(
+        session,
+        Entry(
+            community_id=order.community_id,
+            kind=TxKind.REDEEM,
+            key=f"redeem-fulfil:{order.id}",
+            legs=(Leg(hold.account_id, chip.id, -order.total), Leg(target, chip.id, order.total)),
+            memo=f"redemption #{order.id}",
+            subject_type="redemption_order",
+            subject_id=order.id,
+            holds=(HoldUse(hold.id, order.total),),
+        ),
+    )
+    order.status = OrderStatus.FULFILLED
+    order.transaction_id = posted.transaction_id
+    order.resolved_by = actor.id
+    order.resolved_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "redemption.fulfilled",
+        order,
+        community_id=order.community_id,
+        after={"transaction_id": posted.transaction_id, "settlement": order.settlement.value},
+    )
+    jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "fulfilled")
+    return order_view(session, order)
+
+
+def _release(session: Session, order: RedemptionOrder, status: OrderStatus, by: int | None) -> None:
+    """Void the order's hold and give its stock back. Call under the offer and order locks."""
+    assert order.hold_id is not None
+    ledger.void_hold(
+        session,
+        order.hold_id,
+        status=HoldStatus.EXPIRED if status == OrderStatus.EXPIRED else HoldStatus.VOIDED,
+    )
+    repo.return_stock(session, order.offer_id, order.quantity)
+    order.status = status
+    order.resolved_by = by
+    order.resolved_at = utcnow()
+    session.flush()
+
+
+def cancel_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
+    """The member (while pending) or the issuer cancels: chips and stock come back. Idempotent."""
+    order, _, _, _ = _load_order(session, actor, order_id)
+    # Lock order: offer, then order, then (inside void_hold) the ledger account.
+    repo.lock_offer(session, order.offer_id)
+    locked = repo.lock_order(session, order_id)
+    assert locked is not None
+    order = locked
+    if order.status == OrderStatus.CANCELLED:
+        return order_view(session, order)
+    if order.status != OrderStatus.PENDING:
+        raise Conflict(f"this order is {order.status.value}", code="order_not_pending")
+    _release(session, order, OrderStatus.CANCELLED, actor.id)
+    audit.record(
+        session,
+        actor,
+        "redemption.cancelled",
+        order,
+        community_id=order.community_id,
+        after={"by": "member" if actor.id == order.member_id else "issuer"},
+    )
+    jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "cancelled")
+    return order_view(session, order)
+
+
+def expire_orders(session: Session, now: datetime | None = None, *, limit: int = 500) -> list[int]:
+    """Cancel pending orders whose hold ran out (or was expired by the ledger); idempotent."""
+    now = now or utcnow()
+    done = []
+    for order_id in repo.expired_order_ids(session, now, limit):
+        order = session.get(RedemptionOrder, order_id)
+        assert order is not None
+        repo.lock_offer(session, order.offer_id)
+        locked = repo.lock_order(session, order_id)
+        if locked is None or locked.status != OrderStatus.PENDING:
+            continue
+        _release(session, locked, OrderStatus.EXPIRED, None)
+        jobs.enqueue(session, ORDER_CHANGED_JOB, locked.id, "expired")
+        done.append(locked.id)
+    return done
+
+
+# --- notifications (called from the task) ---------------------------------------------------
+
+
+def notify_order(session: Session, order_id: int, change: str) -> int:
+    """Tell the other side about a state change: issuers hear of requests and member
+    cancellations, members of fulfilment, issuer cancellations and expiry."""
+    from core.notifications import service as notifications
+
+    order = session.get(RedemptionOrder, order_id)
+    if order is None:
+        return 0
+    offer = session.get(RedemptionOffer, order.offer_id)
+    chip = session.get(Chip, order.chip_id)
+    assert offer is not None and chip is not None
+    issuer_id = chip.issuer_id if chip.issuer_id is not None else offer.created_by
+    recipient: int = order.member_id
+    actor_id: int | None = order.resolved_by
+    if change == "requested" or (change == "cancelled" and order.resolved_by == order.member_id):
+        recipient, actor_id = issuer_id, order.member_id
+    if recipient == actor_id:
+        return 0
+    return int(
+        notifications.chip_notice(
+            session,
+            user_id=recipient,
+            community_id=order.community_id,
+            kind=f"redemption_{change}",
+            subject_type="redemption_order",
+            subject_id=order.id,
+            actor_id=actor_id,
+            data={
+                "offer_id": offer.id,
+                "title": offer.title,
+                "quantity": order.quantity,
+                "total": order.total,
+            },
+        )
+    )

@@ -1,0 +1,220 @@
+"""All SQL for tipping: tips, window sums, reputation totals and ring reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.models import (
+    AccountKind,
+    LedgerAccount,
+    MemberReputation,
+    Membership,
+    Post,
+    RingStatus,
+    Tip,
+    TippingPolicy,
+    TipRingReport,
+    User,
+)
+
+POLICY_DEFAULTS: dict[str, int] = {
+    "new_account_days": 7,
+    "new_account_daily_limit": 50,
+    "reputation_window_hours": 24,
+    "reputation_daily_cap": 100,
+    "reputation_max_per_tip": 20,
+    "ring_window_days": 7,
+    "ring_min_tips": 2,
+    "ring_min_volume": 10,
+}
+
+
+def policy(session: Session, community_id: int) -> TippingPolicy:
+    """The community's policy; an unsaved row with the defaults when it never set one."""
+    found = session.scalar(select(TippingPolicy).where(TippingPolicy.community_id == community_id))
+    if found is not None:
+        return found
+    defaults = TippingPolicy(community_id=community_id, **POLICY_DEFAULTS)
+    return defaults
+
+
+def tip_by_key(session: Session, key: str) -> Tip | None:
+    return session.scalar(select(Tip).where(Tip.idempotency_key == key))
+
+
+def tip_by_transaction(session: Session, transaction_id: int) -> Tip | None:
+    return session.scalar(select(Tip).where(Tip.transaction_id == transaction_id))
+
+
+def member_account(session: Session, chip_id: int, owner_id: int) -> LedgerAccount | None:
+    return session.scalar(
+        select(LedgerAccount).where(
+            LedgerAccount.chip_id == chip_id,
+            LedgerAccount.kind == AccountKind.MEMBER,
+            LedgerAccount.owner_id == owner_id,
+        )
+    )
+
+
+def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
+    session.execute(
+        select(LedgerAccount.id)
+        .where(LedgerAccount.id.in_(sorted(set(account_ids))))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+    ).all()
+
+
+def amount_tipped_since(session: Session, community_id: int, tipper_id: int, since: datetime) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(Tip.amount), 0)).where(
+            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since
+        )
+    )
+    return int(total or 0)
+
+
+def pair_tips_since(
+    session: Session, community_id: int, tipper_id: int, recipient_id: int, since: datetime
+) -> int:
+    count = session.scalar(
+        select(func.count()).where(
+            Tip.community_id == community_id,
+            Tip.tipper_id == tipper_id,
+            Tip.recipient_id == recipient_id,
+            Tip.created_at >= since,
+        )
+    )
+    return int(count or 0)
+
+
+def points_given_since(session: Session, community_id: int, tipper_id: int, since: datetime) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(Tip.reputation_points), 0)).where(
+            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since
+        )
+    )
+    return int(total or 0)
+
+
+def has_posted(session: Session, community_id: int, user_id: int) -> bool:
+    return (
+        session.scalar(
+            select(Post.id)
+            .where(Post.community_id == community_id, Post.author_id == user_id, Post.deleted_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def add_reputation(session: Session, community_id: int, user_id: int, points: int, tips: int) -> None:
+    """Add to the running total in SQL, creating the row on first use (race-safe)."""
+    stmt = (
+        update(MemberReputation)
+        .where(MemberReputation.community_id == community_id, MemberReputation.user_id == user_id)
+        .values(
+            points=MemberReputation.points + points,
+            tips_received=MemberReputation.tips_received + tips,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                MemberReputation(
+                    community_id=community_id, user_id=user_id, points=points, tips_received=tips
+                )
+            )
+    except IntegrityError:  # a concurrent first tip created it
+        session.execute(stmt)
+
+
+def reputation(session: Session, community_id: int, user_id: int) -> MemberReputation | None:
+    return session.scalar(
+        select(MemberReputation)
+        .where(MemberReputation.community_id == community_id, MemberReputation.user_id == user_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+def leaderboard(session: Session, community_id: int, limit: int) -> Sequence[tuple[MemberReputation, str]]:
+    rows = session.execute(
+        select(MemberReputation, User.display_name)
+        .join(User, User.id == MemberReputation.user_id)
+        .where(MemberReputation.community_id == community_id, MemberReputation.points > 0)
+        .order_by(MemberReputation.points.desc(), MemberReputation.user_id.asc())
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def tips_sent(community_id: int, user_id: int) -> Select[Tip]:
+    return select(Tip).where(Tip.community_id == community_id, Tip.tipper_id == user_id)
+
+
+def tips_received(community_id: int, user_id: int) -> Select[Tip]:
+    return select(Tip).where(Tip.community_id == community_id, Tip.recipient_id == user_id)
+
+
+def tips_in_window(session: Session, community_id: int, since: datetime, limit: int) -> Sequence[Tip]:
+    return session.scalars(
+        select(Tip)
+        .where(Tip.community_id == community_id, Tip.created_at >= since)
+        .order_by(Tip.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def confirmed_rings(session: Session, community_id: int) -> Sequence[TipRingReport]:
+    return session.scalars(
+        select(TipRingReport).where(
+            TipRingReport.community_id == community_id, TipRingReport.status == RingStatus.CONFIRMED
+        )
+    ).all()
+
+
+def latest_report(session: Session, community_id: int, members_key: str) -> TipRingReport | None:
+    return session.scalar(
+        select(TipRingReport)
+        .where(TipRingReport.community_id == community_id, TipRingReport.members_key == members_key)
+        .order_by(TipRingReport.id.desc())
+        .limit(1)
+    )
+
+
+def reports(community_id: int, status: RingStatus | None) -> Select[TipRingReport]:
+    stmt = select(TipRingReport).where(TipRingReport.community_id == community_id)
+    return stmt if status is None else stmt.where(TipRingReport.status == status)
+
+
+def lock_report(session: Session, report_id: int) -> TipRingReport | None:
+    return session.scalar(
+        select(TipRingReport)
+        .where(TipRingReport.id == report_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def lock_tips(session: Session, tip_ids: Sequence[int]) -> Sequence[Tip]:
+    if not tip_ids:
+        return []
+    return session.scalars(
+        select(Tip)
+        .where(Tip.id.in_(tip_ids))
+        .order_by(Tip.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+
+
+def lock_membership(session: Session, membership_id: int) -> None:
+    session.execute(select(Membership.id).where(Membership.id == membership_id).with_for_update())

@@ -1,0 +1,203 @@
+"""All SQL for trading pairs, orders, trades and swap offers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.models import (
+    LedgerAccount,
+    Side,
+    SwapOffer,
+    SwapStatus,
+    Trade,
+    TradeOrder,
+    TradeOrderStatus,
+    TradingPair,
+)
+
+BOOK_BATCH = 100
+
+
+def lock_pair(session: Session, pair_id: int) -> TradingPair | None:
+    """The pair under a row lock: everything that changes its book waits here (one at a time).
+
+    FOR NO KEY UPDATE: order and trade inserts hold KEY SHARE on the pair (their foreign key).
+    """
+    return session.scalar(
+        select(TradingPair)
+        .where(TradingPair.id == pair_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+def lock_order(session: Session, order_id: int) -> TradeOrder | None:
+    return session.scalar(
+        select(TradeOrder)
+        .where(TradeOrder.id == order_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+def lock_swap(session: Session, swap_id: int) -> SwapOffer | None:
+    return session.scalar(
+        select(SwapOffer)
+        .where(SwapOffer.id == swap_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+def lock_accounts(session: Session, account_ids: Iterable[int]) -> None:
+    """Lock ledger accounts once, in id order, before the ledger touches them one by one."""
+    ids = sorted(set(account_ids))
+    if ids:
+        session.execute(
+            select(LedgerAccount.id)
+            .where(LedgerAccount.id.in_(ids))
+            .order_by(LedgerAccount.id)
+            .with_for_update()
+        ).all()
+
+
+def pair_between(session: Session, chip_a: int, chip_b: int) -> TradingPair | None:
+    return session.scalar(
+        select(TradingPair).where(
+            or_(
+                and_(TradingPair.base_chip_id == chip_a, TradingPair.quote_chip_id == chip_b),
+                and_(TradingPair.base_chip_id == chip_b, TradingPair.quote_chip_id == chip_a),
+            )
+        )
+    )
+
+
+def pairs_of(community_id: int) -> Select[TradingPair]:
+    return select(TradingPair).where(TradingPair.community_id == community_id)
+
+
+def order_by_key(session: Session, key: str) -> TradeOrder | None:
+    return session.scalar(
+        select(TradeOrder).where(TradeOrder.idempotency_key == key).execution_options(populate_existing=True)
+    )
+
+
+def resting(session: Session, pair_id: int, incoming: Side) -> Iterator[TradeOrder]:
+    """Open orders an incoming order of side `incoming` may match, in price-time priority.
+
+    Read in batches while the caller holds the pair lock (the book cannot change meanwhile).
+    """
+    opposite = Side.SELL if incoming == Side.BUY else Side.BUY
+    # Best price first (lowest ask, highest bid), then oldest (lowest id).
+    price_order = TradeOrder.price.asc() if opposite == Side.SELL else TradeOrder.price.desc()
+    after: tuple[int, int] | None = None
+    while True:
+        stmt = select(TradeOrder).where(
+            TradeOrder.pair_id == pair_id,
+            TradeOrder.side == opposite,
+            TradeOrder.status == TradeOrderStatus.OPEN,
+        )
+        if after is not None:
+            price, last_id = after
+            worse = TradeOrder.price > price if opposite == Side.SELL else TradeOrder.price < price
+            stmt = stmt.where(or_(worse, and_(TradeOrder.price == price, TradeOrder.id > last_id)))
+        rows = list(
+            session.scalars(
+                stmt.order_by(price_order, TradeOrder.id.asc())
+                .limit(BOOK_BATCH)
+                .execution_options(populate_existing=True)
+            )
+        )
+        yield from rows
+        if len(rows) < BOOK_BATCH:
+            return
+        after = (rows[-1].price, rows[-1].id)
+
+
+def depth(session: Session, pair_id: int, side: Side, levels: int) -> list[tuple[int, int, int]]:
+    """(price, open amount, orders) per price level, best first."""
+    remaining = func.sum(TradeOrder.amount - TradeOrder.filled)
+    stmt = (
+        select(TradeOrder.price, remaining, func.count())
+        .where(
+            TradeOrder.pair_id == pair_id, TradeOrder.side == side, TradeOrder.status == TradeOrderStatus.OPEN
+        )
+        .group_by(TradeOrder.price)
+        .order_by(TradeOrder.price.desc() if side == Side.BUY else TradeOrder.price.asc())
+        .limit(levels)
+    )
+    return [(int(p), int(a), int(n)) for p, a, n in session.execute(stmt)]
+
+
+def traded_since(session: Session, pair_id: int, user_id: int, since: datetime) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(Trade.amount), 0)).where(
+            Trade.pair_id == pair_id,
+            or_(Trade.buyer_id == user_id, Trade.seller_id == user_id),
+            Trade.created_at >= since,
+        )
+    )
+    return int(total or 0)
+
+
+def open_remaining(session: Session, pair_id: int, user_id: int) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(TradeOrder.amount - TradeOrder.filled), 0)).where(
+            TradeOrder.pair_id == pair_id,
+            TradeOrder.user_id == user_id,
+            TradeOrder.status == TradeOrderStatus.OPEN,
+        )
+    )
+    return int(total or 0)
+
+
+def trades_of_order(session: Session, order_id: int) -> list[Trade]:
+    return list(
+        session.scalars(
+            select(Trade)
+            .where(or_(Trade.buy_order_id == order_id, Trade.sell_order_id == order_id))
+            .order_by(Trade.id)
+        )
+    )
+
+
+def trades_of(pair_id: int) -> Select[Trade]:
+    return select(Trade).where(Trade.pair_id == pair_id)
+
+
+def orders_of(
+    community_id: int, user_id: int, *, pair_id: int | None, status: TradeOrderStatus | None
+) -> Select[TradeOrder]:
+    stmt = select(TradeOrder).where(TradeOrder.community_id == community_id, TradeOrder.user_id == user_id)
+    if pair_id is not None:
+        stmt = stmt.where(TradeOrder.pair_id == pair_id)
+    if status is not None:
+        stmt = stmt.where(TradeOrder.status == status)
+    return stmt
+
+
+def swap_by_key(session: Session, key: str) -> SwapOffer | None:
+    return session.scalar(select(SwapOffer).where(SwapOffer.idempotency_key == key))
+
+
+def swaps_of(community_id: int, user_id: int, *, status: SwapStatus | None) -> Select[SwapOffer]:
+    stmt = select(SwapOffer).where(
+        SwapOffer.community_id == community_id,
+        or_(SwapOffer.maker_id == user_id, SwapOffer.taker_id == user_id),
+    )
+    return stmt if status is None else stmt.where(SwapOffer.status == status)
+
+
+def expired_swap_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(SwapOffer.id)
+            .where(SwapOffer.status == SwapStatus.OPEN, SwapOffer.expires_at <= now)
+            .order_by(SwapOffer.id)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,238 @@
+"""Chips over HTTP: issuing, minting with Idempotency-Key, supply, freezing, reversal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.clock import utcnow
+from core.models import AuditLog, Role
+from tests.factories import add_member, auth, community_chip, make_community, make_user
+
+
+def setup(session: Session):  # type: ignore[no-untyped-def]
+    owner = make_user(session)
+    community = make_community(session, owner)
+    alice = add_member(session, community)
+    bob = add_member(session, community)
+    mod = add_member(session, community, role=Role.MODERATOR)
+    return community, owner, alice, bob, mod
+
+
+def issue(client: TestClient, session: Session, community_id: int, user, **fields):  # type: ignore[no-untyped-def]
+    body = {"name": "Tea leaves", "symbol": "TEA", **fields}
+    return client.post(f"/communities/{community_id}/chips", json=body, headers=auth(session, user))
+
+
+def with_key(session: Session, user, key: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {**auth(session, user), "Idempotency-Key": key}
+
+
+def test_issue_list_and_read_chips(client: TestClient, session: Session) -> None:
+    community, owner, alice, bob, _ = setup(session)
+    r = issue(client, session, community.id, alice, symbol="tea", supply_cap=1000, decay_bps=100)
+    assert r.status_code == 201, r.text
+    chip = r.json()
+    assert (chip["symbol"], chip["kind"], chip["issuer_id"], chip["supply_cap"]) == (
+        "TEA",
+        "personal",
+        alice.id,
+        1000,
+    )
+    assert issue(client, session, community.id, alice, symbol="MORE").json()["error"] == "chip_already_issued"
+    assert issue(client, session, community.id, bob, symbol="Tea").json()["error"] == "symbol_taken"
+    bad = issue(client, session, community.id, bob, symbol="T!")
+    assert bad.status_code == 422
+    past = issue(
+        client,
+        session,
+        community.id,
+        bob,
+        symbol="BOB",
+        expires_at=(utcnow() - timedelta(days=1)).isoformat(),
+    )
+    assert (past.status_code, past.json()["error"]) == (422, "expiry_in_past")
+    listed = client.get(f"/communities/{community.id}/chips", headers=auth(session, bob)).json()["items"]
+    assert [c["kind"] for c in listed] == ["community", "personal"]
+    only = client.get(
+        f"/communities/{community.id}/chips", params={"kind": "personal"}, headers=auth(session, bob)
+    ).json()["items"]
+    assert [c["id"] for c in only] == [chip["id"]]
+    assert client.get(f"/chips/{chip['id']}", headers=auth(session, owner)).json()["name"] == "Tea leaves"
+    assert client.get("/chips/999999999", headers=auth(session, owner)).json()["error"] == "chip_not_found"
+
+
+def test_mint_is_idempotent_and_policed(client: TestClient, session: Session) -> None:
+    community, _, alice, bob, _ = setup(session)
+    chip = issue(client, session, community.id, alice, supply_cap=100, emission_limit=80).json()
+    url = f"/chips/{chip['id']}/mint"
+    body = {"amount": 50, "to_user_id": bob.id, "memo": "welcome"}
+    first = client.post(url, json=body, headers=with_key(session, alice, "mint-1"))
+    assert first.status_code == 201, first.text
+    again = client.post(url, json=body, headers=with_key(session, alice, "mint-1"))
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["replayed"], first.json()["replayed"]) == (
+        first.json()["id"],
+        True,
+        False,
+    )
+    reused = client.post(url, json={**body, "amount": 51}, headers=with_key(session, alice, "mint-1"))
+    assert (reused.status_code, reused.json()["error"]) == (409, "idempotency_key_reused")
+    missing = client.post(url, json=body, headers=auth(session, alice))
+    assert (missing.status_code, missing.json()["error"]) == (422, "idempotency_key_required")
+    over = client.post(url, json={"amount": 31}, headers=with_key(session, alice, "mint-2"))
+    assert (over.status_code, over.json()["error"]) == (409, "emission_limit_exceeded")
+    assert (
+        client.post(url, json={"amount": 30}, headers=with_key(session, alice, "mint-3")).status_code == 201
+    )
+    supply = client.get(f"/chips/{chip['id']}/supply", headers=auth(session, bob)).json()
+    assert (
+        supply["circulating"],
+        supply["held_by_members"],
+        supply["minted_this_period"],
+        supply["holders"],
+    ) == (
+        80,
+        80,
+        80,
+        2,
+    )
+    assert supply["mintable_now"] == 0
+    not_issuer = client.post(url, json={"amount": 1}, headers=with_key(session, bob, "mint-4"))
+    assert (not_issuer.status_code, not_issuer.json()["error"]) == (403, "not_issuer")
+    as_string = client.post(url, json={"amount": "1"}, headers=with_key(session, alice, "mint-5"))
+    assert as_string.status_code == 422
+
+
+def test_supply_cap_is_a_stable_409(client: TestClient, session: Session) -> None:
+    community, _, alice, _, _ = setup(session)
+    chip = issue(client, session, community.id, alice, supply_cap=10).json()
+    r = client.post(f"/chips/{chip['id']}/mint", json={"amount": 11}, headers=with_key(session, alice, "c-1"))
+    assert (r.status_code, r.json()["error"]) == (409, "supply_cap_exceeded")
+
+
+def test_transfer_and_burn(client: TestClient, session: Session) -> None:
+    community, owner, alice, bob, _ = setup(session)
+    points = community_chip(session, community)
+    r = client.post(
+        f"/chips/{points.id}/mint",
+        json={"amount": 10, "to_user_id": alice.id},
+        headers=with_key(session, owner, "o-1"),
+    )
+    assert r.status_code == 201, r.text
+    sent = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": bob.id, "amount": 4, "memo": "for the tea"},
+        headers=with_key(session, alice, "t-1"),
+    )
+    assert sent.status_code == 201, sent.text
+    assert sorted((p["owner_id"], p["amount"]) for p in sent.json()["postings"]) == sorted(
+        [(alice.id, -4), (bob.id, 4)]
+    )
+    burnt = client.post(f"/chips/{points.id}/burn", json={"amount": 1}, headers=with_key(session, bob, "b-1"))
+    assert (burnt.status_code, burnt.json()["kind"]) == (201, "burn")
+    poor = client.post(f"/chips/{points.id}/burn", json={"amount": 99}, headers=with_key(session, bob, "b-2"))
+    assert (poor.status_code, poor.json()["error"]) == (409, "insufficient_funds")
+    outsider = make_user(session)
+    r = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": outsider.id, "amount": 1},
+        headers=with_key(session, alice, "t-2"),
+    )
+    assert (r.status_code, r.json()["error"]) == (422, "recipient_not_member")
+
+
+def test_moderators_freeze_and_thaw(client: TestClient, session: Session) -> None:
+    community, owner, alice, bob, mod = setup(session)
+    points = community_chip(session, community)
+    client.post(
+        f"/chips/{points.id}/mint",
+        json={"amount": 10, "to_user_id": alice.id},
+        headers=with_key(session, owner, "o"),
+    )
+    denied = client.post(f"/chips/{points.id}/freeze", json={"reason": "x"}, headers=auth(session, alice))
+    assert (denied.status_code, denied.json()["error"]) == (403, "insufficient_role")
+    assert client.post(
+        f"/chips/{points.id}/freeze", json={"reason": "audit"}, headers=auth(session, mod)
+    ).json()["frozen"]
+
+    def pay(key: str):  # type: ignore[no-untyped-def]
+        return client.post(
+            f"/chips/{points.id}/transfers",
+            json={"to_user_id": bob.id, "amount": 1},
+            headers=with_key(session, alice, key),
+        )
+
+    assert pay("p-1").json()["error"] == "chip_frozen"
+    client.post(f"/chips/{points.id}/unfreeze", json={"reason": "ok"}, headers=auth(session, mod))
+    assert pay("p-2").status_code == 201
+    frozen = client.post(
+        f"/communities/{community.id}/members/{alice.id}/wallet/freeze",
+        json={"reason": "compromised"},
+        headers=auth(session, mod),
+    )
+    assert frozen.status_code == 200 and [a["frozen"] for a in frozen.json()] == [True]
+    assert pay("p-3").json()["error"] == "account_frozen"
+    client.post(
+        f"/communities/{community.id}/members/{alice.id}/wallet/unfreeze",
+        json={"reason": "restored"},
+        headers=auth(session, mod),
+    )
+    assert pay("p-4").status_code == 201
+    actions = session.scalars(
+        select(AuditLog.action)
+        .where(AuditLog.community_id == community.id, AuditLog.action.like("%freeze"))
+        .order_by(AuditLog.id)
+    ).all()
+    assert actions == ["chip.freeze", "chip.unfreeze", "ledger_account.freeze", "ledger_account.unfreeze"]
+
+
+def test_reversal_is_for_moderators_and_audited(client: TestClient, session: Session) -> None:
+    community, owner, alice, _, mod = setup(session)
+    points = community_chip(session, community)
+    minted = client.post(
+        f"/chips/{points.id}/mint",
+        json={"amount": 10, "to_user_id": alice.id},
+        headers=with_key(session, owner, "o"),
+    ).json()
+    url = f"/ledger/transactions/{minted['id']}/reverse"
+    denied = client.post(url, json={"reason": "mine"}, headers=with_key(session, alice, "r-1"))
+    assert (denied.status_code, denied.json()["error"]) == (403, "insufficient_role")
+    no_reason = client.post(url, json={"reason": ""}, headers=with_key(session, mod, "r-2"))
+    assert no_reason.status_code == 422
+    done = client.post(url, json={"reason": "minted twice"}, headers=with_key(session, mod, "r-3"))
+    assert done.status_code == 201, done.text
+    assert (done.json()["kind"], done.json()["reverses_id"], done.json()["memo"]) == (
+        "reversal",
+        minted["id"],
+        "minted twice",
+    )
+    replay = client.post(url, json={"reason": "minted twice"}, headers=with_key(session, mod, "r-3"))
+    assert (replay.status_code, replay.json()["id"]) == (200, done.json()["id"])
+    twice = client.post(url, json={"reason": "minted twice"}, headers=with_key(session, mod, "r-4"))
+    assert (twice.status_code, twice.json()["error"]) == (409, "already_reversed")
+    rows = session.scalars(select(AuditLog).where(AuditLog.action == "ledger.reverse")).all()
+    assert [(r.actor_user_id, r.target_id, r.after) for r in rows] == [
+        (mod.id, minted["id"], {"reversal_id": done.json()["id"], "reason": "minted twice"})
+    ]
+    wallet = client.get(f"/communities/{community.id}/wallet", headers=auth(session, alice)).json()
+    assert [b["balance"] for b in wallet["balances"]] == [0]
+    stranger = make_user(session)
+    hidden = client.post(url, json={"reason": "x"}, headers=with_key(session, stranger, "r-5"))
+    assert (hidden.status_code, hidden.json()["error"]) == (403, "not_a_member")
+
+
+def test_private_community_chips_are_hidden(client: TestClient, session: Session) -> None:
+    from core.models import Visibility
+
+    owner = make_user(session)
+    private = make_community(session, owner, visibility=Visibility.PRIVATE)
+    chip = community_chip(session, private)
+    stranger = make_user(session)
+    r = client.get(f"/chips/{chip.id}/supply", headers=auth(session, stranger))
+    assert (r.status_code, r.json()["error"]) == (404, "chip_not_found")
+    r = client.get(f"/communities/{private.id}/chips", headers=auth(session, stranger))
+    assert r.status_code == 404

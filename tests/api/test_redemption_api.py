@@ -1,0 +1,132 @@
+"""Redemption over HTTP: offers, redeem with Idempotency-Key, both sides' views, fulfil and cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from core import jobs
+from core.ledger import service as ledger
+from core.models import Chip, Community, Role, User
+from tests.factories import add_member, auth, fund, make_chip, make_community, make_user
+
+JOB = "hearth.redemption.order_changed"
+
+
+def _setup(session: Session) -> tuple[Community, User, User, Chip]:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    creator = add_member(session, community)
+    member = add_member(session, community)
+    chip = make_chip(session, community, creator, symbol="STAR")
+    fund(session, chip, member, 100)
+    return community, creator, member, chip
+
+
+def _offer(
+    client: TestClient, session: Session, community: Community, creator: User, chip: Chip, **fields: Any
+) -> dict[str, Any]:
+    body = {"chip_id": chip.id, "title": "1:1 call", "kind": "call", "price": 40, "stock": 2, **fields}
+    r = client.post(
+        f"/communities/{community.id}/redemption/offers", json=body, headers=auth(session, creator)
+    )
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def _wallet(session: Session, chip: Chip, user: User) -> tuple[int, int]:
+    account = ledger.open_account(session, chip, user.id)
+    session.refresh(account)
+    return account.balance, account.held
+
+
+def test_redeem_fulfil_flow(client: TestClient, session: Session, recorded_jobs: list[jobs.Job]) -> None:
+    community, creator, member, chip = _setup(session)
+    offer = _offer(client, session, community, creator, chip, settlement="issuer")
+    h = {**auth(session, member), "Idempotency-Key": "call-1"}
+    r = client.post(f"/redemption/offers/{offer['id']}/redeem", headers=h)
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert (order["status"], order["total"], order["offer_title"]) == ("pending", 40, "1:1 call")
+    retry = client.post(f"/redemption/offers/{offer['id']}/redeem", headers=h)
+    assert retry.status_code == 200 and retry.json()["id"] == order["id"]
+    reused = client.post(f"/redemption/offers/{offer['id']}/redeem", json={"quantity": 2}, headers=h)
+    assert reused.status_code == 409 and reused.json()["error"] == "idempotency_key_reused"
+    assert _wallet(session, chip, member) == (100, 40)
+    assert [j.args for j in recorded_jobs if j.name == JOB] == [(order["id"], "requested")]
+
+    mine = client.get(f"/communities/{community.id}/redemption/orders/mine", headers=auth(session, member))
+    issued = client.get(
+        f"/communities/{community.id}/redemption/orders/issued?status=pending", headers=auth(session, creator)
+    )
+    assert (
+        [o["id"] for o in mine.json()["items"]] == [o["id"] for o in issued.json()["items"]] == [order["id"]]
+    )
+
+    denied = client.post(f"/redemption/orders/{order['id']}/fulfil", headers=auth(session, member))
+    assert denied.status_code == 403 and denied.json()["error"] == "not_issuer"
+    done = client.post(f"/redemption/orders/{order['id']}/fulfil", headers=auth(session, creator))
+    assert done.status_code == 200 and done.json()["status"] == "fulfilled"
+    assert _wallet(session, chip, member) == (60, 0)
+    assert _wallet(session, chip, creator) == (40, 0)
+    assert (order["id"], "fulfilled") in [j.args for j in recorded_jobs if j.name == JOB]
+    assert ledger.check_invariants(session, community.id).ok
+
+
+def test_redeem_needs_a_key_and_stock(client: TestClient, session: Session) -> None:
+    community, creator, member, chip = _setup(session)
+    other = add_member(session, community)
+    fund(session, chip, other, 100)
+    offer = _offer(client, session, community, creator, chip, stock=1)
+    url = f"/redemption/offers/{offer['id']}/redeem"
+    missing = client.post(url, headers=auth(session, member))
+    assert missing.status_code == 422 and missing.json()["error"] == "idempotency_key_required"
+    assert client.post(url, headers={**auth(session, member), "Idempotency-Key": "a"}).status_code == 201
+    late = client.post(url, headers={**auth(session, other), "Idempotency-Key": "a"})
+    assert late.status_code == 409 and late.json()["error"] == "out_of_stock"
+    outsider = client.post(url, headers={**auth(session, make_user(session)), "Idempotency-Key": "z"})
+    assert outsider.status_code == 403
+
+
+def test_cancel_and_offer_management(client: TestClient, session: Session) -> None:
+    community, creator, member, chip = _setup(session)
+    offer = _offer(client, session, community, creator, chip, per_member_limit=1)
+    url = f"/redemption/offers/{offer['id']}/redeem"
+    order = client.post(url, headers={**auth(session, member), "Idempotency-Key": "k"}).json()
+    limited = client.post(url, headers={**auth(session, member), "Idempotency-Key": "k2"})
+    assert limited.status_code == 409 and limited.json()["error"] == "redemption_limit_reached"
+    stranger = add_member(session, community, role=Role.MODERATOR)
+    hidden = client.get(f"/redemption/orders/{order['id']}", headers=auth(session, stranger))
+    assert hidden.status_code == 404 and hidden.json()["error"] == "order_not_found"
+    cancelled = client.post(f"/redemption/orders/{order['id']}/cancel", headers=auth(session, member))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert _wallet(session, chip, member) == (100, 0)
+    assert client.get(f"/redemption/offers/{offer['id']}", headers=auth(session, member)).json()["stock"] == 2
+
+    patched = client.patch(
+        f"/redemption/offers/{offer['id']}", json={"price": 50}, headers=auth(session, creator)
+    )
+    assert patched.status_code == 200 and patched.json()["price"] == 50
+    assert (
+        client.patch(
+            f"/redemption/offers/{offer['id']}", json={"price": 1}, headers=auth(session, member)
+        ).status_code
+        == 403
+    )
+    withdrawn = client.delete(f"/redemption/offers/{offer['id']}", headers=auth(session, creator))
+    assert withdrawn.status_code == 200 and withdrawn.json()["active"] is False
+    listed = client.get(
+        f"/communities/{community.id}/redemption/offers?active=true", headers=auth(session, member)
+    )
+    assert listed.json()["items"] == []
+    inactive = client.post(url, headers={**auth(session, member), "Idempotency-Key": "k3"})
+    assert inactive.status_code == 409 and inactive.json()["error"] == "offer_inactive"
+    bad = client.post(
+        f"/communities/{community.id}/redemption/offers",
+        json={"chip_id": chip.id, "title": "x", "kind": "goods", "price": 0},
+        headers=auth(session, creator),
+    )
+    assert bad.status_code == 422

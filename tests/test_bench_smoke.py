@@ -1,0 +1,81 @@
+"""Smoke test of `hearth bench ledger`: tiny sizes, real PostgreSQL, JSON shape and the audit.
+
+The benchmark owns its database, so this test creates a scratch database on the
+test server and drops it afterwards; the test database itself is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from tests.conftest import DATABASE_URL, needs_postgres
+
+pytestmark = needs_postgres()
+
+
+@pytest.fixture
+def scratch_url() -> Iterator[str]:
+    url = make_url(DATABASE_URL)
+    name = f"hearth_bench_smoke_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+TINY = [
+    "--members", "40", "--creators", "3", "--clients", "2", "--duration", "0.4", "--warmup", "0.1",
+    "--batch-size", "10", "--batch-clients", "2", "--batch-duration", "0.4", "--baseline", "0",
+]  # fmt: skip
+
+
+def test_bench_ledger_json(scratch_url: str) -> None:
+    from api.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "ledger", "--database-url", scratch_url, "--json", *TINY])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["invariants_ok"] is True
+    assert out["invariants"]["problems"] == []
+    assert set(out["single"]) == {"uniform_1_clients", "hot_1_clients", "uniform_2_clients", "hot_2_clients"}
+    for row in out["single"].values():
+        assert row["transfers"] > 0 and row["transfers_per_s"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert set(out["batch"]) == {"1_clients", "2_clients"}
+    assert all(row["transfers"] % 10 == 0 and row["transfers"] > 0 for row in out["batch"].values())
+    assert "matching" in out
+    machine = out["machine"]
+    assert machine["cpu_count"] and machine["synchronous_commit"] in {"on", "remote_write", "remote_apply"}
+    # Every measured transfer is in the ledger: funding (one per member) plus all scenarios (+ warm-up).
+    measured = sum(r["transfers"] for r in out["single"].values()) + sum(
+        r["transfers"] for r in out["batch"].values()
+    )
+    assert out["invariants"]["transactions"] >= 40 + measured
+
+
+def test_bench_refuses_a_database_in_use(scratch_url: str) -> None:
+    from api.cli import app
+
+    engine = create_engine(scratch_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE precious (id int)"))
+    engine.dispose()
+    result = CliRunner().invoke(app, ["bench", "ledger", "--database-url", scratch_url, *TINY])
+    assert result.exit_code == 2
+    assert "not empty" in result.output
+    engine = create_engine(scratch_url)
+    with engine.connect() as conn:  # nothing was dropped
+        assert conn.scalar(text("SELECT count(*) FROM precious")) == 0
+    engine.dispose()
