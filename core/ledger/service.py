@@ -235,6 +235,10 @@ def place_hold(
 
 def void_hold(session: Session, hold_id: int, *, status: HoldStatus = HoldStatus.VOIDED) -> LedgerHold:
     """Release what is left of a pending hold. Voiding a settled hold is a no-op (idempotent)."""
+    return _release(session, hold_id, status)[0]
+
+
+def _release(session: Session, hold_id: int, status: HoldStatus) -> tuple[LedgerHold, bool]:
     hold = session.get(LedgerHold, hold_id)
     if hold is None:
         raise NotFound("hold not found", code="hold_not_found")
@@ -243,23 +247,36 @@ def void_hold(session: Session, hold_id: int, *, status: HoldStatus = HoldStatus
     locked = repo.lock_hold(session, hold_id)
     assert locked is not None
     if locked.status != HoldStatus.PENDING:
-        return locked
+        return locked, False
     repo.release(session, locked.account_id, locked.remaining)
     locked.remaining = 0
     locked.status = status
     locked.resolved_at = utcnow()
     session.flush()
-    return locked
+    return locked, True
+
+
+def due_holds(session: Session, now: datetime | None = None, *, limit: int = 500) -> list[int]:
+    """Pending holds whose time is up, oldest first (a short read; expire each in its own unit)."""
+    return repo.expired_hold_ids(session, now or utcnow(), limit)
+
+
+def expire_hold(session: Session, hold_id: int, now: datetime | None = None) -> bool:
+    """Release one hold whose time is up; False if it was settled or extended meanwhile.
+
+    One hold per unit of work: a sweep holding many wallets' locks at once would
+    lock them out of id order and could deadlock with the members' own payments.
+    """
+    hold = session.get(LedgerHold, hold_id)
+    if hold is None or hold.expires_at is None or hold.expires_at > (now or utcnow()):
+        return False
+    return _release(session, hold_id, HoldStatus.EXPIRED)[1]
 
 
 def expire_holds(session: Session, now: datetime | None = None, *, limit: int = 500) -> list[int]:
-    """Void pending holds whose time is up; returns their ids (callers cancel what they backed)."""
-    expired = []
-    for hold_id in repo.expired_hold_ids(session, now or utcnow(), limit):
-        hold = void_hold(session, hold_id, status=HoldStatus.EXPIRED)
-        if hold.status == HoldStatus.EXPIRED:
-            expired.append(hold_id)
-    return expired
+    """Expire due holds one after another in this session (tests, the CLI); tasks use
+    `due_holds` and `expire_hold` with a unit of work per hold."""
+    return [hold_id for hold_id in due_holds(session, now, limit=limit) if expire_hold(session, hold_id, now)]
 
 
 def _lock_account(session: Session, account_id: int) -> LedgerAccount:

@@ -121,6 +121,20 @@ def _tip(
     data: TipIn,
     client_key: str,
 ) -> TipOut:
+    # A refused tip changes nothing, not even the recipient's new (empty) wallet account.
+    with session.begin_nested():
+        return _tip_in_savepoint(session, actor, ctx, recipient_id, post, data, client_key)
+
+
+def _tip_in_savepoint(
+    session: Session,
+    actor: Actor,
+    ctx: CommunityContext,
+    recipient_id: int,
+    post: Post | None,
+    data: TipIn,
+    client_key: str,
+) -> TipOut:
     actor.require_personal()  # spending is the owner's own act, never an API key's
     key = _ledger_key(actor, client_key)
     community_id = ctx.community.id

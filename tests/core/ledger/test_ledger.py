@@ -16,7 +16,7 @@ from core.db import session_scope
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.ledger import service as ledger
 from core.ledger.types import Entry, HoldUse, Leg
-from core.models import Chip, HoldStatus, LedgerAccount, LedgerPosting, LedgerTransaction, TxKind
+from core.models import Chip, HoldStatus, LedgerAccount, LedgerHold, LedgerPosting, LedgerTransaction, TxKind
 from tests.conftest import IS_POSTGRES, needs_postgres
 from tests.core.ledger.conftest import Book, balances
 from tests.factories import make_chip, make_community, make_user
@@ -516,3 +516,46 @@ def test_domain_errors_carry_stable_codes() -> None:
     }
     assert len(codes) == 8
     assert all(isinstance(e, DomainError) for e in (errors.insufficient(1), errors.unbalanced("x")))
+
+
+def test_hold_expiry_task_releases_each_due_hold_in_its_own_unit(committed_engine: Engine) -> None:
+    from core.ledger import tasks
+
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        chip = make_chip(s, make_community(s, owner))
+        account = ledger.open_account(s, chip, owner.id)
+        ledger.transfer(
+            s,
+            community_id=chip.community_id,
+            chip_id=chip.id,
+            source=ledger.issuance_account(s, chip.id).id,
+            target=account.id,
+            amount=10,
+            key=f"expiry-task-{chip.id}",
+            kind=TxKind.MINT,
+        )
+        due = ledger.place_hold(
+            s,
+            account_id=account.id,
+            amount=4,
+            key=f"due-{chip.id}",
+            expires_at=utcnow() - timedelta(seconds=1),
+        )
+        later = ledger.place_hold(
+            s,
+            account_id=account.id,
+            amount=3,
+            key=f"later-{chip.id}",
+            expires_at=utcnow() + timedelta(hours=1),
+        )
+        account_id, due_id, later_id = account.id, due.id, later.id
+    assert tasks.expire_holds() >= 1
+    with session_scope(committed_engine) as s:
+        assert ledger.expire_hold(s, due_id) is False  # already settled
+        assert ledger.expire_hold(s, later_id) is False  # not due yet
+        assert ledger.expire_hold(s, 10**12) is False
+        statuses = [s.get(LedgerHold, h).status for h in (due_id, later_id)]  # type: ignore[union-attr]
+        assert statuses == [HoldStatus.EXPIRED, HoldStatus.PENDING]
+        acct = s.get(LedgerAccount, account_id)
+        assert acct is not None and (acct.balance, acct.held) == (10, 3)
