@@ -8,7 +8,13 @@ What is measured, and why this way:
 - Concurrent clients are separate OS processes, each with its own engine, so the
   figures measure the ledger and PostgreSQL, not the GIL of the benchmark.
 - "hot" sends 80% of the transfers to 10 creators: contention on a few rows.
-- The batch API is `core.ledger.service.post_batch`, one commit per batch.
+- The batch API is `core.ledger.service.post_batch`, one commit per batch; concurrent
+  batch clients work on disjoint slices of the wallets ("sharded": true), as payout
+  jobs partitioned by member would.
+- Order-book matching: limit orders through `core.trading.service.place_order`, all at
+  one price so that most of them cross (orders/s and fills/s).
+- `pgbench -N` with the same number of clients runs first, on the same server and at the
+  same moment: the figures are only comparable between machines relative to it.
 - The run ends with the full audit (`check_invariants`, hash chains included).
 
 The database must be empty (or the caller passes reset=True, which drops and

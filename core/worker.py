@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 TASK_MODULES = [
     "core.notifications.tasks",
+    "core.ledger.tasks",
     "core.chips.tasks",
     "core.tipping.tasks",
     "core.earning.tasks",
@@ -34,7 +35,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "chips-remind-expiring": {"task": "hearth.chips.remind_expiring", "schedule": 3600.0},
     "chips-expire": {"task": "hearth.chips.expire_chips", "schedule": 3600.0},
     "chips-decay": {"task": "hearth.chips.apply_decay", "schedule": 3600.0},
-    "ledger-expire-holds": {"task": "hearth.chips.expire_holds", "schedule": 300.0},
+    "ledger-expire-holds": {"task": "hearth.ledger.expire_holds", "schedule": 300.0},
     "ledger-seal-digests": {"task": "hearth.chips.seal_digests", "schedule": 3600.0},
     "redemption-expire-orders": {"task": "hearth.redemption.expire_orders", "schedule": 300.0},
     "trading-expire-swaps": {"task": "hearth.trading.expire_swaps", "schedule": 300.0},

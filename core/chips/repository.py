@@ -250,15 +250,21 @@ def decaying_chips(session: Session, created_before: datetime) -> list[tuple[int
     ]
 
 
-def sweep_candidates(session: Session, chip_ids: Sequence[int]) -> list[tuple[int, int, int]]:
-    """(chip id, account id, chain position) of every spendable, unfrozen wallet of these chips.
+def sweep_candidates(session: Session, chip_ids: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
+    """(chip, account, chain position, balance, held) of every spendable, unfrozen wallet of these chips.
 
     A plain read, no locks: the sweep re-reads each account under its lock.
     """
     if not chip_ids:
         return []
     rows = session.execute(
-        select(LedgerAccount.chip_id, LedgerAccount.id, LedgerAccount.seq)
+        select(
+            LedgerAccount.chip_id,
+            LedgerAccount.id,
+            LedgerAccount.seq,
+            LedgerAccount.balance,
+            LedgerAccount.held,
+        )
         .where(
             LedgerAccount.chip_id.in_(chip_ids),
             LedgerAccount.kind == AccountKind.MEMBER,
@@ -267,7 +273,7 @@ def sweep_candidates(session: Session, chip_ids: Sequence[int]) -> list[tuple[in
         )
         .order_by(LedgerAccount.chip_id, LedgerAccount.id)
     ).all()
-    return [(int(c), int(a), int(q)) for c, a, q in rows]
+    return [(int(c), int(a), int(q), int(b), int(h)) for c, a, q, b, h in rows]
 
 
 def communities_with_ledger(session: Session) -> list[int]:

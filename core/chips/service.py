@@ -311,14 +311,15 @@ def mint(
     recipient = data.to_user_id or actor.id
     chip = repo.lock_chip(session, chip.id)
     issuance = ledger.issuance_account(session, chip.id)
-    target = ledger.open_account(session, chip, recipient)
     # Earn grants lock the issuance account, not the chip: lock it too before reading headroom.
-    ledger.lock_accounts(session, [issuance.id, target.id])
+    # (It is older than every wallet of its chip, so this keeps the ledger's id order.)
+    ledger.lock_accounts(session, [issuance.id])
     if repo.transaction_by_key(session, key) is None:
         # A retry skips these checks: the ledger answers it with the first result or refuses it.
         _require_recipient(session, chip.community_id, recipient)
         _require_live(chip)
         check_policy(session, chip, data.amount)
+    target = ledger.open_account(session, chip, recipient)
     posted = ledger.transfer(
         session,
         community_id=chip.community_id,
@@ -587,11 +588,11 @@ def remind_expiring(session: Session, now: datetime | None = None) -> int:
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
-def _units(session: Session, unit: UnitOfWork | None) -> UnitOfWork:
-    """Each item's own transaction (`unit`, e.g. `session_scope`), or else `session` itself."""
-    if unit is not None:
-        return unit
-    return lambda: nullcontext(session)
+def _units(target: Session | UnitOfWork) -> UnitOfWork:
+    """A factory of units of work (the beat task passes `session_scope`), or one session for all."""
+    if isinstance(target, Session):
+        return lambda: nullcontext(target)
+    return target
 
 
 def _sweep_key(kind: TxKind, chip_id: int, account_id: int, period: str | None, seq: int) -> str:
@@ -599,16 +600,26 @@ def _sweep_key(kind: TxKind, chip_id: int, account_id: int, period: str | None, 
     return f"{kind.value}:{chip_id}:{account_id}:{period if period is not None else seq}"
 
 
+def _sweep_amount(balance: int, held: int, bps: int | None) -> int:
+    """All that is spendable (`bps` None), or `bps` of the balance, never more than is spendable."""
+    return min(balance if bps is None else balance * bps // 10_000, balance - held)
+
+
 def _due_sweeps(
-    session: Session, chip_ids: list[int], kind: TxKind, period: str | None
+    session: Session, chip_ids: list[int], kind: TxKind, bps: dict[int, int | None], period: str | None
 ) -> list[tuple[int, int]]:
     """(chip id, account id) of the wallets to sweep, in one read, keys already used left out.
 
-    Nothing is locked here: a wallet already swept for this period (or in this state) is
-    never locked again, so an hourly run with nothing due touches no wallet.
+    Nothing is locked here: a wallet already swept for this period (or in this state), or
+    one whose charge rounds down to nothing, is not locked at all, so an hourly run with
+    nothing due touches no wallet.
     """
     found = repo.sweep_candidates(session, chip_ids)
-    keys = {(c, a): _sweep_key(kind, c, a, period, seq) for c, a, seq in found}
+    keys = {
+        (c, a): _sweep_key(kind, c, a, period, seq)
+        for c, a, seq, balance, held in found
+        if _sweep_amount(balance, held, bps[c]) > 0
+    }
     used = repo.used_keys(session, list(keys.values()))
     return [item for item, key in keys.items() if key not in used]
 
@@ -635,8 +646,7 @@ def _sweep_one(
     key = _sweep_key(kind, chip_id, account_id, period, acct.seq)
     if repo.transaction_by_key(session, key) is not None:
         return 0
-    available = acct.balance - acct.held
-    amount = min(acct.balance if bps is None else acct.balance * bps // 10_000, available)
+    amount = _sweep_amount(acct.balance, acct.held, bps)
     if amount <= 0:
         return 0
     posted = ledger.post(
@@ -655,7 +665,6 @@ def _sweep_one(
 
 
 def _run_sweeps(
-    session: Session,
     run: UnitOfWork,
     chip_ids: list[int],
     kind: TxKind,
@@ -663,7 +672,8 @@ def _run_sweeps(
     bps: dict[int, int | None],
     period: str | None,
 ) -> int:
-    due = _due_sweeps(session, chip_ids, kind, period)
+    with run() as s:
+        due = _due_sweeps(s, chip_ids, kind, bps, period)
     posted = 0
     for chip_id, account_id in due:
         try:
@@ -688,25 +698,24 @@ def _mark_expired(session: Session, chip_id: int, now: datetime) -> bool:
     return True
 
 
-def expire_chips(session: Session, now: datetime | None = None, *, unit: UnitOfWork | None = None) -> int:
+def expire_chips(units: Session | UnitOfWork, now: datetime | None = None) -> int:
     """At season end mark the chip expired and return every spendable balance to its issuer.
 
     Keys carry the account's chain position, so a re-run in the same state replays, and
     chips that a hold or a freeze kept back are swept by a later run once released.
-    With `unit` (the beat task passes `session_scope`) every chip's marking and every
-    wallet's sweep is its own transaction; `session` only lists what is due.
+    Given a unit-of-work factory (the beat task passes `session_scope`), each listing read,
+    each chip's marking and each wallet's sweep is its own short transaction.
     """
     now = now or utcnow()
-    run = _units(session, unit)
-    due = repo.chips_past_expiry(session, now)
+    run = _units(units)
+    with run() as s:
+        due = repo.chips_past_expiry(s, now)
     expired = []
     for chip_id in due:
         with run() as s:
             if _mark_expired(s, chip_id, now):
                 expired.append(chip_id)
-    return _run_sweeps(
-        session, run, expired, TxKind.EXPIRY, bps=dict.fromkeys(expired), period=None
-    )
+    return _run_sweeps(run, expired, TxKind.EXPIRY, bps=dict.fromkeys(expired), period=None)
 
 
 def decay_period(now: datetime) -> tuple[str, datetime]:
@@ -716,20 +725,17 @@ def decay_period(now: datetime) -> tuple[str, datetime]:
     return last_month.strftime("%Y-%m"), this_month
 
 
-def apply_decay(session: Session, now: datetime | None = None, *, unit: UnitOfWork | None = None) -> int:
+def apply_decay(units: Session | UnitOfWork, now: datetime | None = None) -> int:
     """Charge last month's demurrage once per account (chips older than this month only).
 
     One read lists the wallets still due for the period; each is charged in its own unit
-    of work (`unit`), so nothing is locked when nothing is due.
+    of work, so nothing is locked when nothing is due.
     """
     period, this_month = decay_period(now or utcnow())
-    run = _units(session, unit)
-    bps: dict[int, int | None] = dict(repo.decaying_chips(session, this_month))
-    return _run_sweeps(session, run, list(bps), TxKind.DECAY, bps=bps, period=period)
-
-
-def expire_holds(session: Session, now: datetime | None = None) -> list[int]:
-    return ledger.expire_holds(session, now)
+    run = _units(units)
+    with run() as s:
+        bps: dict[int, int | None] = dict(repo.decaying_chips(s, this_month))
+    return _run_sweeps(run, list(bps), TxKind.DECAY, bps=bps, period=period)
 
 
 def seal_digests(session: Session, now: datetime | None = None) -> int:

@@ -20,21 +20,13 @@ def remind_expiring() -> int:
 
 @celery_app.task(name="hearth.chips.expire_chips", **TASK_DEFAULTS)
 def expire_chips() -> int:
-    # `session` only lists what is due; each chip and each wallet gets its own transaction.
-    with session_scope() as session:
-        return service.expire_chips(session, unit=session_scope)
+    # One short read lists what is due; each chip and each wallet gets its own transaction.
+    return service.expire_chips(session_scope)
 
 
 @celery_app.task(name="hearth.chips.apply_decay", **TASK_DEFAULTS)
 def apply_decay() -> int:
-    with session_scope() as session:
-        return service.apply_decay(session, unit=session_scope)
-
-
-@celery_app.task(name="hearth.chips.expire_holds", **TASK_DEFAULTS)
-def expire_holds() -> int:
-    with session_scope() as session:
-        return len(service.expire_holds(session))
+    return service.apply_decay(session_scope)
 
 
 @celery_app.task(name="hearth.chips.seal_digests", **TASK_DEFAULTS)

@@ -18,9 +18,8 @@ from core.models import (
     EarnRule,
     EarnTrigger,
     GrantStatus,
-    LedgerAccount,
-    LedgerPosting,
     LedgerTransaction,
+    Post,
 )
 
 
@@ -77,30 +76,20 @@ def granted_since(session: Session, rule_id: int, user_id: int, since: datetime)
     return int(count), int(total)
 
 
-def emitted_since(session: Session, issuance_account_id: int, since: datetime) -> int:
-    """Chips that left the issuance account since `since` (mints and grants)."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(-LedgerPosting.amount), 0))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
-        .where(
-            LedgerPosting.account_id == issuance_account_id,
-            LedgerPosting.amount < 0,
-            LedgerTransaction.created_at >= since,
-        )
-    )
-    return int(total or 0)
-
-
-def lock_accounts(session: Session, account_ids: Sequence[int]) -> dict[int, LedgerAccount]:
-    """Lock and re-read accounts in id order, the order the ledger itself locks them in."""
-    rows = session.scalars(
-        select(LedgerAccount)
-        .where(LedgerAccount.id.in_(sorted(set(account_ids))))
-        .order_by(LedgerAccount.id)
-        .with_for_update()
+def lock_live_post(session: Session, post_id: int) -> bool:
+    """Share-lock the post (a removal waits for us) and say whether it is still live."""
+    post = session.scalar(
+        select(Post)
+        .where(Post.id == post_id)
+        .with_for_update(read=True)
         .execution_options(populate_existing=True)
-    ).all()
-    return {row.id: row for row in rows}
+    )
+    return post is not None and post.deleted_at is None
+
+
+def reversal_of(session: Session, transaction_id: int) -> int | None:
+    """The transaction that reversed `transaction_id` (a moderator's or a clawback), if any."""
+    return session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.reverses_id == transaction_id))
 
 
 def grants_for_subject(session: Session, subject_type: str, subject_id: int) -> Sequence[EarnGrant]:

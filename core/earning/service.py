@@ -2,24 +2,34 @@
 
 Granting runs in the `hearth.earning.grant` job after the triggering commit.
 For each active rule of the trigger it: skips an act already paid; locks the
-issuance and member accounts (id order, as the ledger does) so the daily caps
-and the chip's supply cap and emission limit are read under the lock; then
-mints with the deterministic key f"earn:{rule}:{subject_type}:{subject_id}:{member}".
+issuance and member accounts (`ledger.lock_accounts`, id order) so the daily caps
+and the chip's policy (`chips.headroom`, shared with mints, which lock the same
+issuance account) are read under the lock; for a post, takes a share lock on it and
+re-checks it was not removed meanwhile; then mints with the deterministic key
+f"earn:{rule}:{subject_type}:{subject_id}:{member}".
 Clawback (after removal by moderation) returns what the member still has of
-each grant to the issuance account, once, and records any shortfall.
+each grant to the issuance account, once, and records any shortfall. It is one unit
+of work per grant. The clawback entry reverses the grant's transaction
+(`reverses_id`), so the ledger allows only one of clawback and moderator reversal:
+a moderator reversal after a clawback is refused (already_reversed), and a clawback
+after a moderator reversal moves nothing and marks the grant clawed_back with
+clawed_back_amount 0, shortfall 0 and clawback_transaction_id = the reversal.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, jobs
 from core.access import Actor, CommunityContext, community_context, context_via
+from core.chips import service as chips
 from core.clock import as_utc, utcnow
 from core.communities import repository as community_repo
 from core.earning import repository as repo
@@ -34,7 +44,7 @@ from core.earning.schemas import (
     RuleOut,
     RulePatch,
 )
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, DomainError, NotFound
 from core.ledger import service as ledger
 from core.ledger.types import Entry, Leg
 from core.models import (
@@ -46,11 +56,11 @@ from core.models import (
     EarnGrant,
     EarnRule,
     EarnTrigger,
-    EmissionPeriod,
     Enrollment,
     Event,
     EventRsvp,
     GrantStatus,
+    LedgerAccount,
     Membership,
     MembershipStatus,
     Post,
@@ -176,8 +186,13 @@ def _grant_one(session: Session, rule: EarnRule, subject: Subject) -> int | None
         return None
     issuance = ledger.issuance_account(session, chip.id)
     account = ledger.open_account(session, chip, subject.user_id)
-    locked = repo.lock_accounts(session, [issuance.id, account.id])
+    ledger.lock_accounts(session, [issuance.id, account.id])
     if repo.grant_of(session, *key_args) is not None:  # a concurrent run paid while we waited
+        return None
+    if subject.subject_type == "post" and not repo.lock_live_post(session, subject.subject_id):
+        # Removed by moderation while we waited: its clawback may already have run and found
+        # nothing, so this grant must not commit. The share lock keeps a removal waiting
+        # until we commit, and the clawback it queues then finds the grant.
         return None
     now = utcnow()
     count, total = repo.granted_since(session, rule.id, subject.user_id, _day_start(now))
@@ -185,8 +200,10 @@ def _grant_one(session: Session, rule: EarnRule, subject: Subject) -> int | None
         return None
     if rule.daily_amount_cap is not None and total + rule.amount > rule.daily_amount_cap:
         return None
-    if not _within_policy(session, chip, locked[issuance.id].balance, issuance.id, rule.amount, now):
-        log.info("earn rule %s skipped: chip %s policy exhausted", rule.id, chip.id)
+    try:
+        chips.check_policy(session, chip, rule.amount, now)
+    except Conflict as exc:
+        log.info("earn rule %s skipped: chip %s policy exhausted (%s)", rule.id, chip.id, exc.code)
         return None
     posted = ledger.transfer(
         session,
@@ -222,28 +239,6 @@ def _grant_one(session: Session, rule: EarnRule, subject: Subject) -> int | None
     return row.id
 
 
-def _period_start(period: EmissionPeriod, now: datetime) -> datetime:
-    day = _day_start(now)
-    if period == EmissionPeriod.WEEK:
-        return day - timedelta(days=now.weekday())
-    if period == EmissionPeriod.MONTH:
-        return day.replace(day=1)
-    return day
-
-
-def _within_policy(
-    session: Session, chip: Chip, issuance_balance: int, issuance_id: int, amount: int, now: datetime
-) -> bool:
-    """The chip's supply cap and emission limit: earning mints like any issuer would."""
-    if chip.supply_cap is not None and -issuance_balance + amount > chip.supply_cap:
-        return False
-    if chip.emission_limit is not None:
-        emitted = repo.emitted_since(session, issuance_id, _period_start(chip.emission_period, now))
-        if emitted + amount > chip.emission_limit:
-            return False
-    return True
-
-
 # --- clawback (jobs) -----------------------------------------------------------------------------
 
 
@@ -260,44 +255,97 @@ def enqueue_clawback(session: Session, community_id: int, subject_type: str, sub
         jobs.enqueue(session, CLAWBACK_JOB, subject_type, subject_id)
 
 
-def clawback(session: Session, subject_type: str, subject_id: int) -> list[int]:
-    """Reverse every grant paid for a removed subject; returns the ids clawed back now."""
-    done = []
-    for found in repo.grants_for_subject(session, subject_type, subject_id):
-        issuance = ledger.issuance_account(session, found.chip_id)
-        chip = session.get(Chip, found.chip_id)
-        assert chip is not None
-        account = ledger.open_account(session, chip, found.user_id)
-        locked = repo.lock_accounts(session, [issuance.id, account.id])
-        row = repo.lock_grant(session, found.id)
-        assert row is not None
-        if row.status != GrantStatus.GRANTED:
-            continue
-        member = locked[account.id]
-        take = max(0, min(row.amount, member.balance - member.held))
-        if take > 0:
-            posted = ledger.post(
-                session,
-                Entry(
-                    community_id=row.community_id,
-                    kind=TxKind.CLAWBACK,
-                    key=f"clawback:{row.id}",
-                    legs=(Leg(account.id, chip.id, -take), Leg(issuance.id, chip.id, take)),
-                    memo=f"clawback of earn grant #{row.id}",
-                    subject_type=subject_type,
-                    subject_id=subject_id,
-                    reverses_id=None,
-                    allow_frozen=True,
-                ),
-            )
-            row.clawback_transaction_id = posted.transaction_id
-        row.status = GrantStatus.CLAWED_BACK
-        row.clawed_back_amount = take
-        row.shortfall = row.amount - take
-        row.clawed_back_at = utcnow()
-        session.flush()
-        done.append(row.id)
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+def clawback(units: Session | UnitOfWork, subject_type: str, subject_id: int) -> list[int]:
+    """Reverse every grant paid for a removed subject; returns the ids clawed back now.
+
+    One short read lists the grants; each is clawed back in its own unit of work when
+    `units` is a factory (the job passes `session_scope`), else all in the one session.
+    """
+    if isinstance(units, Session):
+        session = units
+        run: UnitOfWork = lambda: nullcontext(session)  # noqa: E731
+    else:
+        run = units
+    with run() as s:
+        grant_ids = [g.id for g in repo.grants_for_subject(s, subject_type, subject_id)]
+    done, failed = [], []
+    for grant_id in grant_ids:
+        try:
+            with run() as s:
+                if clawback_grant(s, grant_id):
+                    done.append(grant_id)
+        except DomainError as exc:  # the others still go; the job fails after them, to be retried
+            log.warning("clawback of earn grant %s failed: %s", grant_id, exc.code)
+            failed.append(exc)
+    if failed:
+        raise failed[0]
     return done
+
+
+def clawback_grant(session: Session, grant_id: int) -> bool:
+    """Claw one grant back: lock its accounts (all at once), then the grant, then move chips.
+
+    True when the grant was marked clawed back now. The entry reverses the grant's
+    transaction; when a moderator already reversed it, nothing moves.
+    """
+    found = session.get(EarnGrant, grant_id)
+    if found is None or found.status != GrantStatus.GRANTED:
+        return False
+    chip = session.get(Chip, found.chip_id)
+    assert chip is not None
+    issuance = ledger.issuance_account(session, chip.id)
+    account = ledger.open_account(session, chip, found.user_id)
+    ledger.lock_accounts(session, [issuance.id, account.id])
+    row = repo.lock_grant(session, grant_id)
+    assert row is not None
+    if row.status != GrantStatus.GRANTED:
+        return False
+    reversal = repo.reversal_of(session, row.transaction_id)
+    take = 0
+    if reversal is None:
+        member = _wallet(session, account.id)
+        take = max(0, min(row.amount, member.balance - member.held))
+    if take > 0:
+        try:
+            with session.begin_nested():
+                posted = ledger.post(
+                    session,
+                    Entry(
+                        community_id=row.community_id,
+                        kind=TxKind.CLAWBACK,
+                        key=f"clawback:{row.id}",
+                        legs=(Leg(account.id, chip.id, -take), Leg(issuance.id, chip.id, take)),
+                        memo=f"clawback of earn grant #{row.id}",
+                        subject_type=row.subject_type,
+                        subject_id=row.subject_id,
+                        reverses_id=row.transaction_id,
+                        allow_frozen=True,
+                    ),
+                )
+            row.clawback_transaction_id = posted.transaction_id
+        except Conflict as exc:
+            if exc.code != "already_reversed":
+                raise
+            reversal, take = repo.reversal_of(session, row.transaction_id), 0
+    if reversal is not None:
+        # A moderator reversed the grant already: its chips went back then, nothing is owed.
+        row.clawback_transaction_id = reversal
+        row.clawed_back_amount, row.shortfall = 0, 0
+    else:
+        row.clawed_back_amount, row.shortfall = take, row.amount - take
+    row.status = GrantStatus.CLAWED_BACK
+    row.clawed_back_at = utcnow()
+    session.flush()
+    return True
+
+
+def _wallet(session: Session, account_id: int) -> LedgerAccount:
+    account = session.get(LedgerAccount, account_id, populate_existing=True)
+    assert account is not None
+    return account
 
 
 # --- rules (admins) ----------------------------------------------------------------------------

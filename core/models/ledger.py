@@ -150,7 +150,9 @@ class LedgerTransaction(IdMixin, Base):
         Index("ix_ledger_transactions_community_time", "community_id", "created_at"),
     )
 
-    community_id: Mapped[int] = mapped_column(BigId, ForeignKey("communities.id"))
+    # No foreign key on purpose (see migration 0002): the commit-time check pins it to
+    # the community of the transaction's accounts, without locking the community row.
+    community_id: Mapped[int] = mapped_column(BigId)
     kind: Mapped[TxKind] = mapped_column(str_enum(TxKind, "tx_kind"))
     legs: Mapped[int] = mapped_column(Integer)
     # A retry with the same key returns this transaction; a different request is refused.

@@ -11,7 +11,8 @@ fulfil or cancel of the same order returns it unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -221,20 +222,21 @@ def redeem(
     session: Session, actor: Actor, offer_id: int, data: RedeemIn, client_key: str | None
 ) -> tuple[OrderOut, bool]:
     """Place an order and hold its chips. Returns (order, created); a retry returns the first order."""
+    actor.require_personal()
     key = redemption_key(actor.id, client_key)
     offer, ctx = _load_offer(session, actor, offer_id)
     ctx.require_member()
+    # Requests with one key run one at a time (even for different offers): a retry that
+    # arrives while the first attempt is in flight waits for it and finds its order.
+    ledger.lock_key(session, key)
     existing = repo.order_by_key(session, key)
     if existing is not None:
         return order_view(session, _replay(existing, offer_id, data)), False
     # The offer's row lock serialises redemptions of one offer: the per-member count below
-    # cannot be raced, and a concurrent retry of this request sees the first one's order.
+    # cannot be raced.
     locked = repo.lock_offer(session, offer_id)
     assert locked is not None
     offer = locked
-    existing = repo.order_by_key(session, key)
-    if existing is not None:
-        return order_view(session, _replay(existing, offer_id, data)), False
     chip = session.get(Chip, offer.chip_id)
     assert chip is not None
     if not offer.active:
@@ -261,6 +263,7 @@ def redeem(
         if not repo.claim_stock(session, offer.id, data.quantity):
             raise Conflict("this offer is out of stock", code="out_of_stock")
         account = ledger.open_account(session, chip, actor.id)
+        ledger.lock_accounts(session, [account.id])
         order = RedemptionOrder(
             community_id=offer.community_id,
             offer_id=offer.id,
@@ -381,6 +384,7 @@ def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
         target = ledger.open_account(session, chip, chip.issuer_id).id
     else:
         target = ledger.issuance_account(session, chip.id).id
+    ledger.lock_accounts(session, [hold.account_id, target])
     posted = ledger.post(
         session,
         Entry(
@@ -414,6 +418,9 @@ def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
 def _release(session: Session, order: RedemptionOrder, status: OrderStatus, by: int | None) -> None:
     """Void the order's hold and give its stock back. Call under the offer and order locks."""
     assert order.hold_id is not None
+    hold = session.get(LedgerHold, order.hold_id)
+    assert hold is not None
+    ledger.lock_accounts(session, [hold.account_id])
     ledger.void_hold(
         session,
         order.hold_id,
@@ -451,20 +458,55 @@ def cancel_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     return order_view(session, order)
 
 
-def expire_orders(session: Session, now: datetime | None = None, *, limit: int = 500) -> list[int]:
-    """Cancel pending orders whose hold ran out (or was expired by the ledger); idempotent."""
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+def _units(target: Session | UnitOfWork) -> UnitOfWork:
+    """A factory of units of work (the beat task passes `session_scope`), or one session for all."""
+    if isinstance(target, Session):
+        return lambda: nullcontext(target)
+    return target
+
+
+def expire_order(session: Session, order_id: int, now: datetime | None = None) -> bool:
+    """Expire one pending order whose hold ran out (or was expired by the ledger).
+
+    Locks like a cancellation (offer, order, account). False when it is not due (any more):
+    fulfilled, cancelled or expired meanwhile.
+    """
     now = now or utcnow()
+    order = session.get(RedemptionOrder, order_id)
+    if order is None:
+        return False
+    repo.lock_offer(session, order.offer_id)
+    locked = repo.lock_order(session, order_id)
+    if locked is None or locked.status != OrderStatus.PENDING or locked.hold_id is None:
+        return False
+    hold = session.get(LedgerHold, locked.hold_id, populate_existing=True)
+    assert hold is not None
+    if hold.status == HoldStatus.PENDING and (hold.expires_at is None or hold.expires_at > now):
+        return False
+    _release(session, locked, OrderStatus.EXPIRED, None)
+    jobs.enqueue(session, ORDER_CHANGED_JOB, locked.id, "expired")
+    return True
+
+
+def expire_orders(units: Session | UnitOfWork, now: datetime | None = None, *, limit: int = 500) -> list[int]:
+    """Expire pending orders whose hold ran out; returns their ids. Idempotent.
+
+    One short read lists the due orders; given a unit-of-work factory (the beat task
+    passes `session_scope`), each order is then expired in its own transaction, so the
+    sweep never holds one order's locks while waiting for another's.
+    """
+    now = now or utcnow()
+    run = _units(units)
+    with run() as session:
+        due = repo.expired_order_ids(session, now, limit)
     done = []
-    for order_id in repo.expired_order_ids(session, now, limit):
-        order = session.get(RedemptionOrder, order_id)
-        assert order is not None
-        repo.lock_offer(session, order.offer_id)
-        locked = repo.lock_order(session, order_id)
-        if locked is None or locked.status != OrderStatus.PENDING:
-            continue
-        _release(session, locked, OrderStatus.EXPIRED, None)
-        jobs.enqueue(session, ORDER_CHANGED_JOB, locked.id, "expired")
-        done.append(locked.id)
+    for order_id in due:
+        with run() as session:
+            if expire_order(session, order_id, now):
+                done.append(order_id)
     return done
 
 

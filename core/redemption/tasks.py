@@ -15,6 +15,8 @@ def order_changed(order_id: int, change: str) -> int:
 
 @celery_app.task(name="hearth.redemption.expire_orders", **TASK_DEFAULTS)
 def expire_orders() -> int:
-    """Cancel orders whose hold expired (run periodically; safe to run twice)."""
-    with session_scope() as session:
-        return len(service.expire_orders(session))
+    """Expire orders whose hold ran out (run periodically; safe to run twice).
+
+    One short read lists them; each order is then expired in its own transaction.
+    """
+    return len(service.expire_orders(session_scope))

@@ -4,7 +4,9 @@ Price-time priority: the best price first, then the oldest order. A fill
 executes at the resting order's price, for the smaller of the two remaining
 amounts. Self-trade prevention is "cancel resting": a member's own resting
 order that the new order would cross is cancelled, not traded with, and
-matching continues behind it, so the book never stays crossed.
+matching continues behind it, so the book never stays crossed. A crossing
+resting order whose owner's wallet is frozen (it could neither pay nor be
+paid) is cancelled the same way, so one frozen wallet never blocks a pair.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Resting:
     user_id: int
     price: int
     remaining: int
+    frozen: bool = False  # the owner's wallet (either chip of the pair) is frozen
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class Fill:
 class Plan:
     fills: list[Fill] = field(default_factory=list)
     self_cancels: list[int] = field(default_factory=list)
+    frozen_cancels: list[int] = field(default_factory=list)
     remaining: int = 0
 
 
@@ -52,6 +56,9 @@ def plan(side: Side, user_id: int, limit: int, amount: int, book: Iterable[Resti
             continue
         if order.user_id == user_id:
             result.self_cancels.append(order.id)
+            continue
+        if order.frozen:
+            result.frozen_cancels.append(order.id)
             continue
         qty = min(result.remaining, order.remaining)
         result.fills.append(Fill(order.id, order.price, qty))

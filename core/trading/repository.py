@@ -9,6 +9,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.models import (
+    AccountKind,
     LedgerAccount,
     Side,
     SwapOffer,
@@ -53,16 +54,21 @@ def lock_swap(session: Session, swap_id: int) -> SwapOffer | None:
     )
 
 
-def lock_accounts(session: Session, account_ids: Iterable[int]) -> None:
-    """Lock ledger accounts once, in id order, before the ledger touches them one by one."""
-    ids = sorted(set(account_ids))
-    if ids:
-        session.execute(
-            select(LedgerAccount.id)
-            .where(LedgerAccount.id.in_(ids))
-            .order_by(LedgerAccount.id)
-            .with_for_update()
-        ).all()
+def owner_accounts(
+    session: Session, owner_ids: Iterable[int], chip_ids: Iterable[int]
+) -> list[tuple[int, int, bool]]:
+    """(account id, owner id, frozen) of the members' wallets in these chips (those that exist)."""
+    owners, chips = sorted(set(owner_ids)), sorted(set(chip_ids))
+    if not owners or not chips:
+        return []
+    rows = session.execute(
+        select(LedgerAccount.id, LedgerAccount.owner_id, LedgerAccount.frozen).where(
+            LedgerAccount.kind == AccountKind.MEMBER,
+            LedgerAccount.owner_id.in_(owners),
+            LedgerAccount.chip_id.in_(chips),
+        )
+    )
+    return [(int(a), int(o), bool(f)) for a, o, f in rows if o is not None]
 
 
 def pair_between(session: Session, chip_a: int, chip_b: int) -> TradingPair | None:

@@ -6,12 +6,15 @@ touch in id order, then writes everything inside one savepoint: the order and
 its hold, self-trade cancellations, and one 4-leg TRADE transaction per fill.
 A refusal at any point leaves nothing behind.
 
-Lock order everywhere: pair row, then order rows, then ledger accounts.
+Lock order everywhere (see the package docstring): idempotency key, then pair
+row, then order rows, then ledger accounts; for swaps: key, then swap row, then
+ledger accounts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
@@ -21,6 +24,7 @@ from core import audit, jobs
 from core.access import Actor, CommunityContext, community_context, context_via
 from core.clock import as_utc, utcnow
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.ledger import errors as ledger_errors
 from core.ledger import service as ledger
 from core.ledger.types import Entry, HoldUse, Leg
 from core.models import (
@@ -266,18 +270,19 @@ def place_order(
     session: Session, actor: Actor, pair_id: int, data: OrderIn, client_key: str | None
 ) -> tuple[PlacedOut, bool]:
     """Place a limit order and match it at once. Returns (order with its fills, created)."""
+    actor.require_personal()
     key = _client_key("order", actor.id, client_key)
     pair, ctx = _load_pair(session, actor, pair_id)
     ctx.require_member()
+    # Requests with one key run one at a time (even on different pairs): a retry that
+    # arrives while the first attempt is in flight waits for it and finds its order.
+    ledger.lock_key(session, key)
     existing = repo.order_by_key(session, key)
     if existing is not None:
         return _placed(session, _replay(existing, pair_id, data)), False
     locked = repo.lock_pair(session, pair_id)
     assert locked is not None
     pair = locked
-    existing = repo.order_by_key(session, key)
-    if existing is not None:
-        return _placed(session, _replay(existing, pair_id, data)), False
     base = _tradable(session, pair.community_id, pair.base_chip_id)
     quote = _tradable(session, pair.community_id, pair.quote_chip_id)
     if pair.halted:
@@ -308,32 +313,61 @@ def place_order(
             )
 
     loaded: dict[int, TradeOrder] = {}
+    # Whether a member's wallet in either chip is frozen: read first without a lock to plan,
+    # then exactly once their accounts are locked (a freeze waits for our lock meanwhile).
+    frozen: dict[int, bool] = {}
+
+    def is_frozen(owner_id: int) -> bool:
+        if owner_id not in frozen:
+            rows = repo.owner_accounts(session, [owner_id], [base.id, quote.id])
+            frozen[owner_id] = any(f for _, _, f in rows)
+        return frozen[owner_id]
 
     def book_side() -> Iterator[matching.Resting]:
         for row in repo.resting(session, pair.id, data.side):
             loaded[row.id] = row
-            yield matching.Resting(row.id, row.user_id, row.price, row.amount - row.filled)
-
-    plan = matching.plan(data.side, actor.id, data.price, data.amount, book_side())
+            stopped = row.user_id != actor.id and is_frozen(row.user_id)
+            yield matching.Resting(row.id, row.user_id, row.price, row.amount - row.filled, stopped)
 
     with session.begin_nested():
-        # Every account this placement may touch, locked once in id order (no deadlock with
-        # other ledger writers): ours in both chips, and each counterparty's in both chips.
         mine = {
             base.id: ledger.open_account(session, base, actor.id),
             quote.id: ledger.open_account(session, quote, actor.id),
         }
         theirs: dict[int, dict[int, LedgerAccount]] = {}
-        for fill in plan.fills:
-            owner = loaded[fill.resting_id].user_id
-            if owner not in theirs:
-                theirs[owner] = {
-                    base.id: ledger.open_account(session, base, owner),
-                    quote.id: ledger.open_account(session, quote, owner),
-                }
-        repo.lock_accounts(
-            session, [a.id for a in mine.values()] + [a.id for acc in theirs.values() for a in acc.values()]
-        )
+        locked_ids: set[int] = set()
+        while True:
+            plan = matching.plan(data.side, actor.id, data.price, data.amount, book_side())
+            # Every account this placement may touch, locked at once in id order (no deadlock
+            # with other ledger writers): ours in both chips, each counterparty's in both
+            # chips, and the wallets of frozen members whose crossing orders are cancelled.
+            for fill in plan.fills:
+                owner = loaded[fill.resting_id].user_id
+                if owner not in theirs:
+                    theirs[owner] = {
+                        base.id: ledger.open_account(session, base, owner),
+                        quote.id: ledger.open_account(session, quote, owner),
+                    }
+            owners = set(theirs) | {loaded[r].user_id for r in plan.frozen_cancels}
+            chip_ids = [base.id, quote.id]
+            rows = repo.owner_accounts(session, owners, chip_ids)
+            new = ({a.id for a in mine.values()} | {a for a, _, _ in rows}) - locked_ids
+            if new:
+                ledger.lock_accounts(session, sorted(new))
+                locked_ids |= new
+                rows = repo.owner_accounts(session, owners, chip_ids)  # exact now: under the locks
+            exact = dict.fromkeys(owners, False)
+            for _, owner, is_stopped in rows:
+                exact[owner] = exact[owner] or is_stopped
+            # A wallet frozen or thawed since the first read: plan again with what is true now.
+            changed = any(frozen.get(owner, False) != f for owner, f in exact.items())
+            frozen.update(exact)
+            if not changed:
+                break
+        for account in mine.values():
+            session.refresh(account)
+            if account.frozen:
+                raise ledger_errors.account_frozen(account.id)
         order = TradeOrder(
             pair_id=pair.id,
             community_id=pair.community_id,
@@ -357,6 +391,8 @@ def place_order(
         order.hold_id = hold.id
         for resting_id in plan.self_cancels:
             _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "self_trade")
+        for resting_id in plan.frozen_cancels:
+            _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "account_frozen")
         for fill in plan.fills:
             if pair.halted:
                 break
@@ -503,9 +539,12 @@ def create_swap(
     session: Session, actor: Actor, community_id: int, data: SwapIn, client_key: str | None
 ) -> tuple[SwapOut, bool]:
     """Offer `give_amount` of one chip for `want_amount` of another to one member; ours are held."""
+    actor.require_personal()
     key = _client_key("swap", actor.id, client_key)
     ctx = community_context(session, actor, community_id)
     ctx.require_member()
+    # A retry that arrives while the first attempt is in flight waits here, then finds its swap.
+    ledger.lock_key(session, key)
     existing = repo.swap_by_key(session, key)
     if existing is not None:
         return _swap_replay(existing, data), False
@@ -542,6 +581,7 @@ def create_swap(
         session.add(swap)
         session.flush()
         account = ledger.open_account(session, give, actor.id)
+        ledger.lock_accounts(session, [account.id])
         hold = ledger.place_hold(
             session,
             account_id=account.id,
@@ -595,25 +635,43 @@ def get_swap(session: Session, actor: Actor, swap_id: int) -> SwapOut:
     return SwapOut.model_validate(swap)
 
 
+def _swap_due(session: Session, swap: SwapOffer, now: datetime) -> bool:
+    """An open swap whose time ran out (or whose hold the ledger already expired)."""
+    if swap.status != SwapStatus.OPEN:
+        return False
+    if swap.expires_at is not None and swap.expires_at <= now:
+        return True
+    assert swap.hold_id is not None
+    hold = session.get(LedgerHold, swap.hold_id, populate_existing=True)
+    assert hold is not None
+    return hold.status != HoldStatus.PENDING
+
+
+def _swap_expired() -> Conflict:
+    return Conflict("this swap offer has expired", code="swap_expired")
+
+
 def accept_swap(session: Session, actor: Actor, swap_id: int) -> SwapOut:
     """The taker accepts: one SWAP transaction, 4 legs, capturing the maker's hold. Idempotent."""
+    actor.require_personal()
     swap = _load_swap(session, actor, swap_id)
     if actor.id != swap.taker_id:
         raise PermissionDenied("only the member offered the swap can accept it", code="not_swap_taker")
     if swap.status == SwapStatus.ACCEPTED:
         return SwapOut.model_validate(swap)
+    if swap.status == SwapStatus.EXPIRED or _swap_due(session, swap, utcnow()):
+        raise _swap_expired()
     if swap.status != SwapStatus.OPEN:
         raise Conflict(f"this swap offer is {swap.status.value}", code="swap_not_open")
     assert swap.hold_id is not None
-    hold = session.get(LedgerHold, swap.hold_id, populate_existing=True)
+    hold = session.get(LedgerHold, swap.hold_id)
     assert hold is not None
-    if hold.status != HoldStatus.PENDING or (swap.expires_at is not None and swap.expires_at <= utcnow()):
-        raise Conflict("this swap offer has expired", code="swap_expired")
     give = _tradable(session, swap.community_id, swap.give_chip_id)
     want = _tradable(session, swap.community_id, swap.want_chip_id)
     taker_receives = ledger.open_account(session, give, swap.taker_id)
     taker_pays = ledger.open_account(session, want, swap.taker_id)
     maker_receives = ledger.open_account(session, want, swap.maker_id)
+    ledger.lock_accounts(session, [hold.account_id, taker_receives.id, taker_pays.id, maker_receives.id])
     posted = ledger.post(
         session,
         Entry(
@@ -642,7 +700,11 @@ def accept_swap(session: Session, actor: Actor, swap_id: int) -> SwapOut:
 
 
 def _end_swap(session: Session, swap: SwapOffer, status: SwapStatus) -> None:
+    """Release the maker's hold and close the offer. Call under the swap's row lock."""
     assert swap.hold_id is not None
+    hold = session.get(LedgerHold, swap.hold_id)
+    assert hold is not None
+    ledger.lock_accounts(session, [hold.account_id])
     ledger.void_hold(
         session,
         swap.hold_id,
@@ -653,40 +715,77 @@ def _end_swap(session: Session, swap: SwapOffer, status: SwapStatus) -> None:
     session.flush()
 
 
+def _withdraw(session: Session, swap: SwapOffer, status: SwapStatus) -> bool:
+    """End an open swap as `status` (decline, cancel); True when this call ended it.
+
+    An offer whose time ran out ends as expired whoever gets there first (this call or
+    the sweep), and asking to decline or cancel it again returns it unchanged.
+    """
+    if swap.status in (status, SwapStatus.EXPIRED):
+        return False
+    if _swap_due(session, swap, utcnow()):
+        _end_swap(session, swap, SwapStatus.EXPIRED)
+        return False
+    if swap.status != SwapStatus.OPEN:
+        raise Conflict(f"this swap offer is {swap.status.value}", code="swap_not_open")
+    _end_swap(session, swap, status)
+    return True
+
+
 def decline_swap(session: Session, actor: Actor, swap_id: int) -> SwapOut:
+    """The taker says no: the maker's chips are released. Idempotent (an expired offer stays expired)."""
     swap = _load_swap(session, actor, swap_id)
     if actor.id != swap.taker_id:
         raise PermissionDenied("only the member offered the swap can decline it", code="not_swap_taker")
-    if swap.status == SwapStatus.DECLINED:
-        return SwapOut.model_validate(swap)
-    if swap.status != SwapStatus.OPEN:
-        raise Conflict(f"this swap offer is {swap.status.value}", code="swap_not_open")
-    _end_swap(session, swap, SwapStatus.DECLINED)
-    jobs.enqueue(session, SWAP_CHANGED_JOB, swap.id, "declined")
+    if _withdraw(session, swap, SwapStatus.DECLINED):
+        jobs.enqueue(session, SWAP_CHANGED_JOB, swap.id, "declined")
     return SwapOut.model_validate(swap)
 
 
 def cancel_swap(session: Session, actor: Actor, swap_id: int) -> SwapOut:
+    """The maker withdraws the offer: its chips are released. Idempotent (an expired offer stays expired)."""
     swap = _load_swap(session, actor, swap_id)
     if actor.id != swap.maker_id:
         raise PermissionDenied("only the member who made the offer can cancel it", code="not_swap_maker")
-    if swap.status == SwapStatus.CANCELLED:
-        return SwapOut.model_validate(swap)
-    if swap.status != SwapStatus.OPEN:
-        raise Conflict(f"this swap offer is {swap.status.value}", code="swap_not_open")
-    _end_swap(session, swap, SwapStatus.CANCELLED)
+    _withdraw(session, swap, SwapStatus.CANCELLED)
     return SwapOut.model_validate(swap)
 
 
-def expire_swaps(session: Session, now: datetime | None = None, *, limit: int = 500) -> list[int]:
-    """Void the holds of open swap offers past their expiry; idempotent."""
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+def _units(target: Session | UnitOfWork) -> UnitOfWork:
+    """A factory of units of work (the beat task passes `session_scope`), or one session for all."""
+    if isinstance(target, Session):
+        return lambda: nullcontext(target)
+    return target
+
+
+def expire_swap(session: Session, swap_id: int, now: datetime | None = None) -> bool:
+    """End one open swap offer past its expiry, releasing its hold. Locks like a cancel (swap, account)."""
+    swap = repo.lock_swap(session, swap_id)
+    if swap is None or not _swap_due(session, swap, now or utcnow()):
+        return False
+    _end_swap(session, swap, SwapStatus.EXPIRED)
+    return True
+
+
+def expire_swaps(units: Session | UnitOfWork, now: datetime | None = None, *, limit: int = 500) -> list[int]:
+    """Expire open swap offers past their expiry; returns their ids. Idempotent.
+
+    One short read lists the due offers; given a unit-of-work factory (the beat task
+    passes `session_scope`), each is then expired in its own transaction, so the sweep
+    never holds one maker's account while waiting for another offer's row.
+    """
+    now = now or utcnow()
+    run = _units(units)
+    with run() as session:
+        due = repo.expired_swap_ids(session, now, limit)
     done = []
-    for swap_id in repo.expired_swap_ids(session, now or utcnow(), limit):
-        swap = repo.lock_swap(session, swap_id)
-        if swap is None or swap.status != SwapStatus.OPEN:
-            continue
-        _end_swap(session, swap, SwapStatus.EXPIRED)
-        done.append(swap.id)
+    for swap_id in due:
+        with run() as session:
+            if expire_swap(session, swap_id, now):
+                done.append(swap_id)
     return done
 
 

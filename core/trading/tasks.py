@@ -15,6 +15,8 @@ def swap_changed(swap_id: int, change: str) -> int:
 
 @celery_app.task(name="hearth.trading.expire_swaps", **TASK_DEFAULTS)
 def expire_swaps() -> int:
-    """Void expired swap offers' holds (run periodically; safe to run twice)."""
-    with session_scope() as session:
-        return len(service.expire_swaps(session))
+    """Expire swap offers past their time (run periodically; safe to run twice).
+
+    One short read lists them; each offer is then expired in its own transaction.
+    """
+    return len(service.expire_swaps(session_scope))

@@ -236,3 +236,42 @@ def test_private_community_chips_are_hidden(client: TestClient, session: Session
     assert (r.status_code, r.json()["error"]) == (404, "chip_not_found")
     r = client.get(f"/communities/{private.id}/chips", headers=auth(session, stranger))
     assert r.status_code == 404
+
+
+def test_api_keys_cannot_spend_a_members_chips(client: TestClient, session: Session) -> None:
+    from core.access import Actor
+    from core.accounts import service as accounts
+    from core.accounts.schemas import ApiKeyIn
+    from core.ledger import service as ledger
+    from tests.factories import fund
+
+    community, owner, alice, _, _ = setup(session)
+    points = community_chip(session, community)
+    fund(session, points, owner, 10)
+    issued = accounts.create_api_key(
+        session,
+        Actor(owner),
+        community.id,
+        ApiKeyIn(name="bot", scopes=["read", "write"]),  # type: ignore[list-item]
+    )
+    bot = {"Authorization": f"Bearer {issued.secret}"}
+    sent = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": alice.id, "amount": 4},
+        headers={**bot, "Idempotency-Key": "k-t"},
+    )
+    assert (sent.status_code, sent.json()["error"]) == (403, "api_key_not_allowed")
+    burnt = client.post(
+        f"/chips/{points.id}/burn", json={"amount": 1}, headers={**bot, "Idempotency-Key": "k-b"}
+    )
+    assert (burnt.status_code, burnt.json()["error"]) == (403, "api_key_not_allowed")
+    wallet = ledger.open_account(session, points, owner.id)
+    session.refresh(wallet)
+    assert wallet.balance == 10
+    # The personal login still spends.
+    ok = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": alice.id, "amount": 4},
+        headers=with_key(session, owner, "k-t"),
+    )
+    assert ok.status_code == 201, ok.text

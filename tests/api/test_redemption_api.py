@@ -130,3 +130,25 @@ def test_cancel_and_offer_management(client: TestClient, session: Session) -> No
         headers=auth(session, creator),
     )
     assert bad.status_code == 422
+
+
+def test_api_keys_cannot_redeem(client: TestClient, session: Session) -> None:
+    """Redeeming spends the member's chips: a personal login only, never an API key."""
+    from tests.api.test_channels import api_key
+
+    community, creator, _, chip = _setup(session)
+    owner = session.get(User, community.created_by)
+    assert owner is not None
+    fund(session, chip, owner, 100)
+    offer = _offer(client, session, community, creator, chip)
+    bot = {**api_key(session, owner, community, ["read", "write"]), "Idempotency-Key": "bot-1"}
+    r = client.post(f"/redemption/offers/{offer['id']}/redeem", headers=bot)
+    assert r.status_code == 403 and r.json()["error"] == "api_key_not_allowed"
+    assert _wallet(session, chip, owner) == (100, 0)
+    assert client.get(f"/redemption/offers/{offer['id']}", headers=bot).status_code == 200
+    personal = client.post(
+        f"/redemption/offers/{offer['id']}/redeem",
+        headers={**auth(session, owner), "Idempotency-Key": "me-1"},
+    )
+    assert personal.status_code == 201, personal.text
+    assert _wallet(session, chip, owner) == (100, 40)

@@ -161,3 +161,52 @@ def test_swap_offers(client: TestClient, session: Session, recorded_jobs: list[j
     listed = client.get(f"{url}?status=accepted", headers=auth(session, b)).json()
     assert [s["id"] for s in listed["items"]] == [swap["id"]]
     assert ledger.check_invariants(session, community.id).ok
+
+
+def test_api_keys_cannot_spend_chips_on_trading(client: TestClient, session: Session) -> None:
+    """Orders and swap offers spend a member's chips: a personal login only, never an API key."""
+    from tests.api.test_channels import api_key
+
+    community, owner, (a, _, _), base, quote = _setup(session)
+    fund(session, base, owner, 100)
+    fund(session, quote, owner, 1000)
+    pair = _pair(client, session, community, owner, base, quote)
+    bot = {**api_key(session, owner, community, ["read", "write"]), "Idempotency-Key": "bot-1"}
+
+    placed = client.post(
+        f"/trading/pairs/{pair['id']}/orders", json={"side": "buy", "price": 5, "amount": 2}, headers=bot
+    )
+    assert placed.status_code == 403 and placed.json()["error"] == "api_key_not_allowed"
+    body = {
+        "taker_id": a.id,
+        "give_chip_id": quote.id,
+        "give_amount": 10,
+        "want_chip_id": base.id,
+        "want_amount": 1,
+    }
+    offered = client.post(f"/communities/{community.id}/swaps", json=body, headers=bot)
+    assert offered.status_code == 403 and offered.json()["error"] == "api_key_not_allowed"
+    assert _wallet(session, quote, owner) == (1000, 0)
+
+    # A swap offered to the owner: the bot cannot accept it; the owner, logged in, can.
+    body = {
+        "taker_id": owner.id,
+        "give_chip_id": base.id,
+        "give_amount": 5,
+        "want_chip_id": quote.id,
+        "want_amount": 20,
+    }
+    swap = client.post(
+        f"/communities/{community.id}/swaps",
+        json=body,
+        headers={**auth(session, a), "Idempotency-Key": "to-owner"},
+    ).json()
+    denied = client.post(f"/swaps/{swap['id']}/accept", headers=bot)
+    assert denied.status_code == 403 and denied.json()["error"] == "api_key_not_allowed"
+    assert _wallet(session, quote, owner) == (1000, 0) and _wallet(session, base, a) == (100, 5)
+    accepted = client.post(f"/swaps/{swap['id']}/accept", headers=auth(session, owner))
+    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+    assert _wallet(session, quote, owner) == (980, 0)
+    # Reading stays open to the key.
+    assert client.get(f"/trading/pairs/{pair['id']}/book", headers=bot).status_code == 200
+    assert ledger.check_invariants(session, community.id).ok

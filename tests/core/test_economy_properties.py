@@ -94,6 +94,11 @@ class EconomyMachine(RuleBasedStateMachine):
         self.trade_orders: list[int] = []
         self.pair_id: int | None = None
         self.posted: list[int] = []
+        # Everyone starts with community chips, so tips, orders and redemptions really happen.
+        for i, member in enumerate(self.members):
+            chips.mint(
+                s, Actor(self.owner), self.gold.id, MintIn(amount=300, to_user_id=member.id), f"seed-{i}"
+            )
         challenge = earning.create_challenge(
             s, Actor(self.owner), self.community.id, ChallengeIn(title="Say hello", reward=15)
         )
@@ -156,6 +161,15 @@ class EconomyMachine(RuleBasedStateMachine):
         )
         if out is not None:
             self.personal[i] = out.id
+            # The issuer hands their new chip out, as creators do.
+            for member in self.members:
+                chips.mint(
+                    self.session,
+                    self.actor(i),
+                    out.id,
+                    MintIn(amount=min(cap or 100, 100) // MEMBERS, to_user_id=member.id),
+                    self.key(),
+                )
 
     @rule(i=who, to=who, amount=st.integers(1, 200), community_chip=st.booleans())
     def mint(self, i: int, to: int, amount: int, community_chip: bool) -> None:

@@ -1,9 +1,15 @@
 """Chip ledger: chips, accounts, transactions, postings, holds, digests.
 
 Besides the tables, the database itself guards the ledger:
-- each transaction's postings balance per chip and number exactly its declared
-  legs (PostgreSQL: a deferred constraint trigger checked at commit; SQLite: the
-  transaction row is inserted after its postings, and its insert trigger checks);
+- each transaction's postings balance per chip, number exactly its declared
+  legs and move only accounts of the transaction's community (PostgreSQL: a
+  deferred constraint trigger checked at commit; SQLite: the transaction row is
+  inserted after its postings, and its insert trigger checks);
+- `ledger_transactions.community_id` has no foreign key on purpose: that check
+  above pins it to the community of its accounts (whose foreign key guards the
+  community), and a foreign key would make every transfer of a community take
+  FOR KEY SHARE on the same `communities` row (a multixact per concurrent
+  transfer, the hottest row of the ledger);
 - postings and transactions are append-only (triggers refuse UPDATE and DELETE);
 - `hearth_post` (PostgreSQL) writes one transaction in one round trip.
 
@@ -150,9 +156,6 @@ def upgrade() -> None:
         sa.CheckConstraint("legs >= 2", name=op.f("ck_ledger_transactions_two_legs")),
         sa.ForeignKeyConstraint(
             ["actor_id"], ["users.id"], name=op.f("fk_ledger_transactions_actor_id_users")
-        ),
-        sa.ForeignKeyConstraint(
-            ["community_id"], ["communities.id"], name=op.f("fk_ledger_transactions_community_id_communities")
         ),
         sa.ForeignKeyConstraint(
             ["reverses_id"],
@@ -374,6 +377,11 @@ SQLITE_UP = [
             SELECT 1 FROM ledger_postings WHERE transaction_id = NEW.id
             GROUP BY chip_id HAVING sum(amount) <> 0
         );
+        SELECT RAISE(ABORT, 'ledger transaction moves accounts of another community')
+        WHERE EXISTS (
+            SELECT 1 FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id
+            WHERE p.transaction_id = NEW.id AND a.community_id <> NEW.community_id
+        );
     END
     """,
     *[
@@ -387,21 +395,40 @@ SQLITE_UP = [
 ]
 
 POSTGRES_UP = [
+    # Every transfer rewrites two account rows (balance, seq, head_hash: no indexed
+    # column), so free room on each page lets PostgreSQL make those HOT updates
+    # (no new entries in the table's five indexes). Measured: ~95% HOT instead of
+    # 0-65%, about 0.1-0.2 ms less database CPU per transfer.
+    "ALTER TABLE ledger_accounts SET (fillfactor = 70)",
     """
     CREATE FUNCTION hearth_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
-        v_count integer;
+        v_count bigint;
         v_chip bigint;
+        v_foreign boolean;
     BEGIN
-        SELECT count(*) INTO v_count FROM ledger_postings WHERE transaction_id = NEW.id;
-        IF v_count <> NEW.legs THEN
-            RAISE EXCEPTION 'ledger transaction % has % postings but declares %', NEW.id, v_count, NEW.legs
+        -- One query at commit (it runs once per transaction): the postings' count, the
+        -- first chip that does not balance, and whether any leg is another community's.
+        SELECT sum(g.n), min(g.chip_id) FILTER (WHERE g.total <> 0), bool_or(g.foreign_leg)
+        INTO v_count, v_chip, v_foreign
+        FROM (SELECT p.chip_id, count(*) AS n, sum(p.amount) AS total,
+                     -- A subquery per leg, not a join: each is a primary-key lookup, where a
+                     -- join may be planned as a hash join over every account.
+                     bool_or((SELECT a.community_id FROM ledger_accounts a WHERE a.id = p.account_id)
+                             <> NEW.community_id) AS foreign_leg
+              FROM ledger_postings p
+              WHERE p.transaction_id = NEW.id GROUP BY p.chip_id) g;
+        IF coalesce(v_count, 0) <> NEW.legs THEN
+            RAISE EXCEPTION 'ledger transaction % has % postings but declares %',
+                NEW.id, coalesce(v_count, 0), NEW.legs
                 USING ERRCODE = 'check_violation';
         END IF;
-        SELECT chip_id INTO v_chip FROM ledger_postings WHERE transaction_id = NEW.id
-            GROUP BY chip_id HAVING sum(amount) <> 0 LIMIT 1;
-        IF FOUND THEN
+        IF v_chip IS NOT NULL THEN
             RAISE EXCEPTION 'ledger transaction % does not balance for chip %', NEW.id, v_chip
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF v_foreign THEN
+            RAISE EXCEPTION 'ledger transaction % moves accounts of another community', NEW.id
                 USING ERRCODE = 'check_violation';
         END IF;
         RETURN NULL;
@@ -436,6 +463,12 @@ POSTGRES_UP = [
     # (distinct accounts, no holds) is written by one statement (transaction,
     # account heads and postings together). Entries that capture holds or name
     # an account twice take the general path, leg by leg.
+    #
+    # plan_cache_mode = force_generic_plan: PL/pgSQL plans each statement once per
+    # connection, but with array parameters PostgreSQL's cost heuristic keeps choosing
+    # a fresh custom plan on every call, which was half the function's CPU (about
+    # 0.8 ms of 1.7 ms per transfer, measured). The generic plans are the same index
+    # plans (every lookup is by primary or unique key), so they are always right.
     """
     CREATE FUNCTION hearth_post(
         p_community bigint, p_kind text, p_key text, p_request_hash text, p_actor bigint,
@@ -444,7 +477,7 @@ POSTGRES_UP = [
         p_holds bigint[], p_hold_amounts bigint[], p_allow_frozen boolean,
         OUT status text, OUT tx_id bigint, OUT detail bigint
     )
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
     DECLARE
         v_legs integer := cardinality(p_accounts);
         v_now timestamptz := now();

@@ -28,3 +28,11 @@ def test_own_orders_are_cancelled_not_traded() -> None:
 def test_crosses() -> None:
     assert crosses(Side.BUY, 10, 10) and not crosses(Side.BUY, 9, 10)
     assert crosses(Side.SELL, 10, 11) and not crosses(Side.SELL, 10, 9)
+
+
+def test_frozen_owners_orders_are_cancelled_not_traded() -> None:
+    book = [Resting(1, 10, 9, 5, frozen=True), Resting(2, 11, 9, 5), Resting(3, 12, 10, 5, frozen=True)]
+    result = plan(Side.BUY, 99, 9, 5, book)
+    assert result.frozen_cancels == [1] and result.fills == [Fill(2, 9, 5)] and result.remaining == 0
+    # Only orders the incoming one meets are touched: 3 lies beyond its limit.
+    assert plan(Side.BUY, 99, 9, 20, book).frozen_cancels == [1]

@@ -12,7 +12,7 @@ from core import jobs
 from core.access import Actor
 from core.clock import utcnow
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.models import LedgerTransaction, Notification, SwapStatus, TxKind
+from core.models import HoldStatus, LedgerTransaction, Notification, SwapStatus, TxKind
 from core.trading import service as trading
 from core.trading.schemas import SwapIn, SwapOut
 from tests.core.trading.conftest import Bourse, assert_invariants
@@ -117,4 +117,62 @@ def test_swap_offers_are_validated_and_idempotent(session: Session, bourse: Bour
         _offer(session, bourse, "poor", give_amount=5000)
     assert poor.value.code == "insufficient_funds"
     assert bourse.wallet(session, a, bourse.base) == (1000, 10)
+    assert_invariants(session, bourse.community.id)
+
+
+def _run_out(session: Session, swap: SwapOut) -> None:
+    """The offer's time is up, but no sweep has run yet."""
+    from sqlalchemy import update
+
+    from core.models import LedgerHold, SwapOffer
+
+    past = utcnow() - timedelta(seconds=1)
+    session.execute(update(SwapOffer).where(SwapOffer.id == swap.id).values(expires_at=past))
+    session.execute(update(LedgerHold).where(LedgerHold.id == swap.hold_id).values(expires_at=past))
+    session.expire_all()
+
+
+@pytest.mark.parametrize("who", ["maker cancels", "taker declines", "sweep"])
+def test_an_offer_past_its_time_ends_expired_whoever_gets_there_first(
+    session: Session, bourse: Bourse, recorded_jobs: list[jobs.Job], who: str
+) -> None:
+    a, b = bourse.members[1], bourse.members[2]
+    swap = _offer(session, bourse, expires_in_seconds=600)
+    _run_out(session, swap)
+
+    def cancel() -> SwapOut:
+        return trading.cancel_swap(session, Actor(a), swap.id)
+
+    def decline() -> SwapOut:
+        return trading.decline_swap(session, Actor(b), swap.id)
+
+    if who == "sweep":
+        assert trading.expire_swaps(session) == [swap.id]
+    else:
+        first = (cancel if who == "maker cancels" else decline)()
+        assert first.status == SwapStatus.EXPIRED
+        assert trading.expire_swaps(session) == []  # nothing left for the sweep
+    # Whatever came first, a cancel or decline now returns it unchanged; it cannot be accepted.
+    assert cancel().status == decline().status == SwapStatus.EXPIRED
+    with pytest.raises(Conflict) as exc:
+        trading.accept_swap(session, Actor(b), swap.id)
+    assert exc.value.code == "swap_expired"
+    assert bourse.wallet(session, a, bourse.base) == (1000, 0)
+    changes = [j.args for j in (*recorded_jobs, *jobs.pending(session)) if j.name == trading.SWAP_CHANGED_JOB]
+    assert changes == [(swap.id, "offered")]  # no "declined" for an offer that simply ran out
+    assert_invariants(session, bourse.community.id)
+
+
+def test_an_offer_whose_hold_the_ledger_expired_is_expired_too(session: Session, bourse: Bourse) -> None:
+    from core.ledger import service as ledger
+
+    a, b = bourse.members[1], bourse.members[2]
+    swap = _offer(session, bourse, expires_in_seconds=600)
+    assert swap.hold_id is not None
+    ledger.void_hold(session, swap.hold_id, status=HoldStatus.EXPIRED)  # what the ledger's hold sweep does
+    with pytest.raises(Conflict) as exc:
+        trading.accept_swap(session, Actor(b), swap.id)
+    assert exc.value.code == "swap_expired"
+    assert trading.cancel_swap(session, Actor(a), swap.id).status == SwapStatus.EXPIRED
+    assert bourse.wallet(session, a, bourse.base) == (1000, 0)
     assert_invariants(session, bourse.community.id)
