@@ -179,7 +179,21 @@ def _in_list(session: Session, column: Any, values: Sequence[Any], element: Any)
     return column.in_(values)
 
 
+_FIND_KEYS_PG = text(
+    "SELECT k.key, t.id, t.request_hash FROM unnest(CAST(:keys AS text[])) AS k(key)"
+    " CROSS JOIN LATERAL (SELECT id, request_hash FROM ledger_transactions"
+    " WHERE idempotency_key = k.key LIMIT 1) AS t"
+)
+
+
 def find_keys(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+    if is_postgres(session):
+        # One index probe per key, whatever the planner thinks: with the 1,000 keys of a
+        # batch known, `idempotency_key = ANY (:keys)` is planned as a sequential scan of
+        # every transaction (measured: 33 ms at 150,000 transactions, growing with the
+        # ledger) where the probes take about 3 ms. A lateral subquery can only probe.
+        rows = session.execute(_FIND_KEYS_PG, {"keys": _text_array(keys)})
+        return {key: (tx_id, request_hash) for key, tx_id, request_hash in rows}
     rows = session.execute(
         select(LedgerTransaction.idempotency_key, LedgerTransaction.id, LedgerTransaction.request_hash).where(
             _in_list(session, LedgerTransaction.idempotency_key, keys, Text())
@@ -399,7 +413,7 @@ def _write(
                 "ids": _int_array(a.id for a in touched),
                 "balances": _int_array(a.balance for a in touched),
                 "seqs": _int_array(a.seq for a in touched),
-                "heads": [a.head_hash for a in touched],
+                "heads": _text_array(a.head_hash for a in touched),
             },
         )
         return
@@ -420,6 +434,23 @@ def _int_array(values: Iterable[int | None]) -> str:
     return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
 
 
+def _text_array(values: Iterable[str | None]) -> str:
+    """A text array as one PostgreSQL literal (every element quoted, so any string is safe).
+
+    psycopg dumps a list of strings element by element with a regular expression each;
+    for the keys, hashes and memos of a 1,000-entry batch that was a fifth of the
+    client's CPU.
+    """
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
+    )
+
+
 def _bulk_insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
@@ -430,13 +461,18 @@ def _bulk_insert(session: Session, model: type[Any], rows: list[dict[str, Any]])
         casts = ", ".join(f"CAST(:{c} AS {types[c]}[])" for c in cols)
         session.execute(
             text(f"INSERT INTO {model.__tablename__} ({', '.join(cols)}) SELECT * FROM unnest({casts})"),
-            {
-                c: _int_array([r[c] for r in rows]) if types[c] in _INT_TYPES else [r[c] for r in rows]
-                for c in cols
-            },
+            {c: _array_literal(types[c], [r[c] for r in rows]) for c in cols},
         )
         return
     session.execute(insert(model.__table__), rows)
+
+
+def _array_literal(pg_type: str, values: list[Any]) -> Any:
+    if pg_type in _INT_TYPES:
+        return _int_array(values)
+    if pg_type == "text":
+        return _text_array(values)
+    return values
 
 
 def _pg_type(model: type[Any], column: str) -> str:
