@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -59,3 +59,14 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 # Ids are 64-bit: a larger number is a 422, never an overflow deep in the driver.
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
+
+
+# Every request that moves chips sends one (the services refuse it missing or malformed,
+# with stable codes); the same key on a retry returns the first result.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="required: a fresh key per operation, the same key when retrying it",
+    ),
+]

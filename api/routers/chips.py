@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, Limit, PathId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId
 from core.chips import service as chips
 from core.chips.schemas import (
     AccountStateOut,
@@ -30,14 +30,6 @@ from core.models import ChipKind
 from core.schemas import PageOut
 
 router = APIRouter(tags=["chips"])
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="required: a fresh key per operation, the same key when retrying it",
-    ),
-]
 
 
 def _created(response: Response, tx: TransactionOut) -> TransactionOut:

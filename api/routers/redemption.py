@@ -2,22 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, Limit, PathId, QueryId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId
 from core.models import OrderStatus
 from core.redemption import service as redemption
 from core.redemption.schemas import OfferIn, OfferOut, OfferPatch, OrderOut, RedeemIn
 from core.schemas import PageOut
 
 router = APIRouter(tags=["redemption"])
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key", description="required: a retry with the same key returns the first order"
-    ),
-]
 
 
 @router.post(

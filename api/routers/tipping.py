@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, Limit, PathId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId
 from core.models import RingStatus
 from core.schemas import PageOut
 from core.tipping import service as tipping
@@ -23,16 +23,6 @@ from core.tipping.schemas import (
 
 router = APIRouter(tags=["tipping"])
 
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=100,
-        description="client-chosen key: a retry with the same key returns the first tip",
-    ),
-]
-
 
 @router.post(
     "/communities/{community_id}/members/{user_id}/tips",
@@ -43,18 +33,31 @@ def tip_member(
     community_id: PathId,
     user_id: PathId,
     data: TipIn,
-    idempotency_key: IdempotencyKey,
     actor: CurrentActor,
     session: DbSession,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> TipOut:
-    return tipping.tip_member(session, actor, community_id, user_id, data, idempotency_key)
+    return _created(
+        response, tipping.tip_member(session, actor, community_id, user_id, data, idempotency_key)
+    )
 
 
 @router.post("/posts/{post_id}/tips", response_model=TipOut, status_code=status.HTTP_201_CREATED)
 def tip_post(
-    post_id: PathId, data: TipIn, idempotency_key: IdempotencyKey, actor: CurrentActor, session: DbSession
+    post_id: PathId,
+    data: TipIn,
+    actor: CurrentActor,
+    session: DbSession,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> TipOut:
-    return tipping.tip_post(session, actor, post_id, data, idempotency_key)
+    return _created(response, tipping.tip_post(session, actor, post_id, data, idempotency_key))
+
+
+def _created(response: Response, tip: TipOut) -> TipOut:
+    response.status_code = status.HTTP_200_OK if tip.replayed else status.HTTP_201_CREATED
+    return tip
 
 
 @router.get("/communities/{community_id}/tips/sent", response_model=PageOut[TipOut])

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, Limit, PathId, QueryId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId
 from core.models import SwapStatus, TradeOrderStatus
 from core.schemas import PageOut
 from core.trading import service as trading
@@ -22,13 +22,6 @@ from core.trading.schemas import (
 )
 
 router = APIRouter(tags=["trading"])
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key", description="required: a retry with the same key returns the first result"
-    ),
-]
 
 
 @router.post(

@@ -65,7 +65,6 @@ from core.schemas import PageOut
 
 log = logging.getLogger(__name__)
 
-CLIENT_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")
 REMIND_BEFORE = timedelta(days=7)
 _AUDITED = [
     "name",
@@ -90,22 +89,9 @@ _AUDITED = [
 
 
 def ledger_key(actor: Actor, client_key: str | None) -> str:
-    """The ledger key for a client's `Idempotency-Key`, scoped to the caller.
-
-    All chip-moving endpoints share one namespace per caller, so a key reused for a
-    different operation is refused like a key reused with a different body.
-    """
-    if not client_key:
-        raise InvalidInput(
-            "send an `Idempotency-Key` header (a fresh one per operation, the same one on retry)",
-            code="idempotency_key_required",
-        )
-    if not CLIENT_KEY_RE.fullmatch(client_key):
-        raise InvalidInput(
-            "an idempotency key is 1 to 120 characters of A-Z a-z 0-9 . _ : -",
-            code="invalid_idempotency_key",
-        )
-    return f"chips:{actor.id}:{client_key}"
+    """All chip-moving chips endpoints share one namespace per caller, so a key reused for a
+    different operation is refused like a key reused with a different body."""
+    return ledger.client_key("chips", actor.id, client_key)
 
 
 def _missing_chip() -> NotFound:

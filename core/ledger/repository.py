@@ -444,8 +444,7 @@ def _text_array(values: Iterable[str | None]) -> str:
     return (
         "{"
         + ",".join(
-            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for v in values
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
         )
         + "}"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,26 @@ __all__ = ["Entry", "HoldUse", "Leg", "Posted"]
 
 
 # --- validation ------------------------------------------------------------------------
+
+CLIENT_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,120}")
+
+
+def client_key(scope: str, actor_id: int, key: str | None) -> str:
+    """The ledger-wide key for a client's `Idempotency-Key`: scoped to an operation and a caller.
+
+    Every request that moves chips sends one: a fresh key per operation, the same key
+    when it retries. Two members choosing the same key never collide.
+    """
+    if not key:
+        raise InvalidInput(
+            "send an `Idempotency-Key` header (a fresh one per operation, the same one on retry)",
+            code="idempotency_key_required",
+        )
+    if not CLIENT_KEY_RE.fullmatch(key):
+        raise InvalidInput(
+            "an idempotency key is 1 to 120 characters of A-Z a-z 0-9 . _ : -", code="invalid_idempotency_key"
+        )
+    return f"{scope}:{actor_id}:{key}"
 
 
 def request_hash(entry: Entry) -> str:

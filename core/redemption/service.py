@@ -40,7 +40,6 @@ from core.redemption.schemas import OfferIn, OfferOut, OfferPatch, OrderOut, Red
 from core.schemas import PageOut
 
 ORDER_CHANGED_JOB = "hearth.redemption.order_changed"
-CLIENT_KEY_MAX = 100
 _OFFER_FIELDS = [
     "title",
     "description",
@@ -202,12 +201,7 @@ def order_view(session: Session, order: RedemptionOrder) -> OrderOut:
 
 
 def redemption_key(actor_id: int, client_key: str | None) -> str:
-    if not client_key or len(client_key) > CLIENT_KEY_MAX:
-        raise InvalidInput(
-            f"send an `Idempotency-Key` header of 1 to {CLIENT_KEY_MAX} characters",
-            code="idempotency_key_required",
-        )
-    return f"redeem:{actor_id}:{client_key}"
+    return ledger.client_key("redeem", actor_id, client_key)
 
 
 def _replay(order: RedemptionOrder, offer_id: int, data: RedeemIn) -> RedemptionOrder:

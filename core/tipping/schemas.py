@@ -31,6 +31,8 @@ class TipOut(Output):
     reputation_points: int
     discounted: bool
     created_at: datetime
+    # True when this answers a retry (same Idempotency-Key): nothing was paid again.
+    replayed: bool = False
 
 
 class ReputationOut(Output):

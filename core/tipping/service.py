@@ -17,7 +17,6 @@ Reputation resists farming:
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -62,7 +61,6 @@ from core.tipping.schemas import (
 TIP_RECEIVED_JOB = "hearth.tipping.tip_received"
 DETECT_RINGS_JOB = "hearth.tipping.detect_rings"
 
-CLIENT_KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
 MAX_CYCLE = 4
 RING_SCAN_LIMIT = 20_000  # tips read per detection run: bounds the job on a very busy community
 
@@ -75,13 +73,13 @@ def _day_start(now: datetime) -> datetime:
 
 
 def tip_member(
-    session: Session, actor: Actor, community_id: int, recipient_id: int, data: TipIn, client_key: str
+    session: Session, actor: Actor, community_id: int, recipient_id: int, data: TipIn, client_key: str | None
 ) -> TipOut:
     ctx = community_context(session, actor, community_id)
     return _tip(session, actor, ctx, recipient_id, None, data, client_key)
 
 
-def tip_post(session: Session, actor: Actor, post_id: int, data: TipIn, client_key: str) -> TipOut:
+def tip_post(session: Session, actor: Actor, post_id: int, data: TipIn, client_key: str | None) -> TipOut:
     # The conversation rules decide visibility: a post the tipper cannot see is "not found".
     conversation.get_post(session, actor, post_id)
     post = session.get(Post, post_id)
@@ -92,13 +90,8 @@ def tip_post(session: Session, actor: Actor, post_id: int, data: TipIn, client_k
     return _tip(session, actor, ctx, post.author_id, post, data, client_key)
 
 
-def _ledger_key(actor: Actor, client_key: str) -> str:
-    if not CLIENT_KEY_RE.match(client_key or ""):
-        raise InvalidInput(
-            "send an Idempotency-Key header of 1 to 100 letters, digits or ._:-",
-            code="invalid_idempotency_key",
-        )
-    return f"tip:{actor.id}:{client_key}"
+def _ledger_key(actor: Actor, client_key: str | None) -> str:
+    return ledger.client_key("tip", actor.id, client_key)
 
 
 def _same_request(tip: Tip, community_id: int, recipient_id: int, post: Post | None, data: TipIn) -> bool:
@@ -119,7 +112,7 @@ def _tip(
     recipient_id: int,
     post: Post | None,
     data: TipIn,
-    client_key: str,
+    client_key: str | None,
 ) -> TipOut:
     # A refused tip changes nothing, not even the recipient's new (empty) wallet account.
     with session.begin_nested():
@@ -133,7 +126,7 @@ def _tip_in_savepoint(
     recipient_id: int,
     post: Post | None,
     data: TipIn,
-    client_key: str,
+    client_key: str | None,
 ) -> TipOut:
     actor.require_personal()  # spending is the owner's own act, never an API key's
     key = _ledger_key(actor, client_key)
@@ -142,7 +135,7 @@ def _tip_in_savepoint(
     if existing is not None:
         if not _same_request(existing, community_id, recipient_id, post, data):
             raise key_reused()
-        return TipOut.model_validate(existing)
+        return TipOut.model_validate(existing).model_copy(update={"replayed": True})
     tipper = ctx.require_member()
     if recipient_id == actor.id:
         raise InvalidInput("you cannot tip yourself", code="cannot_tip_self")
@@ -192,7 +185,7 @@ def _tip_in_savepoint(
         first = repo.tip_by_transaction(session, posted.transaction_id)
         if first is None:
             raise key_reused()
-        return TipOut.model_validate(first)
+        return TipOut.model_validate(first).model_copy(update={"replayed": True})
     tip = Tip(
         community_id=community_id,
         tipper_id=actor.id,

@@ -63,7 +63,6 @@ from core.trading.schemas import (
 )
 
 SWAP_CHANGED_JOB = "hearth.trading.swap_changed"
-CLIENT_KEY_MAX = 100
 MAX_HOLD = 10**15  # the ledger's per-leg ceiling
 _GUARDS = ["daily_limit", "price_band_bps", "breaker_bps", "breaker_window_seconds", "halted", "halt_reason"]
 
@@ -73,12 +72,7 @@ def _pair_missing() -> NotFound:
 
 
 def _client_key(prefix: str, actor_id: int, client_key: str | None) -> str:
-    if not client_key or len(client_key) > CLIENT_KEY_MAX:
-        raise InvalidInput(
-            f"send an `Idempotency-Key` header of 1 to {CLIENT_KEY_MAX} characters",
-            code="idempotency_key_required",
-        )
-    return f"{prefix}:{actor_id}:{client_key}"
+    return ledger.client_key(prefix, actor_id, client_key)
 
 
 def _key_reused() -> Conflict:

@@ -35,13 +35,14 @@ def test_tip_endpoints(client: TestClient, session: Session, recorded_jobs: list
     again = client.post(
         url, json={"chip_id": chip.id, "amount": 10, "note": "謝謝"}, headers={**h, "Idempotency-Key": "a1"}
     )
-    assert again.status_code == 201 and again.json()["id"] == tip["id"]
+    # A retry answers 200 with the first tip, marked as replayed: nothing was paid twice.
+    assert again.status_code == 200 and again.json()["id"] == tip["id"] and again.json()["replayed"] is True
     reused = client.post(url, json={"chip_id": chip.id, "amount": 9}, headers={**h, "Idempotency-Key": "a1"})
     assert reused.status_code == 409 and reused.json()["error"] == "idempotency_key_reused"
     assert balance(session, chip, alice) == 90
 
     missing = client.post(url, json={"chip_id": chip.id, "amount": 1}, headers=h)
-    assert missing.status_code == 422
+    assert missing.status_code == 422 and missing.json()["error"] == "idempotency_key_required"
     self_tip = client.post(
         f"/communities/{community.id}/members/{alice.id}/tips",
         json={"chip_id": chip.id, "amount": 1},
