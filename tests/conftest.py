@@ -74,6 +74,8 @@ def engine() -> Iterator[Engine]:
     eng = make_engine(DATABASE_URL)
     yield eng
     eng.dispose()
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()  # tasks run in-process open the app's own engine
     get_engine.cache_clear()
 
 

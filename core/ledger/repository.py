@@ -451,8 +451,6 @@ def _text_array(values: Iterable[str | None]) -> str:
 
 
 def _bulk_insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
     if is_postgres(session) and len(rows) > 8:
         # One statement for thousands of rows: the columns travel as arrays.
         cols = list(rows[0])

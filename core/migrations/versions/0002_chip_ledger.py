@@ -469,7 +469,7 @@ POSTGRES_UP = [
     # a fresh custom plan on every call, which was half the function's CPU (about
     # 0.8 ms of 1.7 ms per transfer, measured). Every lookup here is by a primary or
     # unique key or by a few ids from the arguments, so the generic plans are those
-    # index plans whatever the values (checked with auto_explain).
+    # index plans whatever the values (checked with auto_explain for plain transfers).
     """
     CREATE FUNCTION hearth_post(
         p_community bigint, p_kind text, p_key text, p_request_hash text, p_actor bigint,

@@ -87,6 +87,16 @@ def test_unbalanced_transaction_is_refused_by_the_database(session: Session, boo
     assert "balance" in message
 
 
+def test_legs_on_another_communitys_accounts_are_refused(session: Session, book: Book) -> None:
+    """A transaction is recorded under one community: every leg must be one of its accounts."""
+    a = book.wallet(session, book.members[0])
+    other = make_community(session)
+    foreign_chip = make_chip(session, other)
+    stranger = ledger.open_account(session, foreign_chip, book.members[1].id)
+    message = _refused(session, book, 4, [(a, 5), (book.gold_issuance, -5), (stranger, 1), (stranger, -1)])
+    assert "communit" in message
+
+
 def test_transaction_missing_a_declared_leg_is_refused(session: Session, book: Book) -> None:
     a, b = (book.wallet(session, m) for m in book.members[:2])
     assert "postings" in _refused(session, book, 3, [(a, 5), (b, -5)])

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -16,7 +17,17 @@ from core.db import session_scope
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.ledger import service as ledger
 from core.ledger.types import Entry, HoldUse, Leg
-from core.models import Chip, HoldStatus, LedgerAccount, LedgerHold, LedgerPosting, LedgerTransaction, TxKind
+from core.models import (
+    Chip,
+    Community,
+    HoldStatus,
+    LedgerAccount,
+    LedgerHold,
+    LedgerPosting,
+    LedgerTransaction,
+    TxKind,
+    User,
+)
 from tests.conftest import IS_POSTGRES, needs_postgres
 from tests.core.ledger.conftest import Book, balances
 from tests.factories import make_chip, make_community, make_user
@@ -559,3 +570,103 @@ def test_hold_expiry_task_releases_each_due_hold_in_its_own_unit(committed_engin
         assert statuses == [HoldStatus.EXPIRED, HoldStatus.PENDING]
         acct = s.get(LedgerAccount, account_id)
         assert acct is not None and (acct.balance, acct.held) == (10, 3)
+
+
+def test_a_batch_touching_many_wallets_updates_them_all(session: Session, book: Book) -> None:
+    members = [book.members[0], book.members[1], book.members[2]]
+    from tests.factories import add_member
+
+    members += [add_member(session, book.community) for _ in range(9)]
+    wallets = [book.wallet(session, m) for m in members]
+    entries = [
+        Entry(
+            community_id=book.community.id,
+            kind=TxKind.MINT,
+            key=f"wide-{i}",
+            legs=(Leg(book.gold_issuance.id, book.gold.id, -(i + 1)), Leg(w.id, book.gold.id, i + 1)),
+        )
+        for i, w in enumerate(wallets)
+    ]
+    ledger.post_batch(session, entries)
+    assert [b for b, _ in balances(session, *wallets)] == list(range(1, 13))
+    assert ledger.check_invariants(session, book.community.id).ok
+
+
+@needs_postgres()
+def test_a_batch_racing_another_request_with_its_key_is_refused(committed_engine: Engine) -> None:
+    """Different accounts, same key, in flight together: the later one gets a 409, not a 500."""
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        chip = make_chip(s, make_community(s, owner))
+        issuance = ledger.issuance_account(s, chip.id).id
+        a, b = (ledger.open_account(s, chip, add_member_to(s, chip).id).id for _ in range(2))
+        chip_id, community_id = chip.id, chip.community_id
+    key = f"race-key-{chip_id}"
+
+    def entry(target: int) -> Entry:
+        return Entry(
+            community_id=community_id,
+            kind=TxKind.MINT,
+            key=key,
+            legs=(Leg(issuance, chip_id, -1), Leg(target, chip_id, 1)),
+        )
+
+    first = Session(committed_engine)
+    ledger.post(first, entry(a))  # holds the key, uncommitted
+    outcome: list[str] = []
+
+    def second() -> None:
+        try:
+            with session_scope(committed_engine) as s:
+                # A batch (the Python path) minting to another wallet under the same key.
+                ledger.post_batch(s, [entry(b)])
+            outcome.append("posted")
+        except Conflict as exc:
+            outcome.append(exc.code)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.5)
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert outcome == ["idempotency_key_reused"]
+
+
+@needs_postgres()
+def test_a_connection_lost_mid_call_is_an_error_and_the_next_unit_reconnects(
+    committed_engine: Engine,
+) -> None:
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        chip = make_chip(s, make_community(s, owner))
+        target = ledger.open_account(s, chip, owner.id).id
+        issuance = ledger.issuance_account(s, chip.id).id
+        chip_id, community_id = chip.id, chip.community_id
+
+    def mint(s: Session, key: str) -> ledger.Posted:
+        return ledger.transfer(
+            s, community_id=community_id, chip_id=chip_id, source=issuance, target=target, amount=1, key=key
+        )
+
+    doomed = Session(committed_engine)
+    pid = doomed.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with committed_engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.commit()
+    with pytest.raises(DBAPIError):
+        mint(doomed, f"lost-{chip_id}")
+    doomed.close()
+    with session_scope(committed_engine) as s:
+        assert not mint(s, f"lost-{chip_id}").replayed  # the lost attempt wrote nothing
+    with session_scope(committed_engine) as s:
+        account = s.get(LedgerAccount, target)
+        assert account is not None and account.balance == 1
+
+
+def add_member_to(session: Session, chip: Chip) -> User:
+    from tests.factories import add_member
+
+    community = session.get(Community, chip.community_id)
+    assert community is not None
+    return add_member(session, community)
