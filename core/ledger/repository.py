@@ -57,28 +57,35 @@ _CALL_POST = (
 
 
 def call_post(session: Session, entry: Entry, request_hash: str) -> Posted:
-    status, tx_id, detail = _fetch_one(
-        session,
-        _CALL_POST,
-        {
-            "community": entry.community_id,
-            "kind": entry.kind.value,
-            "key": entry.key,
-            "request_hash": request_hash,
-            "actor": entry.actor_id,
-            "memo": entry.memo,
-            "subject_type": entry.subject_type,
-            "subject_id": entry.subject_id,
-            "reverses": entry.reverses_id,
-            "accounts": [leg.account_id for leg in entry.legs],
-            "chips": [leg.chip_id for leg in entry.legs],
-            "amounts": [leg.amount for leg in entry.legs],
-            "holds": [use.hold_id for use in entry.holds],
-            "hold_amounts": [use.amount for use in entry.holds],
-            "allow_frozen": entry.allow_frozen,
-        },
-    )
+    try:
+        status, tx_id, detail = _fetch_one(session, _CALL_POST, _post_params(entry, request_hash))
+    except IntegrityError as exc:
+        # The same key, with other accounts, is being written by another transaction that
+        # committed while we waited on its key: a different request under a used key.
+        if "idempotency_key" in str(exc.orig):
+            raise err.key_reused() from exc
+        raise  # pragma: no cover - any other violation is a bug, not a user error
     return _status_to_result(status, tx_id, detail)
+
+
+def _post_params(entry: Entry, request_hash: str) -> dict[str, Any]:
+    return {
+        "community": entry.community_id,
+        "kind": entry.kind.value,
+        "key": entry.key,
+        "request_hash": request_hash,
+        "actor": entry.actor_id,
+        "memo": entry.memo,
+        "subject_type": entry.subject_type,
+        "subject_id": entry.subject_id,
+        "reverses": entry.reverses_id,
+        "accounts": [leg.account_id for leg in entry.legs],
+        "chips": [leg.chip_id for leg in entry.legs],
+        "amounts": [leg.amount for leg in entry.legs],
+        "holds": [use.hold_id for use in entry.holds],
+        "hold_amounts": [use.amount for use in entry.holds],
+        "allow_frozen": entry.allow_frozen,
+    }
 
 
 def _fetch_one(session: Session, sql: str, params: dict[str, Any]) -> tuple[Any, ...]:

@@ -593,8 +593,8 @@ def test_a_batch_touching_many_wallets_updates_them_all(session: Session, book: 
 
 
 @needs_postgres()
-def test_a_batch_racing_another_request_with_its_key_is_refused(committed_engine: Engine) -> None:
-    """Different accounts, same key, in flight together: the later one gets a 409, not a 500."""
+def test_a_request_racing_another_with_its_key_is_refused(committed_engine: Engine) -> None:
+    """Different accounts, same key, in flight together: the later ones get a 409, not a 500."""
     with session_scope(committed_engine) as s:
         owner = make_user(s)
         chip = make_chip(s, make_community(s, owner))
@@ -615,22 +615,28 @@ def test_a_batch_racing_another_request_with_its_key_is_refused(committed_engine
     ledger.post(first, entry(a))  # holds the key, uncommitted
     outcome: list[str] = []
 
-    def second() -> None:
+    def second(batch: bool) -> None:
         try:
             with session_scope(committed_engine) as s:
-                # A batch (the Python path) minting to another wallet under the same key.
-                ledger.post_batch(s, [entry(b)])
+                # Minting to another wallet under the same key, through either write path.
+                if batch:
+                    ledger.post_batch(s, [entry(b)])
+                else:
+                    ledger.post(s, entry(b))
             outcome.append("posted")
         except Conflict as exc:
             outcome.append(exc.code)
 
-    thread = threading.Thread(target=second)
-    thread.start()
-    thread.join(0.5)
+    threads = [threading.Thread(target=second, args=(batch,)) for batch in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(0.5)
     first.commit()
     first.close()
-    thread.join(30)
-    assert outcome == ["idempotency_key_reused"]
+    for thread in threads:
+        thread.join(30)
+    assert outcome == ["idempotency_key_reused", "idempotency_key_reused"]
 
 
 @needs_postgres()
