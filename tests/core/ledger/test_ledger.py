@@ -30,7 +30,7 @@ from core.models import (
 )
 from tests.conftest import IS_POSTGRES, needs_postgres
 from tests.core.ledger.conftest import Book, balances
-from tests.factories import make_chip, make_community, make_user
+from tests.factories import add_member, make_chip, make_community, make_user
 
 
 def mint(session: Session, book: Book, account: LedgerAccount, amount: int, key: str) -> int:
@@ -594,25 +594,30 @@ def test_a_batch_touching_many_wallets_updates_them_all(session: Session, book: 
 
 @needs_postgres()
 def test_a_request_racing_another_with_its_key_is_refused(committed_engine: Engine) -> None:
-    """Different accounts, same key, in flight together: the later ones get a 409, not a 500."""
+    """Same key, no account in common, in flight together: the later ones get a 409, not a 500.
+
+    Sharing no account, they do not wait on each other's locks: the later ones find no
+    key yet, and their insert waits on the unique key until the first commits.
+    """
     with session_scope(committed_engine) as s:
         owner = make_user(s)
-        chip = make_chip(s, make_community(s, owner))
-        issuance = ledger.issuance_account(s, chip.id).id
-        a, b = (ledger.open_account(s, chip, add_member_to(s, chip).id).id for _ in range(2))
-        chip_id, community_id = chip.id, chip.community_id
-    key = f"race-key-{chip_id}"
+        community = make_community(s, owner)
+        chips = [make_chip(s, community, add_member(s, community)) for _ in range(3)]
+        wallets = [ledger.open_account(s, chip, owner.id).id for chip in chips]
+        issuances = [ledger.issuance_account(s, chip.id).id for chip in chips]
+        chip_ids, community_id = [chip.id for chip in chips], community.id
+    key = f"race-key-{chip_ids[0]}"
 
-    def entry(target: int) -> Entry:
+    def entry(i: int) -> Entry:
         return Entry(
             community_id=community_id,
             kind=TxKind.MINT,
             key=key,
-            legs=(Leg(issuance, chip_id, -1), Leg(target, chip_id, 1)),
+            legs=(Leg(issuances[i], chip_ids[i], -1), Leg(wallets[i], chip_ids[i], 1)),
         )
 
     first = Session(committed_engine)
-    ledger.post(first, entry(a))  # holds the key, uncommitted
+    ledger.post(first, entry(0))  # holds the key, uncommitted
     outcome: list[str] = []
 
     def second(batch: bool) -> None:
@@ -620,9 +625,9 @@ def test_a_request_racing_another_with_its_key_is_refused(committed_engine: Engi
             with session_scope(committed_engine) as s:
                 # Minting to another wallet under the same key, through either write path.
                 if batch:
-                    ledger.post_batch(s, [entry(b)])
+                    ledger.post_batch(s, [entry(1)])
                 else:
-                    ledger.post(s, entry(b))
+                    ledger.post(s, entry(2))
             outcome.append("posted")
         except Conflict as exc:
             outcome.append(exc.code)
@@ -637,6 +642,8 @@ def test_a_request_racing_another_with_its_key_is_refused(committed_engine: Engi
     for thread in threads:
         thread.join(30)
     assert outcome == ["idempotency_key_reused", "idempotency_key_reused"]
+    with session_scope(committed_engine) as s:
+        assert ledger.check_invariants(s, community_id).ok
 
 
 @needs_postgres()
