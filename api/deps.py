@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -70,3 +70,8 @@ IdempotencyKey = Annotated[
         description="required: a fresh key per operation, the same key when retrying it",
     ),
 ]
+
+
+def answer_created(response: Response, replayed: bool) -> None:
+    """201 for a first write, 200 for a retry that returned the first result (same Idempotency-Key)."""
+    response.status_code = 200 if replayed else 201

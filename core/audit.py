@@ -59,6 +59,32 @@ def record(
     return row
 
 
+def apply_changes(
+    session: Session,
+    actor: Actor,
+    action: str,
+    target: Any,
+    changes: dict[str, Any],
+    fields: list[str],
+    *,
+    community_id: int,
+) -> None:
+    """Set `changes` on `target` and record them with the before and after of `fields`."""
+    before = snapshot(target, fields)
+    for name, value in changes.items():
+        setattr(target, name, value)
+    session.flush()
+    record(
+        session,
+        actor,
+        action,
+        target,
+        community_id=community_id,
+        before=before,
+        after=snapshot(target, fields),
+    )
+
+
 class AuditOut(Output):
     id: int
     actor_user_id: int | None

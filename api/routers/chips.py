@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, answer_created
 from core.chips import service as chips
 from core.chips.schemas import (
     AccountStateOut,
@@ -33,7 +33,7 @@ router = APIRouter(tags=["chips"])
 
 
 def _created(response: Response, tx: TransactionOut) -> TransactionOut:
-    response.status_code = status.HTTP_200_OK if tx.replayed else status.HTTP_201_CREATED
+    answer_created(response, tx.replayed)
     return tx
 
 

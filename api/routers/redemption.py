@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId, answer_created
 from core.models import OrderStatus
 from core.redemption import service as redemption
 from core.redemption.schemas import OfferIn, OfferOut, OfferPatch, OrderOut, RedeemIn
@@ -65,8 +65,7 @@ def redeem(
     data: RedeemIn | None = None,
 ) -> OrderOut:
     order, created = redemption.redeem(session, actor, offer_id, data or RedeemIn(), idempotency_key)
-    if not created:
-        response.status_code = status.HTTP_200_OK
+    answer_created(response, replayed=not created)
     return order
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, answer_created
 from core.models import RingStatus
 from core.schemas import PageOut
 from core.tipping import service as tipping
@@ -56,7 +56,7 @@ def tip_post(
 
 
 def _created(response: Response, tip: TipOut) -> TipOut:
-    response.status_code = status.HTTP_200_OK if tip.replayed else status.HTTP_201_CREATED
+    answer_created(response, tip.replayed)
     return tip
 
 

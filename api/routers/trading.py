@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId, answer_created
 from core.models import SwapStatus, TradeOrderStatus
 from core.schemas import PageOut
 from core.trading import service as trading
@@ -85,8 +85,7 @@ def place_order(
     idempotency_key: IdempotencyKey = None,
 ) -> PlacedOut:
     placed, created = trading.place_order(session, actor, pair_id, data, idempotency_key)
-    if not created:
-        response.status_code = status.HTTP_200_OK
+    answer_created(response, replayed=not created)
     return placed
 
 
@@ -120,8 +119,7 @@ def create_swap(
     idempotency_key: IdempotencyKey = None,
 ) -> SwapOut:
     swap, created = trading.create_swap(session, actor, community_id, data, idempotency_key)
-    if not created:
-        response.status_code = status.HTTP_200_OK
+    answer_created(response, replayed=not created)
     return swap
 
 

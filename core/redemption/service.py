@@ -22,6 +22,7 @@ from core.access import Actor, CommunityContext, community_context, context_via
 from core.clock import utcnow
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.ledger import service as ledger
+from core.ledger.errors import key_reused
 from core.ledger.types import Entry, HoldUse, Leg
 from core.models import (
     Chip,
@@ -124,18 +125,14 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
     for name in ("title", "description", "price", "active"):
         if name in changes and changes[name] is None:
             raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
-    before = audit.snapshot(locked, _OFFER_FIELDS)
-    for name, value in changes.items():
-        setattr(locked, name, value)
-    session.flush()
-    audit.record(
+    audit.apply_changes(
         session,
         actor,
         "redemption.offer_updated",
         locked,
+        changes,
+        _OFFER_FIELDS,
         community_id=locked.community_id,
-        before=before,
-        after=audit.snapshot(locked, _OFFER_FIELDS),
     )
     return OfferOut.model_validate(locked)
 
@@ -206,9 +203,7 @@ def redemption_key(actor_id: int, client_key: str | None) -> str:
 
 def _replay(order: RedemptionOrder, offer_id: int, data: RedeemIn) -> RedemptionOrder:
     if (order.offer_id, order.quantity, order.note) != (offer_id, data.quantity, data.note):
-        raise Conflict(
-            "this idempotency key was already used for a different request", code="idempotency_key_reused"
-        )
+        raise key_reused()
     return order
 
 

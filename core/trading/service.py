@@ -26,6 +26,7 @@ from core.clock import as_utc, utcnow
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.ledger import errors as ledger_errors
 from core.ledger import service as ledger
+from core.ledger.errors import key_reused
 from core.ledger.types import Entry, HoldUse, Leg
 from core.models import (
     Chip,
@@ -73,12 +74,6 @@ def _pair_missing() -> NotFound:
 
 def _client_key(prefix: str, actor_id: int, client_key: str | None) -> str:
     return ledger.client_key(prefix, actor_id, client_key)
-
-
-def _key_reused() -> Conflict:
-    return Conflict(
-        "this idempotency key was already used for a different request", code="idempotency_key_reused"
-    )
 
 
 def _require_admin(ctx: CommunityContext) -> None:
@@ -149,21 +144,11 @@ def set_guards(session: Session, actor: Actor, pair_id: int, data: GuardsIn) -> 
     _require_admin(ctx)
     pair = repo.lock_pair(session, pair_id)
     assert pair is not None
-    before = audit.snapshot(pair, _GUARDS)
     changes = data.model_dump(exclude_unset=True)
     if "breaker_window_seconds" in changes and changes["breaker_window_seconds"] is None:
         raise InvalidInput("`breaker_window_seconds` cannot be null", code="invalid_input")
-    for name, value in changes.items():
-        setattr(pair, name, value)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "trading.guards_updated",
-        pair,
-        community_id=pair.community_id,
-        before=before,
-        after=audit.snapshot(pair, _GUARDS),
+    audit.apply_changes(
+        session, actor, "trading.guards_updated", pair, changes, _GUARDS, community_id=pair.community_id
     )
     return PairOut.model_validate(pair)
 
@@ -256,7 +241,7 @@ def _replay(order: TradeOrder, pair_id: int, data: OrderIn) -> TradeOrder:
         data.price,
         data.amount,
     ):
-        raise _key_reused()
+        raise key_reused()
     return order
 
 
@@ -607,7 +592,7 @@ def _swap_replay(swap: SwapOffer, data: SwapIn) -> SwapOut:
         data.note,
     )
     if not same:
-        raise _key_reused()
+        raise key_reused()
     return SwapOut.model_validate(swap)
 
 

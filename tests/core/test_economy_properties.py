@@ -45,8 +45,10 @@ from core.models import (
     OrderStatus,
     RedemptionOffer,
     RedemptionOrder,
+    Trade,
     TradeOrder,
     TradeOrderStatus,
+    TradingPair,
     TxKind,
     User,
 )
@@ -362,12 +364,23 @@ class EconomyMachine(RuleBasedStateMachine):
             select(RedemptionOffer.stock).where(RedemptionOffer.community_id == self.community.id)
         )
         assert all(stock is None or stock >= 0 for stock in stocks)
-        kinds = set(
+        # Every fill is settled by exactly one TRADE transaction, and every TRADE settles a fill.
+        trade_txs = set(
             s.scalars(
-                select(LedgerTransaction.kind).where(LedgerTransaction.community_id == self.community.id)
+                select(LedgerTransaction.id).where(
+                    LedgerTransaction.community_id == self.community.id,
+                    LedgerTransaction.kind == TxKind.TRADE,
+                )
             )
         )
-        assert kinds <= set(TxKind)
+        fills = list(
+            s.scalars(
+                select(Trade.transaction_id)
+                .join(TradingPair, TradingPair.id == Trade.pair_id)
+                .where(TradingPair.community_id == self.community.id)
+            )
+        )
+        assert sorted(fills) == sorted(trade_txs)
 
     def teardown(self) -> None:
         self.savepoint.rollback()
