@@ -50,6 +50,13 @@ from core.models.ledger import (
     TxKind,
 )
 from core.models.notification import Notification
+from core.models.recommendation import (
+    Embedding,
+    EmbeddingEntity,
+    FeedbackKind,
+    RecommendationFeedback,
+    RecommenderState,
+)
 from core.models.redemption import (
     OfferKind,
     OrderStatus,
@@ -57,6 +64,7 @@ from core.models.redemption import (
     RedemptionOrder,
     Settlement,
 )
+from core.models.social import Block, Follow
 from core.models.tipping import MemberReputation, RingStatus, Tip, TippingPolicy, TipRingReport
 from core.models.trading import (
     Side,
@@ -75,6 +83,7 @@ __all__ = [
     "AuditLog",
     "Ban",
     "Base",
+    "Block",
     "Challenge",
     "ChallengeCompletion",
     "Channel",
@@ -90,11 +99,15 @@ __all__ = [
     "EarnGrant",
     "EarnRule",
     "EarnTrigger",
+    "Embedding",
+    "EmbeddingEntity",
     "EmissionPeriod",
     "Enrollment",
     "Event",
     "EventRsvp",
     "EventStatus",
+    "FeedbackKind",
+    "Follow",
     "GrantStatus",
     "HoldStatus",
     "Invite",
@@ -116,6 +129,8 @@ __all__ = [
     "Post",
     "PostRevision",
     "Reaction",
+    "RecommendationFeedback",
+    "RecommenderState",
     "RedemptionOffer",
     "RedemptionOrder",
     "RingStatus",

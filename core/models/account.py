@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, BigId, CreatedMixin, IdMixin, Json, UTCDateTime, str_enum
@@ -29,6 +29,8 @@ class User(IdMixin, CreatedMixin, Base):
     avatar_url: Mapped[str | None] = mapped_column(String(500))
     is_superuser: Mapped[bool] = mapped_column(default=False)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Opted out of recommendations: never profiled (no embedding kept) and never recommended.
+    recommendations_opt_out: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class AccessToken(IdMixin, CreatedMixin, Base):
