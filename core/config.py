@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     index_exact_max: int = Field(
         default=20_000, ge=0, description="vectors up to which an index stays exact (flat)"
     )
+    # IVF tuning, measured by `hearth bench recommend` (README): nlist = factor * sqrt(count).
+    index_nlist_factor: float = Field(default=4.0, gt=0, description="IVF lists per sqrt(vector count)")
+    index_nprobe: int = Field(default=32, ge=1, description="IVF lists scanned per query")
+    index_train_per_list: int = Field(default=64, ge=39, description="IVF training sample per list")
+    index_retrain_growth: float = Field(
+        default=4.0, gt=1, description="retrain an IVF index once it grows this many times its trained size"
+    )
+    index_threads: int = Field(default=2, ge=1, description="FAISS threads for builds and batch searches")
 
     @property
     def resolved_database_url(self) -> str:
