@@ -351,6 +351,11 @@ class SentenceTransformerEmbedder(_LazyEngine):
         self._dim: int | None = None
 
     def _load(self) -> Any:
+        if not self._local and self.name_or_path.startswith(("/", "./", "../", "~")):
+            # Clearly a path, not a hub name: say so instead of asking the hub for it.
+            raise EmbedderError(
+                f"cannot load sentence-transformers model: no directory {self.name_or_path!r}"
+            )
         try:
             import torch
             from sentence_transformers import SentenceTransformer
