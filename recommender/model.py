@@ -1,0 +1,859 @@
+"""The recommender: people, events, courses and threads for one member, each with one reason.
+
+`RecommenderModel.fit` precomputes everything a request needs from a `Corpus`:
+
+- content: one vector per item (title + text) and per member (profile + interests), and a
+  *taste* vector per member that blends the profile with the items the member engaged with
+  (so a member with a vague profile still has a content signal, in any language);
+- behaviour: one sparse member x target matrix (targets = items and members) with weights per
+  interaction kind and a mild recency decay, its transpose capped to the most recent members per
+  target (so a request's cost does not grow with an item's popularity), and the member x member
+  social matrix (follow, reply, tip);
+- popularity (distinct members, all time and recent) and freshness inputs.
+
+A request (`recommend`) gathers candidates from the vector search of the kind, from the
+behaviour graph (co-participants' choices, people followed by people you follow, people who
+follow you) and from the popular and fresh lists, scores every candidate on each channel,
+blends, drops what must not appear, pushes down what resembles "not interested" feedback,
+diversifies with MMR, applies tier access (with at most `upgrade_slots` locked upgrade
+suggestions) and explains each result by its strongest channel. The work per request is bounded
+by caps (history, neighbours, candidates), not by the community's size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.corpus import DEFINES, KINDS, Corpus, InteractionKind, Item, ItemKind, Kind, Member
+from recommender.embedder import Embedder
+
+# How much one interaction says about a member's interest in its target.
+INTERACTION_WEIGHT: dict[InteractionKind, float] = {
+    "follow": 1.0,
+    "tip": 2.0,
+    "reply": 1.5,
+    "rsvp": 1.0,
+    "attend": 1.5,
+    "enrol": 2.0,
+    "view": 0.3,
+}
+ITEM_KINDS: tuple[ItemKind, ...] = ("event", "course", "thread")
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    params: Mapping[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    id: str
+    kind: Kind
+    score: float
+    reason: Reason
+    locked: bool = False
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Blend weights per channel (each channel is scaled to [0, 1] per request).
+
+    Chosen on a development community (`synthetic.generate(seed=1)`), never on the evaluation
+    split: content and collaborative evidence lead, the social channel adds what friends do,
+    popularity and freshness break ties and carry members with no history.
+    """
+
+    content: float = 1.0
+    cf: float = 1.2
+    social: float = 0.5
+    follows_you: float = 0.8
+    fof: float = 1.0
+    popularity: float = 0.35
+    freshness: float = 0.3
+    mmr_lambda: float = 0.8
+    not_interested: float = 0.6
+
+
+# Caps that bound a request's work.
+HISTORY_CAP = 64
+TARGET_MEMBERS_CAP = 200
+NEIGHBOURS = 100
+CANDIDATES = 200
+REASON_HISTORY = 24
+
+
+class _Kinds:
+    """Small integer codes for target kinds (people = 0, event = 1, course = 2, thread = 3)."""
+
+    code: dict[Kind, int] = {k: n for n, k in enumerate(KINDS)}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def _rows(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Concatenated (row position, column, value) of the given CSR rows, without Python loops."""
+    starts, stops = indptr[rows], indptr[rows + 1]
+    lengths = stops - starts
+    total = int(lengths.sum())
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    flat = np.repeat(starts, lengths) + offsets
+    return owner, indices[flat], data[flat]
+
+
+class RecommenderModel:
+    def __init__(self, embedder: Embedder, weights: Weights | None = None) -> None:
+        self.embedder = embedder
+        self.weights = weights or Weights()
+        self.dim = embedder.dim
+        self.members: list[Member | None] = []
+        self.items: list[Item | None] = []
+        self.member_row: dict[str, int] = {}
+        self.item_col: dict[str, int] = {}
+        self._interest_vecs: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ fit
+
+    @classmethod
+    def fit(
+        cls,
+        corpus: Corpus,
+        embedder: Embedder,
+        *,
+        vectors: Mapping[str, np.ndarray] | None = None,
+        now: datetime | None = None,
+        progress: Callable[[str], None] | None = None,
+        weights: Weights | None = None,
+    ) -> RecommenderModel:
+        self = cls(embedder, weights)
+        say = progress or (lambda _msg: None)
+        self.now = now or datetime.now(UTC)
+        now_s = self.now.timestamp()
+        self.members = list(corpus.members.values())
+        self.items = list(corpus.items.values())
+        self.member_row = {m.id: r for r, m in enumerate(self.members)}
+        self.item_col = {i.id: c for c, i in enumerate(self.items)}
+        n_m, n_i = len(self.members), len(self.items)
+
+        say(f"embedding {n_m} members and {n_i} items with {embedder.model_id}")
+        self.member_vec = self._vectors(
+            [m.id for m in self.members], [m.text() for m in self.members], vectors
+        )
+        self.item_vec = self._vectors(
+            [i.id for i in self.items], [i.embed_text() for i in self.items], vectors
+        )
+        self.item_kind = np.array([_Kinds.code[i.kind] for i in self.items], dtype=np.int8)
+        self.alive_member = np.ones(n_m, dtype=bool)
+        self.alive_item = np.ones(n_i, dtype=bool)
+        self.starts_ts = np.array([_ts(i.starts_at) for i in self.items], dtype=np.float64)
+        self.created_ts = np.array([_ts(i.created_at) for i in self.items], dtype=np.float64)
+
+        say(f"building the behaviour graph from {len(corpus.interactions)} interactions")
+        # Targets: items are columns 0..n_i-1, members n_i..n_i+n_m-1.
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        defining_rows: list[int] = []
+        defining_cols: list[int] = []
+        recent: list[float] = []
+        last_seen: list[float] = []
+        self._tipped: set[tuple[int, int]] = set()
+        self._replied: set[tuple[int, int]] = set()
+        for x in corpus.interactions:
+            r = self.member_row.get(x.member)
+            if r is None:
+                continue
+            c = self.item_col.get(x.target)
+            if c is None:
+                mr = self.member_row.get(x.target)
+                if mr is None:
+                    continue
+                c = n_i + mr
+                target_kind: Kind = "people"
+            else:
+                target_kind = self.items[c].kind  # type: ignore[union-attr]
+            age = max(0.0, (now_s - x.ts.timestamp()) / DAY)
+            rows.append(r)
+            cols.append(c)
+            # Recent behaviour says more about current taste, old behaviour still counts.
+            vals.append(INTERACTION_WEIGHT[x.kind] * (0.5 + 0.5 * math.exp(-age / 90.0)))
+            last_seen.append(x.ts.timestamp())
+            if x.kind in DEFINES[target_kind]:
+                defining_rows.append(r)
+                defining_cols.append(c)
+                recent.append(math.exp(-age / 30.0))
+            if x.kind == "tip":
+                self._tipped.add((r, c))
+            elif x.kind == "reply":
+                self._replied.add((r, c))
+        n_t = n_i + n_m
+        self.B = sp.csr_matrix(
+            (np.asarray(vals, dtype=np.float32), (np.asarray(rows), np.asarray(cols))), shape=(n_m, n_t)
+        )
+        self.B.sum_duplicates()
+        self.B.sort_indices()
+        self._capped_transpose(np.asarray(rows), np.asarray(cols), np.asarray(last_seen), n_t)
+        # Popularity: distinct members choosing the target (all time) and a 30-day trend.
+        d_rows = np.asarray(defining_rows, dtype=np.int64)
+        d_cols = np.asarray(defining_cols, dtype=np.int64)
+        pairs = np.unique(d_rows * n_t + d_cols) if len(d_rows) else np.zeros(0, dtype=np.int64)
+        self.pop = np.bincount(pairs % n_t, minlength=n_t).astype(np.float32) if n_t else np.zeros(0)
+        self.trend = np.bincount(d_cols, weights=np.asarray(recent), minlength=n_t).astype(np.float32)
+        self.touch = np.bincount(np.asarray(cols, dtype=np.int64), minlength=n_t).astype(np.float32)
+        self.degree = np.asarray(self.B.sum(axis=1)).ravel().astype(np.float32)
+
+        say("computing taste vectors")
+        self.taste = np.zeros_like(self.member_vec)
+        for r in range(n_m):
+            self.taste[r] = self._taste(r)
+        self._calibrate()
+        return self
+
+    def _vectors(
+        self, ids: Sequence[str], texts: Sequence[str], given: Mapping[str, np.ndarray] | None
+    ) -> np.ndarray:
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        missing = []
+        for n, (eid, text) in enumerate(zip(ids, texts, strict=True)):
+            if given is not None and eid in given:
+                out[n] = np.asarray(given[eid], dtype=np.float32)
+            elif text.strip():
+                missing.append(n)
+        # A member with nothing written has no content vector rather than the vector of "".
+        for start in range(0, len(missing), 512):
+            chunk = missing[start : start + 512]
+            out[chunk] = self.embedder.embed([texts[n] for n in chunk])
+        return out
+
+    def _capped_transpose(self, rows: np.ndarray, cols: np.ndarray, ts: np.ndarray, n_t: int) -> None:
+        """Target -> its most recent distinct members, at most TARGET_MEMBERS_CAP each."""
+        if len(rows) == 0:
+            self.t_indptr = np.zeros(n_t + 1, dtype=np.int64)
+            self.t_members = np.zeros(0, dtype=np.int64)
+            return
+        order = np.lexsort((-ts, rows, cols))
+        c, r = cols[order], rows[order]
+        first = np.ones(len(c), dtype=bool)
+        first[1:] = (c[1:] != c[:-1]) | (r[1:] != r[:-1])
+        c, r, t = c[first], r[first], ts[order][first]
+        order = np.lexsort((-t, c))
+        c, r = c[order], r[order]
+        start_of = np.searchsorted(c, c, side="left")
+        keep = (np.arange(len(c)) - start_of) < TARGET_MEMBERS_CAP
+        c, r = c[keep], r[keep]
+        self.t_indptr = np.zeros(n_t + 1, dtype=np.int64)
+        np.cumsum(np.bincount(c, minlength=n_t), out=self.t_indptr[1:])
+        self.t_members = r.astype(np.int64)
+
+    def _taste(self, r: int) -> np.ndarray:
+        """Profile blended with the content of what the member engaged with, as one unit vector."""
+        start, stop = self.B.indptr[r], self.B.indptr[r + 1]
+        cols, vals = self.B.indices[start:stop], self.B.data[start:stop]
+        n_i = len(self.items)
+        item_mask = cols < n_i
+        history = np.zeros(self.dim, dtype=np.float32)
+        if item_mask.any():
+            history = _unit(vals[item_mask] @ self.item_vec[cols[item_mask]])
+        profile = self.member_vec[r]
+        return _unit(profile + history).astype(np.float32)
+
+    def _calibrate(self) -> None:
+        """Typical taste-to-target cosine per kind, so content scores mean the same on every engine."""
+        rng = np.random.default_rng(0)
+        self.cal: dict[Kind, tuple[float, float]] = {}
+        members = np.flatnonzero(np.linalg.norm(self.taste, axis=1) > 0)
+        for kind in KINDS:
+            pool = (
+                members
+                if kind == "people"
+                else np.flatnonzero(
+                    (self.item_kind == _Kinds.code[kind]) & (np.linalg.norm(self.item_vec, axis=1) > 0)
+                )
+            )
+            if len(members) == 0 or len(pool) == 0:
+                self.cal[kind] = (0.0, 1.0)
+                continue
+            a = self.taste[rng.choice(members, 2000)]
+            b = (self.taste if kind == "people" else self.item_vec)[rng.choice(pool, 2000)]
+            cos = np.einsum("ij,ij->i", a, b)
+            self.cal[kind] = (float(cos.mean()), float(cos.std()) or 1.0)
+
+    # ------------------------------------------------------------------ incremental updates
+
+    def upsert_member(self, member: Member, vector: np.ndarray | None = None) -> None:
+        vec = self._one_vector(member.text(), vector)
+        r = self.member_row.get(member.id)
+        if r is None:
+            r = len(self.members)
+            self.members.append(member)
+            self.member_row[member.id] = r
+            self.member_vec = np.vstack([self.member_vec, vec[None]])
+            self.taste = np.vstack([self.taste, vec[None]])
+            self.alive_member = np.append(self.alive_member, True)
+            # Member targets keep the fitted layout: a new member has no behaviour until the next fit.
+        else:
+            self.members[r] = member
+            self.member_vec[r] = vec
+            self.alive_member[r] = True
+            self.taste[r] = self._taste(r) if r < self.B.shape[0] else vec
+
+    def upsert_item(self, item: Item, vector: np.ndarray | None = None) -> None:
+        vec = self._one_vector(item.embed_text(), vector)
+        c = self.item_col.get(item.id)
+        if c is None:
+            # New items get a column past the behaviour matrix: content, popularity 0, freshness.
+            c = len(self.items)
+            self.items.append(item)
+            self.item_col[item.id] = c
+            self.item_vec = np.vstack([self.item_vec, vec[None]])
+            self.item_kind = np.append(self.item_kind, np.int8(_Kinds.code[item.kind]))
+            self.alive_item = np.append(self.alive_item, True)
+            self.starts_ts = np.append(self.starts_ts, _ts(item.starts_at))
+            self.created_ts = np.append(self.created_ts, _ts(item.created_at))
+        else:
+            self.starts_ts[c] = _ts(item.starts_at)
+            self.created_ts[c] = _ts(item.created_at)
+            self.items[c] = item
+            self.item_vec[c] = vec
+            self.item_kind[c] = _Kinds.code[item.kind]
+            self.alive_item[c] = True
+
+    def remove(self, entity_id: str) -> bool:
+        """Forget a member (opted out, left) or an item (deleted): it is never recommended again."""
+        if (r := self.member_row.get(entity_id)) is not None:
+            self.alive_member[r] = False
+            return True
+        if (c := self.item_col.get(entity_id)) is not None:
+            self.alive_item[c] = False
+            return True
+        return False
+
+    def _one_vector(self, text: str, vector: np.ndarray | None) -> np.ndarray:
+        if vector is not None:
+            return np.asarray(vector, dtype=np.float32).reshape(self.dim)
+        if not text.strip():
+            return np.zeros(self.dim, dtype=np.float32)
+        return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+
+    # ------------------------------------------------------------------ request
+
+    def recommend(
+        self,
+        member_id: str,
+        kind: Kind,
+        k: int = 10,
+        *,
+        exclude: Collection[str] = (),
+        not_interested: Collection[str] = (),
+        can_access: Callable[[Item], bool] | None = None,
+        upgrade_slots: int = 1,
+        now: datetime | None = None,
+    ) -> list[Recommendation]:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if k <= 0:
+            return []
+        req = _Request(self, member_id, kind, now or self.now)
+        cands = req.candidates()
+        banned = req.known()
+        for eid in (*exclude, *not_interested):
+            idx = self._index_of(eid, kind)
+            if idx is not None:
+                banned.add(idx)
+        if banned:
+            cands = cands[~np.isin(cands, np.fromiter(banned, dtype=np.int64, count=len(banned)))]
+        if len(cands) == 0:
+            return []
+        channels = req.channels(cands)
+        score = req.blend(channels)
+        ni = [i for i in (self._index_of(e, kind) for e in not_interested) if i is not None]
+        if ni:
+            score = score * (1.0 - self.weights.not_interested * req.resemblance(cands, np.asarray(ni)))
+        return req.select(cands, score, channels, k, can_access, upgrade_slots)
+
+    def _index_of(self, eid: str, kind: Kind) -> int | None:
+        """Position of an entity in the candidate space of `kind` (member rows or item columns)."""
+        if kind == "people":
+            return self.member_row.get(eid)
+        return self.item_col.get(eid)
+
+    def interest_vector(self, text: str) -> np.ndarray:
+        vec = self._interest_vecs.get(text)
+        if vec is None:
+            vec = np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+            self._interest_vecs[text] = vec
+        return vec
+
+    def name(self, r: int) -> str:
+        m = self.members[r]
+        return (m.name or m.id) if m else ""
+
+
+class _Request:
+    """One recommendation request: the member's neighbourhood, computed once, and its channels."""
+
+    def __init__(self, model: RecommenderModel, member_id: str, kind: Kind, now: datetime) -> None:
+        self.m = model
+        self.kind = kind
+        self.now = now
+        self.n_i = model.B.shape[1] - model.B.shape[0]
+        self.n_fit_m = model.B.shape[0]
+        self.r = model.member_row.get(member_id)
+        self.people = kind == "people"
+        self.w = model.weights
+        self._pop: np.ndarray | None = None
+        self._fresh: np.ndarray | None = None
+        if self.r is not None and self.r < self.n_fit_m:
+            s, e = model.B.indptr[self.r], model.B.indptr[self.r + 1]
+            self.hist_cols = model.B.indices[s:e].astype(np.int64)
+            self.hist_vals = model.B.data[s:e]
+        else:
+            self.hist_cols = np.zeros(0, dtype=np.int64)
+            self.hist_vals = np.zeros(0, dtype=np.float32)
+        self.taste = model.taste[self.r] if self.r is not None else np.zeros(model.dim, dtype=np.float32)
+        self._neighbours()
+
+    # The member's neighbourhood: co-participants (shared targets, rarer ones count more) and
+    # social ties, as one dense score over member rows.
+    def _neighbours(self) -> None:
+        m = self.m
+        n_m = self.n_fit_m
+        self.co = np.zeros(n_m, dtype=np.float32)
+        if len(self.hist_cols):
+            top = np.argsort(-self.hist_vals)[:HISTORY_CAP]
+            cols, vals = self.hist_cols[top], self.hist_vals[top]
+            owner, members, _ = _rows(m.t_indptr, m.t_members, np.ones(len(m.t_members), np.float32), cols)
+            hit = vals[owner] / np.log(2.0 + m.touch[cols][owner])
+            self.co = np.bincount(members, weights=hit, minlength=n_m).astype(np.float32)
+            self.co /= np.sqrt(1.0 + m.degree[:n_m])
+            if self.r is not None and self.r < n_m:
+                self.co[self.r] = 0.0
+        # Social: whom the member follows/tips/replies to, and who does so to the member.
+        mcols = self.hist_cols[self.hist_cols >= self.n_i]
+        self.out_rows = mcols - self.n_i
+        self.out_vals = self.hist_vals[self.hist_cols >= self.n_i]
+
+    def known(self) -> set[int]:
+        """Indices (in the kind's space) the member already knows, and the member."""
+        if self.people:
+            known = {int(c) for c in self.out_rows}
+            if self.r is not None:
+                known.add(self.r)
+            return known
+        return {int(c) for c in self.hist_cols[self.hist_cols < self.n_i]}
+
+    def _alive_pool(self) -> np.ndarray:
+        m = self.m
+        if self.people:
+            return m.alive_member
+        return m.alive_item & (m.item_kind == _Kinds.code[self.kind])
+
+    def candidates(self) -> np.ndarray:
+        m = self.m
+        pool = self._alive_pool()
+        found: list[np.ndarray] = []
+        # Content: nearest by taste (brute force over the kind; see `vector_search`).
+        if np.any(self.taste):
+            found.append(vector_search(self._space(), self.taste, pool, CANDIDATES))
+        # Behaviour.
+        self.behaviour = self._behaviour_scores()
+        if self.behaviour is not None:
+            b = self.behaviour
+            nz = np.flatnonzero(b > 0)
+            if len(nz) > CANDIDATES:
+                nz = nz[np.argpartition(-b[nz], CANDIDATES)[:CANDIDATES]]
+            found.append(nz)
+        # Popular and fresh.
+        pop = self._popularity_all()
+        found.append(_top(pop, pool, 50))
+        if not self.people:
+            found.append(_top(self._freshness_all(), pool, 50))
+        cands = np.unique(np.concatenate(found)).astype(np.int64)
+        cands = cands[pool[cands]]
+        return cands
+
+    def _space(self) -> np.ndarray:
+        return self.m.taste if self.people else self.m.item_vec
+
+    def _behaviour_scores(self) -> np.ndarray | None:
+        """Collaborative score over the kind's space (dense), from the neighbourhood."""
+        m = self.m
+        n_m = self.n_fit_m
+        if self.people:
+            size = len(m.members)
+            out = np.zeros(size, dtype=np.float32)
+            out[:n_m] += self._norm(self.co) * self.w.cf
+            self.fof = np.zeros(size, dtype=np.float32)
+            if len(self.out_rows):
+                owner, targets, vals = _rows(m.B.indptr, m.B.indices, m.B.data, self.out_rows)
+                sel = targets >= self.n_i
+                weight = self.out_vals[owner[sel]] * vals[sel] / np.log(2.0 + m.touch[targets[sel]])
+                self.fof[:n_m] = np.bincount(targets[sel] - self.n_i, weights=weight, minlength=n_m)
+            self.follows_you = np.zeros(size, dtype=np.float32)
+            if self.r is not None and self.r < n_m:
+                col = self.n_i + self.r
+                s, e = m.t_indptr[col], m.t_indptr[col + 1]
+                self.follows_you[m.t_members[s:e]] = 1.0
+            out += self._norm(self.fof) * self.w.fof + self.follows_you * self.w.follows_you
+            return out
+        size = len(m.items)
+        nb = self.co
+        top = np.flatnonzero(nb > 0)
+        if len(top) > NEIGHBOURS:
+            top = top[np.argpartition(-nb[top], NEIGHBOURS)[:NEIGHBOURS]]
+        self.cf = np.zeros(size, dtype=np.float32)
+        if len(top):
+            owner, targets, vals = _rows(m.B.indptr, m.B.indices, m.B.data, top)
+            sel = targets < self.n_i
+            self.cf[: self.n_i] = np.bincount(
+                targets[sel], weights=nb[top][owner[sel]] * vals[sel], minlength=self.n_i
+            )
+        # Friends: what the people the member follows chose.
+        self.social = np.zeros(size, dtype=np.float32)
+        if len(self.out_rows):
+            owner, targets, vals = _rows(m.B.indptr, m.B.indices, m.B.data, self.out_rows)
+            sel = targets < self.n_i
+            self.social[: self.n_i] = np.bincount(
+                targets[sel], weights=self.out_vals[owner[sel]] * vals[sel], minlength=self.n_i
+            )
+        return self._norm(self.cf) * self.w.cf + self._norm(self.social) * self.w.social
+
+    @staticmethod
+    def _norm(v: np.ndarray) -> np.ndarray:
+        top = float(v.max()) if len(v) else 0.0
+        return v / top if top > 0 else v
+
+    def _popularity_all(self) -> np.ndarray:
+        if self._pop is not None:
+            return self._pop
+        m = self.m
+        if self.people:
+            cols = slice(self.n_i, self.n_i + self.n_fit_m)
+            size = len(m.members)
+        else:
+            cols = slice(0, self.n_i)
+            size = len(m.items)
+        pop = np.zeros(size, dtype=np.float32)
+        trend = np.zeros(size, dtype=np.float32)
+        pop[: cols.stop - cols.start] = np.log1p(m.pop[cols])
+        trend[: cols.stop - cols.start] = m.trend[cols]
+        pool = self._alive_pool()
+        for arr in (pop, trend):
+            top = float(arr[pool].max()) if pool.any() else 0.0
+            if top > 0:
+                arr /= top
+        self._pop = 0.5 * pop + 0.5 * trend
+        return self._pop
+
+    def _freshness_all(self) -> np.ndarray:
+        if self._fresh is None:
+            self._fresh = freshness_of(self.m.starts_ts, self.m.created_ts, self.now.timestamp())
+        return self._fresh
+
+    def channels(self, cands: np.ndarray) -> dict[str, np.ndarray]:
+        m, w = self.m, self.w
+        mu, sigma = m.cal[self.kind]
+        space = self._space()
+        cos = space[cands] @ self.taste if np.any(self.taste) else np.zeros(len(cands), np.float32)
+        # Content as calibrated excess similarity: zero for a typical pair, 1 at four deviations.
+        content = np.clip((cos - mu) / (4.0 * sigma), 0.0, 1.0) * (np.linalg.norm(space[cands], axis=1) > 0)
+        out: dict[str, np.ndarray] = {"content": content * w.content}
+        if self.people:
+            out["cf"] = self._norm(self._pad(self.co, len(m.members)))[cands] * w.cf
+            out["fof"] = self._norm(self.fof)[cands] * w.fof
+            out["follows_you"] = self.follows_you[cands] * w.follows_you
+        else:
+            out["cf"] = self._norm(self.cf)[cands] * w.cf
+            out["social"] = self._norm(self.social)[cands] * w.social
+            out["freshness"] = self._freshness_all()[cands] * w.freshness
+        out["popularity"] = self._popularity_all()[cands] * w.popularity
+        return out
+
+    @staticmethod
+    def _pad(v: np.ndarray, size: int) -> np.ndarray:
+        if len(v) >= size:
+            return v
+        return np.concatenate([v, np.zeros(size - len(v), dtype=v.dtype)])
+
+    @staticmethod
+    def blend(channels: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.sum(np.stack(list(channels.values())), axis=0)
+
+    def _vecs(self, idx: np.ndarray) -> np.ndarray:
+        return (self.m.member_vec if self.people else self.m.item_vec)[idx]
+
+    def resemblance(self, cands: np.ndarray, to: np.ndarray) -> np.ndarray:
+        """How close each candidate is to the given ones, in [0, 1] above the typical cosine."""
+        sims = self._vecs(cands) @ self._vecs(to).T
+        mu, sigma = self.m.cal[self.kind]
+        return np.clip((sims.max(axis=1) - mu) / (4.0 * sigma), 0.0, 1.0)
+
+    def select(
+        self,
+        cands: np.ndarray,
+        score: np.ndarray,
+        channels: Mapping[str, np.ndarray],
+        k: int,
+        can_access: Callable[[Item], bool] | None,
+        upgrade_slots: int,
+    ) -> list[Recommendation]:
+        m = self.m
+        lam = self.w.mmr_lambda
+        order = np.argsort(-score)[: max(4 * k, 40)]
+        pool = list(order)
+        vecs = self._vecs(cands[order])
+        pos = {int(p): n for n, p in enumerate(order)}
+        top = float(score[order[0]]) or 1.0
+        chosen: list[Recommendation] = []
+        chosen_vecs: list[np.ndarray] = []
+        locked_left = max(0, upgrade_slots)
+        while pool and len(chosen) < k:
+            if chosen_vecs:
+                sims = vecs[[pos[p] for p in pool]] @ np.stack(chosen_vecs).T
+                penalty = np.clip(sims.max(axis=1), 0.0, 1.0)
+            else:
+                penalty = np.zeros(len(pool))
+            mmr = lam * score[pool] / top - (1 - lam) * penalty
+            best = int(np.argmax(mmr))
+            p = pool.pop(best)
+            idx = int(cands[p])
+            locked = False
+            if not self.people and can_access is not None:
+                item = m.items[idx]
+                assert item is not None
+                if not can_access(item):
+                    if locked_left == 0:
+                        continue
+                    locked_left -= 1
+                    locked = True
+            chosen_vecs.append(vecs[pos[p]])
+            contrib = {name: float(v[p]) for name, v in channels.items()}
+            if locked:
+                item = m.items[idx]
+                reason = Reason("upgrade", {"tier": item.tier if item else "member"})
+            else:
+                reason = explain(self, idx, contrib)
+            eid = m.members[idx].id if self.people else m.items[idx].id  # type: ignore[union-attr]
+            chosen.append(Recommendation(eid, self.kind, round(float(score[p]), 6), reason, locked))
+        return chosen
+
+
+def _ts(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else math.nan
+
+
+def freshness_of(starts: np.ndarray, created: np.ndarray, now: float) -> np.ndarray:
+    """1 for an event about to start or an item just posted, decaying with distance in time.
+
+    Past events fade fast (a week) but are not zeroed: in a replayed history "now" is the last
+    thing seen, and an event just past is still what the community is talking about.
+    """
+    out = np.zeros(len(starts), dtype=np.float32)
+    has_start = ~np.isnan(starts)
+    days = (starts[has_start] - now) / DAY
+    out[has_start] = np.where(
+        days >= 0, np.exp(-np.maximum(days, 0) / 14.0), 0.5 * np.exp(np.minimum(days, 0) / 7.0)
+    )
+    has_created = ~has_start & ~np.isnan(created)
+    age = np.maximum(0.0, (now - created[has_created]) / DAY)
+    out[has_created] = np.exp(-age / 30.0)
+    return out
+
+
+def vector_search(space: np.ndarray, query: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k rows of `space` (within `pool`) nearest to `query` by inner product."""
+    idx = np.flatnonzero(pool)
+    if len(idx) == 0:
+        return idx.astype(np.int64)
+    sims = space[idx] @ query
+    if len(idx) > k:
+        part = np.argpartition(-sims, k)[:k]
+        return idx[part].astype(np.int64)
+    return idx.astype(np.int64)
+
+
+def _top(values: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    idx = np.flatnonzero(pool & (values > 0))
+    if len(idx) > k:
+        idx = idx[np.argpartition(-values[idx], k)[:k]]
+    return idx.astype(np.int64)
+
+
+# ---------------------------------------------------------------------- reasons
+
+ACTION: dict[ItemKind, str] = {"event": "rsvp", "course": "enrol", "thread": "reply"}
+
+
+def explain(req: _Request, idx: int, contrib: Mapping[str, float]) -> Reason:
+    """One reason from the strongest channel, with concrete names or titles."""
+    for channel, _ in sorted(contrib.items(), key=lambda kv: -kv[1]):
+        if contrib[channel] <= 0:
+            break
+        reason = _REASONS[channel](req, idx)
+        if reason is not None:
+            return reason
+    return _popular(req, idx) or Reason("popular", {"n": 0})
+
+
+def _col(req: _Request, idx: int, people: bool | None = None) -> int | None:
+    """The behaviour column of a candidate; None for one added after the fit (no behaviour yet)."""
+    if req.people if people is None else people:
+        return req.n_i + idx if idx < req.n_fit_m else None
+    return idx if idx < req.n_i else None
+
+
+def _target_members(req: _Request, col: int | None) -> np.ndarray:
+    m = req.m
+    if col is None:
+        return np.zeros(0, dtype=np.int64)
+    return m.t_members[m.t_indptr[col] : m.t_indptr[col + 1]]
+
+
+def _reason_cf(req: _Request, idx: int) -> Reason | None:
+    m = req.m
+    if req.people:
+        # The rarest target both chose: "you both tipped X", "you both replied in '<thread>'".
+        if req.r is None or idx >= req.n_fit_m:
+            return None
+        s, e = m.B.indptr[idx], m.B.indptr[idx + 1]
+        shared = np.intersect1d(req.hist_cols, m.B.indices[s:e])
+        if len(shared) == 0:
+            return None
+        t = int(shared[np.argmin(m.touch[shared])])
+        return _shared_reason(req, idx, t)
+    members = _target_members(req, _col(req, idx))
+    if len(members) == 0 or len(req.hist_cols) == 0:
+        return None
+    hist = req.hist_cols[req.hist_cols < req.n_i]
+    hist = hist[np.argsort(-req.hist_vals[req.hist_cols < req.n_i])][:REASON_HISTORY]
+    best, best_n = -1, 0
+    for h in hist:
+        n = int(np.isin(_target_members(req, int(h)), members, assume_unique=True).sum())
+        if n > best_n:
+            best, best_n = int(h), n
+    if best < 0:
+        return None
+    item = m.items[best]
+    assert item is not None
+    return Reason("also_joined", {"title": item.title or item.id, "action": ACTION[item.kind]})
+
+
+def _shared_reason(req: _Request, other: int, t: int) -> Reason:
+    m = req.m
+    if t >= req.n_i:
+        name = m.name(t - req.n_i)
+        if (req.r, t) in m._tipped and (other, t) in m._tipped:
+            return Reason("co_tipped", {"name": name})
+        return Reason("both_follow", {"name": name})
+    item = m.items[t]
+    assert item is not None
+    title = item.title or item.id
+    if (req.r, t) in m._tipped and (other, t) in m._tipped:
+        return Reason("co_tipped", {"name": title})
+    if item.kind == "thread":
+        both = (req.r, t) in m._replied and (other, t) in m._replied
+        return Reason("replied_together" if both else "same_thread", {"title": title})
+    return Reason("same_event" if item.kind == "event" else "same_course", {"title": title})
+
+
+def _reason_social(req: _Request, idx: int) -> Reason | None:
+    members = _target_members(req, _col(req, idx))
+    friends = np.intersect1d(req.out_rows, members)
+    if len(friends) == 0:
+        return None
+    item = req.m.items[idx]
+    assert item is not None
+    strongest = friends[np.argmax([req.out_vals[req.out_rows == f].max() for f in friends])]
+    return Reason(
+        "friends_joined", {"n": len(friends), "name": req.m.name(int(strongest)), "action": ACTION[item.kind]}
+    )
+
+
+def _reason_fof(req: _Request, idx: int) -> Reason | None:
+    members = _target_members(req, _col(req, idx))
+    via = np.intersect1d(req.out_rows, members)
+    if len(via) == 0:
+        return None
+    strongest = via[np.argmax([req.out_vals[req.out_rows == f].max() for f in via])]
+    return Reason("followed_by", {"n": len(via), "name": req.m.name(int(strongest))})
+
+
+def _reason_follows_you(req: _Request, idx: int) -> Reason | None:
+    return Reason("follows_you", {"name": req.m.name(idx)})
+
+
+def _reason_content(req: _Request, idx: int) -> Reason | None:
+    m = req.m
+    vec = req._vecs(np.asarray([idx]))[0]
+    if not np.any(vec):
+        return None
+    member = m.members[req.r] if req.r is not None else None
+    # The member's own history item closest to the candidate: "similar to '<title>' you replied to".
+    best_item, best_sim = -1, -1.0
+    if not req.people:
+        hist = req.hist_cols[req.hist_cols < req.n_i][:HISTORY_CAP]
+        if len(hist):
+            sims = m.item_vec[hist] @ vec
+            j = int(np.argmax(sims))
+            best_item, best_sim = int(hist[j]), float(sims[j])
+    best_topic, topic_sim = "", -1.0
+    if member is not None:
+        for interest in member.interests:
+            sim = float(m.interest_vector(interest) @ vec)
+            if sim > topic_sim:
+                best_topic, topic_sim = interest, sim
+    if best_item >= 0 and best_sim >= topic_sim:
+        item = m.items[best_item]
+        assert item is not None
+        return Reason("similar_to", {"title": item.title or item.id, "action": ACTION[item.kind]})
+    if best_topic:
+        return Reason("shared_interest", {"topic": best_topic})
+    return None
+
+
+def _popular(req: _Request, idx: int) -> Reason | None:
+    col = _col(req, idx)
+    n = int(req.m.pop[col]) if col is not None else 0
+    return Reason("popular", {"n": n}) if n > 0 else None
+
+
+def _reason_fresh(req: _Request, idx: int) -> Reason | None:
+    item = req.m.items[idx]
+    if item is None:
+        return None
+    now = req.now.timestamp()
+    if item.starts_at is not None and item.starts_at.timestamp() >= now:
+        return Reason("starting_soon", {"days": int((item.starts_at.timestamp() - now) // DAY)})
+    if item.created_at is not None:
+        return Reason("fresh", {"days": max(0, int((now - item.created_at.timestamp()) // DAY))})
+    return None
+
+
+_REASONS: dict[str, Callable[[_Request, int], Reason | None]] = {
+    "content": _reason_content,
+    "cf": _reason_cf,
+    "social": _reason_social,
+    "fof": _reason_fof,
+    "follows_you": _reason_follows_you,
+    "popularity": _popular,
+    "freshness": _reason_fresh,
+}
+
+
+__all__ = ["Reason", "Recommendation", "RecommenderModel", "Weights", "freshness_of"]
