@@ -11,7 +11,9 @@ The split, per member and per target kind (people, event, course, thread):
   leave the training data too, or the model would be handed the answer ("v follows you").
 
 The model is fitted once on the training data with `now` = its latest timestamp, then asked
-for 10 recommendations per (member, kind) with a hidden choice. Tier access applies to every
+for 10 recommendations per (member, kind) with a hidden choice. Each request is replayed at the
+member's last known moment (the time of their latest *training* interaction; nothing hidden
+is used), as a live request comes from a member who is active now: "fresh" means fresh then. Tier access applies to every
 method alike (a member's tier must reach the item's; no upgrade slots), as in the live service.
 Baselines see the same training data and the same rules: popularity ranks by distinct members
 who chose the target (ties broken at random), random draws uniformly; both are seeded.
@@ -27,7 +29,7 @@ import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -170,7 +172,7 @@ def evaluate(
     k: int = 10,
     seed: int = 0,
     fraction: float = 0.2,
-    weights: Weights | None = None,
+    weights: Weights | Mapping[Kind, Weights] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Recall@k and NDCG@k per kind for Hearth and the baselines, as one JSON-ready dict."""
@@ -179,6 +181,11 @@ def evaluate(
     sp = split(corpus, fraction)
     say(f"split: {sum(len(v) for v in sp.hidden.values())} hidden choices of {len(sp.hidden)} member-kinds")
     model = RecommenderModel.fit(sp.train, embedder, now=sp.now, progress=say, weights=weights)
+    # Each request is replayed at the member's last known moment: their latest training interaction.
+    last_seen: dict[str, datetime] = {}
+    for x in sp.train.interactions:
+        if x.member not in last_seen or x.ts > last_seen[x.member]:
+            last_seen[x.member] = x.ts
     fitted = time.perf_counter()
     base = _Baselines(sp.train, seed)
     sums: dict[Kind, dict[str, list[float]]] = {
@@ -193,7 +200,12 @@ def evaluate(
         hidden_n[kind] += len(relevant)
         t0 = time.perf_counter()
         recs = model.recommend(
-            member, kind, k, can_access=can_access(corpus.members[member]), upgrade_slots=0, now=sp.now
+            member,
+            kind,
+            k,
+            can_access=can_access(corpus.members[member]),
+            upgrade_slots=0,
+            now=last_seen.get(member, sp.now),
         )
         latencies.append(time.perf_counter() - t0)
         ranked = {

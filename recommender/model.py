@@ -74,12 +74,23 @@ class Weights:
     content: float = 1.0
     cf: float = 1.2
     social: float = 0.5
-    follows_you: float = 0.8
-    fof: float = 1.0
+    graph: float = 1.0
     popularity: float = 0.35
     freshness: float = 0.3
+    trend_share: float = 0.5  # of the popularity channel: recent (30-day) vs all-time
     mmr_lambda: float = 0.8
     not_interested: float = 0.6
+
+
+# Per kind, because the kinds age differently: an event is worth little once it is over and a
+# thread is a conversation of the moment (freshness and the recent trend count), a course stays
+# useful for months, and a person's standing is durable (all-time popularity).
+DEFAULT_WEIGHTS: dict[Kind, Weights] = {
+    "people": Weights(popularity=0.45, trend_share=0.0),
+    "event": Weights(freshness=0.8, trend_share=1.0),
+    "course": Weights(freshness=0.2, trend_share=0.5),
+    "thread": Weights(freshness=0.8, trend_share=1.0),
+}
 
 
 # Caps that bound a request's work.
@@ -88,6 +99,7 @@ TARGET_MEMBERS_CAP = 200
 NEIGHBOURS = 100
 CANDIDATES = 200
 REASON_HISTORY = 24
+WALK_FRONTIER = 500
 
 
 class _Kinds:
@@ -118,9 +130,11 @@ def _rows(
 
 
 class RecommenderModel:
-    def __init__(self, embedder: Embedder, weights: Weights | None = None) -> None:
+    def __init__(self, embedder: Embedder, weights: Weights | Mapping[Kind, Weights] | None = None) -> None:
         self.embedder = embedder
-        self.weights = weights or Weights()
+        if isinstance(weights, Weights):
+            weights = dict.fromkeys(KINDS, weights)
+        self.weights: dict[Kind, Weights] = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.dim = embedder.dim
         self.members: list[Member | None] = []
         self.items: list[Item | None] = []
@@ -139,7 +153,7 @@ class RecommenderModel:
         vectors: Mapping[str, np.ndarray] | None = None,
         now: datetime | None = None,
         progress: Callable[[str], None] | None = None,
-        weights: Weights | None = None,
+        weights: Weights | Mapping[Kind, Weights] | None = None,
     ) -> RecommenderModel:
         self = cls(embedder, weights)
         say = progress or (lambda _msg: None)
@@ -217,6 +231,14 @@ class RecommenderModel:
         self.trend = np.bincount(d_cols, weights=np.asarray(recent), minlength=n_t).astype(np.float32)
         self.touch = np.bincount(np.asarray(cols, dtype=np.int64), minlength=n_t).astype(np.float32)
         self.degree = np.asarray(self.B.sum(axis=1)).ravel().astype(np.float32)
+        # The social graph both ways (a tie is a tie whoever made it), rows summing to one: the
+        # transition matrix of the people walk.
+        social = self.B[:, n_i:]
+        social = (social + social.T).tocsr()
+        out_sum = np.asarray(social.sum(axis=1)).ravel()
+        scale = sp.diags(np.where(out_sum > 0, 1.0 / np.maximum(out_sum, 1e-12), 0.0))
+        self.walk = (scale @ social).tocsr().astype(np.float32)
+        self.walk.sort_indices()
 
         say("computing taste vectors")
         self.taste = np.zeros_like(self.member_vec)
@@ -384,7 +406,7 @@ class RecommenderModel:
         score = req.blend(channels)
         ni = [i for i in (self._index_of(e, kind) for e in not_interested) if i is not None]
         if ni:
-            score = score * (1.0 - self.weights.not_interested * req.resemblance(cands, np.asarray(ni)))
+            score = score * (1.0 - self.weights[kind].not_interested * req.resemblance(cands, np.asarray(ni)))
         return req.select(cands, score, channels, k, can_access, upgrade_slots)
 
     def _index_of(self, eid: str, kind: Kind) -> int | None:
@@ -416,7 +438,7 @@ class _Request:
         self.n_fit_m = model.B.shape[0]
         self.r = model.member_row.get(member_id)
         self.people = kind == "people"
-        self.w = model.weights
+        self.w = model.weights[kind]
         self._pop: np.ndarray | None = None
         self._fresh: np.ndarray | None = None
         if self.r is not None and self.r < self.n_fit_m:
@@ -496,22 +518,8 @@ class _Request:
         m = self.m
         n_m = self.n_fit_m
         if self.people:
-            size = len(m.members)
-            out = np.zeros(size, dtype=np.float32)
-            out[:n_m] += self._norm(self.co) * self.w.cf
-            self.fof = np.zeros(size, dtype=np.float32)
-            if len(self.out_rows):
-                owner, targets, vals = _rows(m.B.indptr, m.B.indices, m.B.data, self.out_rows)
-                sel = targets >= self.n_i
-                weight = self.out_vals[owner[sel]] * vals[sel] / np.log(2.0 + m.touch[targets[sel]])
-                self.fof[:n_m] = np.bincount(targets[sel] - self.n_i, weights=weight, minlength=n_m)
-            self.follows_you = np.zeros(size, dtype=np.float32)
-            if self.r is not None and self.r < n_m:
-                col = self.n_i + self.r
-                s, e = m.t_indptr[col], m.t_indptr[col + 1]
-                self.follows_you[m.t_members[s:e]] = 1.0
-            out += self._norm(self.fof) * self.w.fof + self.follows_you * self.w.follows_you
-            return out
+            self.graph = self._pad(self._people_walk(), len(m.members))
+            return self._norm(self.graph)
         size = len(m.items)
         nb = self.co
         top = np.flatnonzero(nb > 0)
@@ -533,6 +541,42 @@ class _Request:
                 targets[sel], weights=self.out_vals[owner[sel]] * vals[sel], minlength=self.n_i
             )
         return self._norm(self.cf) * self.w.cf + self._norm(self.social) * self.w.social
+
+    def _people_walk(self) -> np.ndarray:
+        """A short random walk with restart from the member over people (personalised PageRank).
+
+        The first step goes to the member's ties (both directions) and co-participants; the
+        next steps follow ties. Three steps with a 0.3 restart, the frontier capped at
+        WALK_FRONTIER members, so the cost is bounded on any community size.
+        """
+        m = self.m
+        n_m = self.n_fit_m
+        step = np.zeros(n_m, dtype=np.float64)
+        if self.r is None or self.r >= n_m:
+            return step.astype(np.float32)
+        s, e = m.walk.indptr[self.r], m.walk.indptr[self.r + 1]
+        ties = np.zeros(n_m, dtype=np.float64)
+        ties[m.walk.indices[s:e]] = m.walk.data[s:e]
+        co_total = float(self.co.sum())
+        co = self.co / co_total if co_total > 0 else self.co
+        if e > s and co_total > 0:
+            step = 0.5 * ties + 0.5 * co
+        else:
+            step = ties + co
+        total = step.copy()
+        decay = 1.0
+        for _ in range(2):
+            decay *= 0.7
+            frontier = np.flatnonzero(step)
+            if len(frontier) == 0:
+                break
+            if len(frontier) > WALK_FRONTIER:
+                frontier = frontier[np.argpartition(-step[frontier], WALK_FRONTIER)[:WALK_FRONTIER]]
+            owner, targets, vals = _rows(m.walk.indptr, m.walk.indices, m.walk.data, frontier)
+            step = np.bincount(targets, weights=step[frontier][owner] * vals, minlength=n_m)
+            total += decay * step
+        total[self.r] = 0.0
+        return total.astype(np.float32)
 
     @staticmethod
     def _norm(v: np.ndarray) -> np.ndarray:
@@ -558,7 +602,8 @@ class _Request:
             top = float(arr[pool].max()) if pool.any() else 0.0
             if top > 0:
                 arr /= top
-        self._pop = 0.5 * pop + 0.5 * trend
+        share = self.w.trend_share
+        self._pop = (1.0 - share) * pop + share * trend
         return self._pop
 
     def _freshness_all(self) -> np.ndarray:
@@ -575,9 +620,7 @@ class _Request:
         content = np.clip((cos - mu) / (4.0 * sigma), 0.0, 1.0) * (np.linalg.norm(space[cands], axis=1) > 0)
         out: dict[str, np.ndarray] = {"content": content * w.content}
         if self.people:
-            out["cf"] = self._norm(self._pad(self.co, len(m.members)))[cands] * w.cf
-            out["fof"] = self._norm(self.fof)[cands] * w.fof
-            out["follows_you"] = self.follows_you[cands] * w.follows_you
+            out["graph"] = self._norm(self.graph)[cands] * w.graph
         else:
             out["cf"] = self._norm(self.cf)[cands] * w.cf
             out["social"] = self._norm(self.social)[cands] * w.social
@@ -794,8 +837,21 @@ def _reason_fof(req: _Request, idx: int) -> Reason | None:
     return Reason("followed_by", {"n": len(via), "name": req.m.name(int(strongest))})
 
 
-def _reason_follows_you(req: _Request, idx: int) -> Reason | None:
-    return Reason("follows_you", {"name": req.m.name(idx)})
+def _follows_you(req: _Request, idx: int) -> bool:
+    m = req.m
+    if req.r is None or req.r >= req.n_fit_m or idx >= req.n_fit_m:
+        return False
+    s, e = m.B.indptr[idx], m.B.indptr[idx + 1]
+    at = s + int(np.searchsorted(m.B.indices[s:e], req.n_i + req.r))
+    return at < e and int(m.B.indices[at]) == req.n_i + req.r
+
+
+def _reason_graph(req: _Request, idx: int) -> Reason | None:
+    """The most personal tie behind a people walk: they follow you, people you follow follow
+    them, or the rarest thing you both did."""
+    if _follows_you(req, idx):
+        return Reason("follows_you", {"name": req.m.name(idx)})
+    return _reason_fof(req, idx) or _reason_cf(req, idx)
 
 
 def _reason_content(req: _Request, idx: int) -> Reason | None:
@@ -849,8 +905,7 @@ _REASONS: dict[str, Callable[[_Request, int], Reason | None]] = {
     "content": _reason_content,
     "cf": _reason_cf,
     "social": _reason_social,
-    "fof": _reason_fof,
-    "follows_you": _reason_follows_you,
+    "graph": _reason_graph,
     "popularity": _popular,
     "freshness": _reason_fresh,
 }
