@@ -13,8 +13,9 @@ The split, per member and per target kind (people, event, course, thread):
 The model is fitted once on the training data with `now` = its latest timestamp, then asked
 for 10 recommendations per (member, kind) with a hidden choice. Each request is replayed at the
 member's last known moment (the time of their latest *training* interaction; nothing hidden
-is used), as a live request comes from a member who is active now: "fresh" means fresh then. Tier access applies to every
-method alike (a member's tier must reach the item's; no upgrade slots), as in the live service.
+is used), as a live request comes from a member who is active now: "fresh" means fresh then.
+Tier access applies to every method alike (a member's tier must reach the item's; no upgrade
+slots), as in the live service.
 Baselines see the same training data and the same rules: popularity ranks by distinct members
 who chose the target (ties broken at random), random draws uniformly; both are seeded.
 

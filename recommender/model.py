@@ -102,10 +102,8 @@ REASON_HISTORY = 24
 WALK_FRONTIER = 500
 
 
-class _Kinds:
-    """Small integer codes for target kinds (people = 0, event = 1, course = 2, thread = 3)."""
-
-    code: dict[Kind, int] = {k: n for n, k in enumerate(KINDS)}
+# Small integer codes for target kinds (people = 0, event = 1, course = 2, thread = 3).
+KIND_CODE: dict[Kind, int] = {k: n for n, k in enumerate(KINDS)}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -130,14 +128,36 @@ def _rows(
 
 
 class RecommenderModel:
+    # Filled by `fit` (see the module docstring for what each holds).
+    now: datetime
+    member_vec: np.ndarray
+    item_vec: np.ndarray
+    taste: np.ndarray
+    item_kind: np.ndarray
+    alive_member: np.ndarray
+    alive_item: np.ndarray
+    starts_ts: np.ndarray
+    created_ts: np.ndarray
+    B: sp.csr_matrix
+    walk: sp.csr_matrix
+    t_indptr: np.ndarray
+    t_members: np.ndarray
+    pop: np.ndarray
+    trend: np.ndarray
+    touch: np.ndarray
+    degree: np.ndarray
+    cal: dict[Kind, tuple[float, float]]
+    _tipped: set[tuple[int, int]]
+    _replied: set[tuple[int, int]]
+
     def __init__(self, embedder: Embedder, weights: Weights | Mapping[Kind, Weights] | None = None) -> None:
         self.embedder = embedder
         if isinstance(weights, Weights):
             weights = dict.fromkeys(KINDS, weights)
         self.weights: dict[Kind, Weights] = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.dim = embedder.dim
-        self.members: list[Member | None] = []
-        self.items: list[Item | None] = []
+        self.members: list[Member] = []
+        self.items: list[Item] = []
         self.member_row: dict[str, int] = {}
         self.item_col: dict[str, int] = {}
         self._interest_vecs: dict[str, np.ndarray] = {}
@@ -172,7 +192,7 @@ class RecommenderModel:
         self.item_vec = self._vectors(
             [i.id for i in self.items], [i.embed_text() for i in self.items], vectors
         )
-        self.item_kind = np.array([_Kinds.code[i.kind] for i in self.items], dtype=np.int8)
+        self.item_kind = np.array([KIND_CODE[i.kind] for i in self.items], dtype=np.int8)
         self.alive_member = np.ones(n_m, dtype=bool)
         self.alive_item = np.ones(n_i, dtype=bool)
         self.starts_ts = np.array([_ts(i.starts_at) for i in self.items], dtype=np.float64)
@@ -187,8 +207,8 @@ class RecommenderModel:
         defining_cols: list[int] = []
         recent: list[float] = []
         last_seen: list[float] = []
-        self._tipped: set[tuple[int, int]] = set()
-        self._replied: set[tuple[int, int]] = set()
+        self._tipped = set()
+        self._replied = set()
         for x in corpus.interactions:
             r = self.member_row.get(x.member)
             if r is None:
@@ -298,14 +318,14 @@ class RecommenderModel:
     def _calibrate(self) -> None:
         """Typical taste-to-target cosine per kind, so content scores mean the same on every engine."""
         rng = np.random.default_rng(0)
-        self.cal: dict[Kind, tuple[float, float]] = {}
+        self.cal = {}
         members = np.flatnonzero(np.linalg.norm(self.taste, axis=1) > 0)
         for kind in KINDS:
             pool = (
                 members
                 if kind == "people"
                 else np.flatnonzero(
-                    (self.item_kind == _Kinds.code[kind]) & (np.linalg.norm(self.item_vec, axis=1) > 0)
+                    (self.item_kind == KIND_CODE[kind]) & (np.linalg.norm(self.item_vec, axis=1) > 0)
                 )
             )
             if len(members) == 0 or len(pool) == 0:
@@ -344,7 +364,7 @@ class RecommenderModel:
             self.items.append(item)
             self.item_col[item.id] = c
             self.item_vec = np.vstack([self.item_vec, vec[None]])
-            self.item_kind = np.append(self.item_kind, np.int8(_Kinds.code[item.kind]))
+            self.item_kind = np.append(self.item_kind, np.int8(KIND_CODE[item.kind]))
             self.alive_item = np.append(self.alive_item, True)
             self.starts_ts = np.append(self.starts_ts, _ts(item.starts_at))
             self.created_ts = np.append(self.created_ts, _ts(item.created_at))
@@ -353,7 +373,7 @@ class RecommenderModel:
             self.created_ts[c] = _ts(item.created_at)
             self.items[c] = item
             self.item_vec[c] = vec
-            self.item_kind[c] = _Kinds.code[item.kind]
+            self.item_kind[c] = KIND_CODE[item.kind]
             self.alive_item[c] = True
 
     def remove(self, entity_id: str) -> bool:
@@ -484,10 +504,9 @@ class _Request:
         m = self.m
         if self.people:
             return m.alive_member
-        return m.alive_item & (m.item_kind == _Kinds.code[self.kind])
+        return m.alive_item & (m.item_kind == KIND_CODE[self.kind])
 
     def candidates(self) -> np.ndarray:
-        m = self.m
         pool = self._alive_pool()
         found: list[np.ndarray] = []
         # Content: nearest by taste (brute force over the kind; see `vector_search`).
@@ -516,7 +535,6 @@ class _Request:
     def _behaviour_scores(self) -> np.ndarray | None:
         """Collaborative score over the kind's space (dense), from the neighbourhood."""
         m = self.m
-        n_m = self.n_fit_m
         if self.people:
             self.graph = self._pad(self._people_walk(), len(m.members))
             return self._norm(self.graph)
@@ -559,10 +577,7 @@ class _Request:
         ties[m.walk.indices[s:e]] = m.walk.data[s:e]
         co_total = float(self.co.sum())
         co = self.co / co_total if co_total > 0 else self.co
-        if e > s and co_total > 0:
-            step = 0.5 * ties + 0.5 * co
-        else:
-            step = ties + co
+        step = 0.5 * ties + 0.5 * co if e > s and co_total > 0 else ties + co
         total = step.copy()
         decay = 1.0
         for _ in range(2):
@@ -751,7 +766,7 @@ def explain(req: _Request, idx: int, contrib: Mapping[str, float]) -> Reason:
         reason = _REASONS[channel](req, idx)
         if reason is not None:
             return reason
-    return _popular(req, idx) or Reason("popular", {"n": 0})
+    return _popular(req, idx) or Reason("for_you", {})
 
 
 def _col(req: _Request, idx: int, people: bool | None = None) -> int | None:

@@ -435,9 +435,10 @@ def generate(config: SyntheticConfig | None = None, **overrides: object) -> Corp
             for _ in range(_poisson(rng, base * a)):
                 at = when(joined, end)
                 drawn = pool.get((pick_topic(mid), kind))
-                item = drawn.draw(rng, at, member.lang, member.tier, tau[kind]) if drawn else None
-                if item is None:
+                chosen = drawn.draw(rng, at, member.lang, member.tier, tau[kind]) if drawn else None
+                if chosen is None:
                     continue
+                item = chosen
                 if kind == "event":
                     assert item.starts_at is not None and item.created_at is not None
                     rsvp = when(item.created_at, min(item.starts_at, end))
