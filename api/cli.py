@@ -209,6 +209,35 @@ def eval_embedders(
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else format_table(result))
 
 
+@eval_app.command("recommend")
+def eval_recommend(
+    data: Annotated[str | None, typer.Option(help="JSON Lines: member, item, interaction records")] = None,
+    graph: Annotated[str | None, typer.Option(help="a real graph instead: karate, davis or lesmis")] = None,
+    synthetic: Annotated[int | None, typer.Option(help="a synthetic community of N members instead")] = None,
+    seed: Annotated[int, typer.Option(help="synthetic community and baselines")] = 7,
+    write: Annotated[str | None, typer.Option(help="also write the evaluated corpus as JSON Lines")] = None,
+    embedder: Annotated[str | None, typer.Option(help="embedder spec (default: settings)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Recall@10 and NDCG@10 per kind: Hearth vs popularity and random, latest 20% hidden."""
+    from pathlib import Path
+
+    from recommender.evaluate import run_command
+
+    code = run_command(
+        data=Path(data) if data else None,
+        graph=graph,
+        synthetic_members=synthetic,
+        seed=seed,
+        write=Path(write) if write else None,
+        embedder_spec=embedder,
+        as_json=as_json,
+        echo=typer.echo,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
 def _benchmarks_importable() -> None:
     # benchmarks/ sits beside the packages in a source checkout but is not installed with them.
     from pathlib import Path

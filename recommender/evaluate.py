@@ -25,6 +25,7 @@ NDCG@10 with binary gains, normalised by the ideal ranking of min(10, hidden) hi
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -33,11 +34,23 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recommender.corpus import DEFINES, KINDS, Corpus, Interaction, Item, Kind, Member
+from recommender import graphs, synthetic
+from recommender.corpus import (
+    DEFINES,
+    KINDS,
+    Corpus,
+    CorpusError,
+    Item,
+    Kind,
+    Member,
+    dump_records,
+    load_jsonl,
+)
 from recommender.embedder import Embedder
 from recommender.model import RecommenderModel, Weights
 
@@ -272,5 +285,78 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def interactions_of(corpus: Corpus, member: str) -> list[Interaction]:
-    return [x for x in corpus.interactions if x.member == member]
+# ---------------------------------------------------------------------- the command
+
+
+class EvalInputError(ValueError):
+    """Input the evaluation command cannot use; the message says what to fix."""
+
+
+def load_source(*, data: Path | None, graph: str | None, synthetic_members: int | None, seed: int) -> Corpus:
+    """The corpus to evaluate: a JSON Lines file, a networkx graph or a synthetic community."""
+    chosen = [
+        name
+        for name, value in (("--data", data), ("--graph", graph), ("--synthetic", synthetic_members))
+        if value is not None
+    ]
+    if len(chosen) != 1:
+        raise EvalInputError("give exactly one of --data FILE, --graph NAME or --synthetic N")
+    if data is not None:
+        if not data.is_file():
+            raise EvalInputError(f"{data}: no such file")
+        try:
+            corpus = load_jsonl(data)
+        except UnicodeDecodeError as exc:
+            raise EvalInputError(f"{data}: not UTF-8 text ({exc.reason})") from exc
+        except CorpusError as exc:
+            raise EvalInputError(str(exc)) from exc
+        if not corpus.interactions:
+            raise EvalInputError(f"{data}: no interaction records, nothing to evaluate")
+        return corpus
+    if graph is not None:
+        if graph not in graphs.GRAPHS:
+            raise EvalInputError(f"unknown graph {graph!r}; one of {', '.join(graphs.GRAPHS)}")
+        return graphs.load(graph, seed=0)
+    assert synthetic_members is not None
+    try:
+        return synthetic.generate(members=synthetic_members, seed=seed)
+    except ValueError as exc:
+        raise EvalInputError(str(exc)) from exc
+
+
+def run_command(
+    *,
+    data: Path | None,
+    graph: str | None,
+    synthetic_members: int | None,
+    seed: int,
+    write: Path | None,
+    embedder_spec: str | None,
+    as_json: bool,
+    echo: Callable[[str], None],
+) -> int:
+    """`hearth eval recommend`: the exit status (0, or 2 for input it cannot use)."""
+    from core.errors import DomainError
+    from recommender.embedder import get_embedder
+
+    try:
+        corpus = load_source(data=data, graph=graph, synthetic_members=synthetic_members, seed=seed)
+        embedder = get_embedder(embedder_spec)
+    except (EvalInputError, DomainError) as exc:
+        print(f"error: {getattr(exc, 'detail', None) or exc}", file=sys.stderr)
+        return 2
+    if write is not None:
+        with write.open("w", encoding="utf-8") as fh:
+            for line in dump_records(corpus):
+                fh.write(line + "\n")
+        _progress(f"wrote {write}")
+    try:
+        result = evaluate(corpus, embedder, seed=seed, progress=_progress)
+    except DomainError as exc:  # an engine that cannot load only fails when first used
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    result["data"] = (
+        str(data) if data else (f"graph:{graph}" if graph else f"synthetic:{synthetic_members}:{seed}")
+    )
+    echo(json.dumps(result, ensure_ascii=False) if as_json else format_table(result))
+    return 0
