@@ -18,13 +18,17 @@ from api.routers import (
     earning,
     events,
     notifications,
+    recommendations,
     redemption,
+    social,
     tipping,
     trading,
     wallet,
 )
 from core.config import get_settings
 from core.db import session_factory
+from recommender import hooks
+from recommender.service import Recommender
 
 
 def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_jobs: bool = True) -> FastAPI:
@@ -40,11 +44,16 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
     )
     # Built lazily: importing the app must not touch the database.
     app.state.session_factory = session_maker or _LazySessionFactory()
+    # One cache of fitted recommendation models per process; tests replace it (hashing embedder).
+    app.state.recommender = Recommender()
     if dispatch_jobs:
         from core import jobs
         from core.worker import dispatch
 
         jobs.set_dispatcher(dispatch)
+        # Only a process that sends jobs queues embeddings: in tests the recorded-jobs
+        # fixture stands in, and recommender tests install the hooks themselves.
+        hooks.install()
     errors.install(app)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
 
@@ -67,6 +76,8 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
         earning.router,
         redemption.router,
         trading.router,
+        social.router,
+        recommendations.router,
     ):
         app.include_router(router)
     return app

@@ -247,5 +247,43 @@ def _benchmarks_importable() -> None:
         sys.path.insert(0, root)
 
 
+recommend_app = typer.Typer(help="Recommendations: embeddings and vector indexes.", no_args_is_help=True)
+app.add_typer(recommend_app, name="recommend")
+
+
+@recommend_app.command("rebuild")
+def recommend_rebuild(
+    community: Annotated[int | None, typer.Option("--community", help="one community (default: all)")] = None,
+    force: Annotated[bool, typer.Option(help="re-embed everything, not only what is stale")] = False,
+) -> None:
+    """Recompute stale embeddings and rebuild every vector index from the database."""
+    from contextlib import contextmanager
+
+    from tqdm import tqdm
+
+    from core.errors import DomainError
+    from recommender.tasks import rebuild
+
+    @contextmanager
+    def bar(label: str):  # type: ignore[no-untyped-def]
+        with tqdm(desc=label, unit="item", leave=True) as t:
+
+            def update(done: int, total: int) -> None:
+                t.total, t.n = total, done
+                t.refresh()
+
+            yield update
+
+    try:
+        for cid, synced, sizes in rebuild(community, force=force, bar=bar):
+            typer.echo(
+                f"community {cid}: embedded {synced.embedded}, unchanged {synced.unchanged}, "
+                f"deleted {synced.deleted}; index sizes {sizes}"
+            )
+    except DomainError as exc:
+        typer.echo(f"{exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+
+
 if __name__ == "__main__":
     app()

@@ -27,6 +27,8 @@ TASK_MODULES = [
     "core.earning.tasks",
     "core.redemption.tasks",
     "core.trading.tasks",
+    # By name only: core never imports the recommender.
+    "recommender.tasks",
 ]
 
 # Periodic jobs, run by beat (`hearth worker --beat`; `hearth up` embeds it). Every one is
@@ -39,6 +41,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "ledger-seal-digests": {"task": "hearth.chips.seal_digests", "schedule": 3600.0},
     "redemption-expire-orders": {"task": "hearth.redemption.expire_orders", "schedule": 300.0},
     "trading-expire-swaps": {"task": "hearth.trading.expire_swaps", "schedule": 300.0},
+    "recommender-refresh": {"task": "hearth.recommender.refresh", "schedule": 600.0},
 }
 
 

@@ -1,0 +1,584 @@
+"""Recommendations for members, and the upkeep of what they are computed from.
+
+Serving. Each process keeps one fitted `RecommenderModel` per community, fitted from the
+corpus (`recommender.repository`) and the stored embeddings, so nothing already embedded is
+embedded again. A held model is refitted when the community's fingerprint changes: one
+query combining the worker's version stamp (`recommender_state`, bumped whenever
+embeddings change) with counts and high-water marks of memberships, follows, tips, posts,
+reactions, RSVPs and enrolments. API and worker processes share nothing but the database,
+so the stamp is how a refresh in one reaches the others. The fingerprint is read at most
+every `check_every` seconds per community.
+
+Request-time rules, applied on top of the model's own (nothing already known, MMR):
+blocks hide people both ways and the threads they wrote; members who opted out or left
+since the fit are never shown; role-gated threads (an admins-only room) are dropped
+outright, tier-gated items become at most one labelled upgrade suggestion; events that are
+over are not suggested; "not interested" is passed to the model, which drops the target and
+pushes look-alikes down. A member who opted out gets non-personalised popular results,
+labelled so. Reasons are rendered in the member's language.
+
+Upkeep. `embed_entity` (the after-commit job) and `refresh` (the beat job) keep stored
+embeddings equal to the current texts, recomputing only what changed; `rebuild` does a
+whole community with progress. Index files are written after commit by the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.access import Actor, CommunityContext, community_context
+from core.clock import utcnow
+from core.errors import InvalidInput, NotFound
+from core.models import (
+    Community,
+    Course,
+    Embedding,
+    EmbeddingEntity,
+    Enrollment,
+    Event,
+    EventRsvp,
+    FeedbackKind,
+    Follow,
+    Language,
+    Membership,
+    MembershipStatus,
+    Post,
+    Reaction,
+    RecommendationFeedback,
+    RecommenderState,
+    Thread,
+    Tip,
+    User,
+)
+from core.social import service as social
+from recommender import repository as repo
+from recommender import store
+from recommender.corpus import Item, Kind, Lang
+from recommender.embedder import Embedder, content_hash, get_embedder
+from recommender.model import Recommendation, RecommenderModel
+from recommender.reasons import render
+from recommender.schemas import FeedbackOut, ReasonOut, RecommendationOut, RecommendationsOut
+
+log = logging.getLogger(__name__)
+
+# At most this many texts are embedded per beat tick, across communities: a model change
+# re-embeds a large deployment over several ticks instead of in one unbounded job.
+REFRESH_BUDGET = 2000
+CHECK_EVERY_S = 15.0
+NOT_PERSONALISED = "not_personalised"
+# The opt-out is the live service's rule, not the model's: its note is worded here and appended
+# to the model's own (non-personalised) reason, e.g. "Popular: 12 members (you turned off ...)".
+_OPTED_OUT_NOTE: dict[str, str] = {
+    "en": " (you turned off personalised recommendations)",
+    "zh-TW": "（你已關閉個人化推薦）",
+    "zh-CN": "（你已关闭个性化推荐）",
+}
+# The model is asked for more than the page so that request-time filters can still fill it.
+OVERFETCH = 3
+
+ENTITY_TYPES = ("user", "member", "thread", "event", "course")
+
+
+def _invalid_entity(entity_type: str) -> InvalidInput:
+    return InvalidInput(f"unknown entity type {entity_type!r}", code="invalid_entity")
+
+
+def _target_not_found() -> NotFound:
+    return NotFound("no such member or item in this community", code="target_not_found")
+
+
+def _invalid_target() -> InvalidInput:
+    return InvalidInput("you cannot give feedback about yourself", code="invalid_target")
+
+
+# --- upkeep ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexChange:
+    """One vector to put into (or, with `vector=None`, take out of) a saved index."""
+
+    community_id: int
+    kind: str
+    index_id: int
+    vector: np.ndarray | None
+
+
+_KIND = {
+    EmbeddingEntity.MEMBER: "people",
+    EmbeddingEntity.THREAD: "thread",
+    EmbeddingEntity.EVENT: "event",
+    EmbeddingEntity.COURSE: "course",
+}
+
+
+def _index_id(session: Session, key: store.Key) -> int:
+    if key[0] == EmbeddingEntity.MEMBER:
+        user_id = session.scalar(select(Membership.user_id).where(Membership.id == key[1]))
+        return int(user_id or 0)
+    return key[1]
+
+
+def _keys(session: Session, entity_type: str, entity_id: int) -> list[store.Key]:
+    if entity_type == "user":
+        return [(EmbeddingEntity.MEMBER, mid) for mid in repo.memberships_of(session, entity_id)]
+    if entity_type not in ENTITY_TYPES:
+        raise _invalid_entity(entity_type)
+    return [(EmbeddingEntity(entity_type), entity_id)]
+
+
+def embed_entity(session: Session, entity_type: str, entity_id: int, embedder: Embedder) -> list[IndexChange]:
+    """Bring one entity's stored embedding up to date: embed if its text changed, delete it if
+    it must have none. Idempotent; returns the index changes to apply after commit."""
+    changes: list[IndexChange] = []
+    touched: set[int] = set()
+    for key in _keys(session, entity_type, entity_id):
+        found = repo.entity_texts(session, *key)
+        if found is None:
+            communities = set(
+                session.scalars(
+                    select(Embedding.community_id).where(
+                        Embedding.entity_type == key[0], Embedding.entity_id == key[1]
+                    )
+                )
+            )
+            if store.remove(session, [key]):
+                index_id = _index_id(session, key)
+                for cid in communities:
+                    touched.add(cid)
+                    changes.append(IndexChange(cid, _KIND[key[0]], index_id, None))
+            continue
+        community_id, text = found
+        text_hash = content_hash(text)
+        row = store.get(session, key[0], key[1], embedder.model_id)
+        if row is not None and row.content_hash == text_hash:
+            continue
+        vector = embedder.embed([text], role="passage")[0]
+        store.put(
+            session,
+            community_id,
+            key[0],
+            key[1],
+            model_id=embedder.model_id,
+            text_hash=text_hash,
+            vector=vector,
+        )
+        touched.add(community_id)
+        changes.append(IndexChange(community_id, _KIND[key[0]], _index_id(session, key), vector))
+    for community_id in touched:
+        store.bump_version(session, community_id)
+    return changes
+
+
+def apply_index_changes(changes: Iterable[IndexChange], model_id: str) -> None:
+    """Incremental updates of saved indexes (after commit); a missing index waits for the refresh."""
+    for change in changes:
+        if change.vector is None:
+            store.update_index(change.community_id, model_id, change.kind, remove_ids=[change.index_id])
+        else:
+            ids = np.asarray([change.index_id], dtype=np.int64)
+            store.update_index(
+                change.community_id, model_id, change.kind, upsert=(ids, change.vector[None, :])
+            )
+
+
+@dataclass
+class RefreshResult:
+    embedded: int = 0
+    deleted: int = 0
+    remaining: int = 0
+    reindex: list[int] = field(default_factory=list)  # communities whose index files must be rewritten
+
+
+def refresh(
+    session: Session,
+    embedder: Embedder,
+    *,
+    community_ids: Collection[int] | None = None,
+    budget: int = REFRESH_BUDGET,
+    progress: store.Progress | None = None,
+) -> RefreshResult:
+    """Find stale or missing embeddings (text or model changed) and recompute up to `budget`."""
+    result = RefreshResult()
+    ids = list(community_ids) if community_ids is not None else repo.community_ids(session)
+    for community_id in ids:
+        left = max(0, budget - result.embedded)
+        snapshot = repo.load_snapshot(session, community_id)
+        synced = store.sync(session, community_id, snapshot.texts(), embedder, limit=left, progress=progress)
+        result.embedded += synced.embedded
+        result.deleted += synced.deleted
+        result.remaining += synced.remaining
+        if synced.changed:
+            store.bump_version(session, community_id)
+        if synced.changed or not _indexes_present(community_id, embedder.model_id):
+            result.reindex.append(community_id)
+    return result
+
+
+def rebuild(
+    session: Session,
+    community_id: int,
+    embedder: Embedder,
+    *,
+    force: bool = False,
+    progress: store.Progress | None = None,
+) -> store.SyncResult:
+    """Every embedding of a community brought up to date, with no batch limit.
+
+    `force` drops the stored vectors first, so that everything is embedded again (a changed
+    engine that kept its model id, a suspected corruption).
+    """
+    if force:
+        session.execute(delete(Embedding).where(Embedding.community_id == community_id))
+    snapshot = repo.load_snapshot(session, community_id)
+    result = store.sync(session, community_id, snapshot.texts(), embedder, progress=progress)
+    store.bump_version(session, community_id)
+    return result
+
+
+def communities_to_rebuild(session: Session, community_id: int | None) -> list[int]:
+    if community_id is None:
+        return repo.community_ids(session)
+    if session.get(Community, community_id) is None:
+        raise NotFound(f"community {community_id} not found", code="community_not_found")
+    return [community_id]
+
+
+def _indexes_present(community_id: int, model_id: str) -> bool:
+    return all(store.index_path(community_id, model_id, kind).exists() for kind in store.INDEX_KINDS)
+
+
+def write_indexes(
+    session: Session, community_id: int, embedder: Embedder, *, progress: store.Progress | None = None
+) -> dict[str, int]:
+    """Rewrite a community's index files from its stored embeddings (one per kind)."""
+    snapshot = repo.load_snapshot(session, community_id)
+    stored = store.load(session, community_id, embedder.model_id)
+    ids = {key: int(cid.split(":", 1)[1]) for cid, key in snapshot.entities.items()}
+    groups = store.vectors_by_kind(stored, ids)
+    return store.write_indexes(community_id, embedder.model_id, embedder.dim, groups, progress=progress)
+
+
+# --- serving --------------------------------------------------------------------------
+
+
+def fingerprint(session: Session, community_id: int) -> tuple[Any, ...]:
+    """What the fitted model depends on, in one round trip (see the module docstring)."""
+    c = community_id
+
+    def scalar(stmt: Any) -> Any:
+        return stmt.scalar_subquery()
+
+    members = and_(Membership.community_id == c, Membership.status == MembershipStatus.ACTIVE)
+    row = session.execute(
+        select(
+            scalar(select(RecommenderState.version).where(RecommenderState.community_id == c)),
+            scalar(select(func.count()).select_from(Membership).where(members)),
+            scalar(select(func.max(Membership.id)).where(members)),
+            scalar(
+                select(func.count())
+                .select_from(Membership)
+                .join(User, User.id == Membership.user_id)
+                .where(members, User.recommendations_opt_out.is_(True))
+            ),
+            scalar(select(func.count()).select_from(Follow).where(Follow.community_id == c)),
+            scalar(select(func.max(Follow.id)).where(Follow.community_id == c)),
+            scalar(select(func.max(Tip.id)).where(Tip.community_id == c)),
+            scalar(
+                select(func.count())
+                .select_from(Post)
+                .where(Post.community_id == c, Post.deleted_at.is_(None))
+            ),
+            scalar(select(func.max(Post.id)).where(Post.community_id == c)),
+            scalar(select(func.max(Thread.id)).where(Thread.community_id == c)),
+            scalar(
+                select(func.count())
+                .select_from(Reaction)
+                .join(Post, Post.id == Reaction.post_id)
+                .where(Post.community_id == c)
+            ),
+            scalar(
+                select(func.max(EventRsvp.updated_at))
+                .join(Event, Event.id == EventRsvp.event_id)
+                .where(Event.community_id == c)
+            ),
+            scalar(select(func.max(Event.id)).where(Event.community_id == c)),
+            scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .join(Course, Course.id == Enrollment.course_id)
+                .where(Course.community_id == c, Enrollment.unenrolled_at.is_(None))
+            ),
+            scalar(select(func.max(Course.id)).where(Course.community_id == c)),
+        )
+    ).one()
+    return tuple(row)
+
+
+@dataclass
+class _Fitted:
+    model: RecommenderModel | None  # None for a community with nothing to recommend yet
+    snapshot: repo.Snapshot
+    fingerprint: tuple[Any, ...]
+    model_id: str
+    checked_at: float
+
+
+class Recommender:
+    """The per-process cache of fitted models and the request path.
+
+    `embedder=None` uses `Settings.embedder`; tests pass the hashing embedder.
+    """
+
+    def __init__(self, embedder: Embedder | None = None, *, check_every: float = CHECK_EVERY_S) -> None:
+        self._embedder = embedder
+        self.check_every = check_every
+        self._fitted: dict[int, _Fitted] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder or get_embedder()
+
+    def invalidate(self, community_id: int | None = None) -> None:
+        with self._guard:
+            if community_id is None:
+                self._fitted.clear()
+            else:
+                self._fitted.pop(community_id, None)
+
+    def _lock(self, community_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(community_id, threading.Lock())
+
+    def fitted(self, session: Session, community_id: int, *, now: datetime | None = None) -> _Fitted:
+        embedder = self.embedder
+        held = self._fitted.get(community_id)
+        clock = time.monotonic()
+        if (
+            held is not None
+            and held.model_id == embedder.model_id
+            and clock - held.checked_at < self.check_every
+        ):
+            return held
+        with self._lock(community_id):
+            held = self._fitted.get(community_id)
+            stamp = fingerprint(session, community_id)
+            if held is not None and held.model_id == embedder.model_id and held.fingerprint == stamp:
+                held.checked_at = clock
+                return held
+            fresh = self._fit(session, community_id, embedder, stamp, now)
+            self._fitted[community_id] = fresh
+            return fresh
+
+    def _fit(
+        self,
+        session: Session,
+        community_id: int,
+        embedder: Embedder,
+        stamp: tuple[Any, ...],
+        now: datetime | None,
+    ) -> _Fitted:
+        started = time.perf_counter()
+        snapshot = repo.load_snapshot(session, community_id, now=now)
+        corpus = snapshot.corpus
+        model = None
+        if corpus.members or corpus.items:
+            stored = store.load(session, community_id, embedder.model_id)
+            # Stored vectors are used even when their text has since changed: the worker is
+            # re-embedding it and will bump the stamp; only what has none is embedded here.
+            vectors = {cid: stored[key].vector for cid, key in snapshot.entities.items() if key in stored}
+            model = RecommenderModel.fit(corpus, embedder, vectors=vectors, now=now)
+        log.info(
+            "fitted community %s (%d members, %d items) in %.0f ms",
+            community_id,
+            len(corpus.members),
+            len(corpus.items),
+            1000 * (time.perf_counter() - started),
+        )
+        return _Fitted(model, snapshot, stamp, embedder.model_id, time.monotonic())
+
+    def recommend(
+        self,
+        session: Session,
+        actor: Actor,
+        community_id: int,
+        kind: Kind,
+        *,
+        limit: int = 10,
+        now: datetime | None = None,
+    ) -> RecommendationsOut:
+        ctx = community_context(session, actor, community_id)
+        ctx.require_member()
+        if not 1 <= limit <= 50:
+            raise InvalidInput("limit must be between 1 and 50", code="invalid_limit")
+        now = now or utcnow()
+        held = self.fitted(session, community_id)
+        opted_out = actor.user.recommendations_opt_out
+        if held.model is None:
+            return RecommendationsOut(kind=kind, personalised=not opted_out, items=[])
+        snapshot = held.snapshot
+        exclude = _excluded(session, ctx, snapshot, now)
+        not_interested = feedback_targets(session, community_id, actor.id)
+
+        def can_access(item: Item) -> bool:
+            gate = snapshot.gates.get(item.id)
+            return gate is None or ctx.meets_tier(gate.min_tier_id)
+
+        me = repo.member_id(actor.id)
+        # A member who opted out is asked for as nobody: the model then has no taste or
+        # history to use, which leaves popularity and freshness.
+        asked_as = "anonymous" if opted_out else me
+        recs = held.model.recommend(
+            asked_as,
+            kind,
+            k=limit * OVERFETCH,
+            exclude=exclude | {me},
+            not_interested=not_interested,
+            can_access=can_access,
+            upgrade_slots=1,
+            now=now,
+        )
+        items = [self._present(ctx, snapshot, rec, opted_out) for rec in recs if rec.id not in exclude][
+            :limit
+        ]
+        return RecommendationsOut(kind=kind, personalised=not opted_out, items=items)
+
+    def _present(
+        self, ctx: CommunityContext, snapshot: repo.Snapshot, rec: Recommendation, opted_out: bool
+    ) -> RecommendationOut:
+        lang: Lang = (ctx.actor.user.language or Language.EN).value  # type: ignore[assignment]
+        reason = rec.reason
+        params: dict[str, str | int] = dict(reason.params)
+        code, text = reason.code, render(reason, lang)
+        if rec.locked:
+            # The model names the tier by its corpus key (free/member/vip, worded per language);
+            # clients also get the community's own name for it.
+            gate = snapshot.gates.get(rec.id)
+            tier = ctx.tiers.get(gate.min_tier_id) if gate and gate.min_tier_id else None
+            if tier is not None:
+                params["tier_name"] = tier.name
+        elif opted_out:
+            params["basis"] = code
+            code, text = NOT_PERSONALISED, text + _OPTED_OUT_NOTE[lang]
+        corpus = snapshot.corpus
+        if rec.kind == "people":
+            title = corpus.members[rec.id].name if rec.id in corpus.members else rec.id
+        else:
+            title = corpus.items[rec.id].title if rec.id in corpus.items else rec.id
+        return RecommendationOut(
+            id=rec.id,
+            kind=rec.kind,
+            entity_id=int(rec.id.split(":", 1)[1]),
+            title=title,
+            score=rec.score,
+            reason=ReasonOut(code=code, params=params, text=text),
+            locked=rec.locked,
+        )
+
+
+def _excluded(session: Session, ctx: CommunityContext, snapshot: repo.Snapshot, now: datetime) -> set[str]:
+    """Everything the request must never show, whatever the model thinks of it."""
+    blocked = social.blocked_ids(session, ctx.actor.id)
+    out = {repo.member_id(uid) for uid in blocked}
+    out |= {
+        iid for iid, author in snapshot.authors.items() if author in blocked and iid.startswith("thread:")
+    }
+    # Members who opted out or left after the model was fitted.
+    gone = session.scalars(
+        select(Membership.user_id)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            Membership.community_id == ctx.community.id,
+            (Membership.status != MembershipStatus.ACTIVE) | User.recommendations_opt_out.is_(True),
+        )
+    )
+    out |= {repo.member_id(uid) for uid in gone}
+    role = ctx.role
+    for iid, gate in snapshot.gates.items():
+        if role is None or not role.at_least(gate.min_role):
+            out.add(iid)  # a role gate is not something to upgrade to
+    out |= {iid for iid, end in snapshot.ends_at.items() if end < now}
+    return out
+
+
+# --- feedback -------------------------------------------------------------------------
+
+
+def feedback_targets(session: Session, community_id: int, user_id: int) -> set[str]:
+    return set(
+        session.scalars(
+            select(RecommendationFeedback.target).where(
+                RecommendationFeedback.community_id == community_id,
+                RecommendationFeedback.user_id == user_id,
+                RecommendationFeedback.kind == FeedbackKind.NOT_INTERESTED,
+            )
+        )
+    )
+
+
+def _target_exists(session: Session, community_id: int, target: str) -> bool:
+    parsed = repo.parse_target(target)
+    if parsed is None:
+        return False
+    prefix, row_id = parsed
+    if prefix == "m":
+        return repo.is_active_member(session, community_id, row_id)
+    model: Any = {"event": Event, "course": Course, "thread": Thread}[prefix]
+    found = session.scalar(select(model.community_id).where(model.id == row_id))
+    return found == community_id
+
+
+def add_feedback(session: Session, actor: Actor, community_id: int, target: str, kind: str) -> FeedbackOut:
+    """Remember "not interested" (idempotent: a repeat answers replayed=true)."""
+    community_context(session, actor, community_id).require_member()
+    if target == repo.member_id(actor.id):
+        raise _invalid_target()
+    if not _target_exists(session, community_id, target):
+        raise _target_not_found()
+    feedback_kind = FeedbackKind(kind)
+    where = (
+        RecommendationFeedback.community_id == community_id,
+        RecommendationFeedback.user_id == actor.id,
+        RecommendationFeedback.target == target,
+        RecommendationFeedback.kind == feedback_kind,
+    )
+    existing = session.scalar(select(RecommendationFeedback).where(*where))
+    if existing is not None:
+        return FeedbackOut(target=target, kind=kind, created_at=existing.created_at, replayed=True)
+    row = RecommendationFeedback(
+        community_id=community_id, user_id=actor.id, target=target, kind=feedback_kind
+    )
+    session.add(row)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        winner = session.scalar(select(RecommendationFeedback).where(*where))
+        if winner is None:
+            raise
+        return FeedbackOut(target=target, kind=kind, created_at=winner.created_at, replayed=True)
+    return FeedbackOut(target=target, kind=kind, created_at=row.created_at)
+
+
+def remove_feedback(session: Session, actor: Actor, community_id: int, target: str) -> None:
+    community_context(session, actor, community_id).require_member()
+    session.execute(
+        delete(RecommendationFeedback).where(
+            RecommendationFeedback.community_id == community_id,
+            RecommendationFeedback.user_id == actor.id,
+            RecommendationFeedback.target == target,
+        )
+    )
