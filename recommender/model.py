@@ -100,6 +100,7 @@ NEIGHBOURS = 100
 CANDIDATES = 200
 REASON_HISTORY = 24
 WALK_FRONTIER = 500
+CALIBRATION_MIN = 8
 
 
 # Small integer codes for target kinds (people = 0, event = 1, course = 2, thread = 3).
@@ -328,8 +329,9 @@ class RecommenderModel:
                     (self.item_kind == KIND_CODE[kind]) & (np.linalg.norm(self.item_vec, axis=1) > 0)
                 )
             )
-            if len(members) == 0 or len(pool) == 0:
-                self.cal[kind] = (0.0, 1.0)
+            if len(members) < CALIBRATION_MIN or len(pool) < CALIBRATION_MIN:
+                # Too few pairs to say what is typical: take cosines as they come.
+                self.cal[kind] = (0.0, 0.25)
                 continue
             a = self.taste[rng.choice(members, 2000)]
             b = (self.taste if kind == "people" else self.item_vec)[rng.choice(pool, 2000)]
@@ -677,7 +679,6 @@ class _Request:
         pool = list(order)
         vecs = self._vecs(cands[order])
         pos = {int(p): n for n, p in enumerate(order)}
-        top = float(score[order[0]]) or 1.0
         chosen: list[Recommendation] = []
         chosen_vecs: list[np.ndarray] = []
         locked_left = max(0, upgrade_slots)
@@ -687,7 +688,10 @@ class _Request:
                 penalty = np.clip(sims.max(axis=1), 0.0, 1.0)
             else:
                 penalty = np.zeros(len(pool))
-            mmr = lam * score[pool] / top - (1 - lam) * penalty
+            # Multiplicative MMR: a near-duplicate of what is already chosen loses up to (1 - lambda)
+            # of its score, so diversity reorders comparable candidates but never lifts an
+            # irrelevant one over a relevant one (the additive form does when one score dominates).
+            mmr = score[pool] * (1.0 - (1.0 - lam) * penalty)
             best = int(np.argmax(mmr))
             p = pool.pop(best)
             idx = int(cands[p])

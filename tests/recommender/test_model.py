@@ -1,0 +1,260 @@
+"""The model's rules on a small hand-built community (HashingEmbedder: lexical, deterministic)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from recommender.corpus import Corpus, Interaction, InteractionKind, Item, ItemKind, Member, Tier
+from recommender.embedder import HashingEmbedder
+from recommender.model import DEFAULT_WEIGHTS, Recommendation, RecommenderModel, Weights
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+EMB = HashingEmbedder(128)
+
+
+def at(days_ago: float) -> datetime:
+    return NOW - timedelta(days=days_ago)
+
+
+def member(mid: str, profile: str = "", interests: tuple[str, ...] = (), tier: Tier = "vip") -> Member:
+    return Member(id=mid, lang="zh-TW", profile=profile, interests=interests, name=f"name-{mid}", tier=tier)
+
+
+def item(iid: str, kind: ItemKind, title: str, tier: Tier = "free") -> Item:
+    return Item(id=iid, kind=kind, lang="zh-TW", title=title, tier=tier)
+
+
+def x(who: str, target: str, kind: InteractionKind, days_ago: float = 5) -> Interaction:
+    return Interaction(who, target, kind, at(days_ago))
+
+
+def community() -> Corpus:
+    c = Corpus()
+    for m in (
+        member("a", "我喜歡登山和健行", ("登山",)),
+        member("b", "登山 健行 百岳"),
+        member("c", "Python 程式設計"),
+        member("d", "登山 露營"),
+        member("e", "手沖咖啡"),
+        member("f"),
+    ):
+        c.members[m.id] = m
+    for i in (
+        item("ev:hike1", "event", "週末登山健行聚會"),
+        item("ev:hike2", "event", "登山健行新手體驗活動"),
+        item("ev:hike3", "event", "登山健行交流之夜"),
+        item("ev:code", "event", "Python 程式設計之夜"),
+        item("ev:coffee", "event", "手沖咖啡交流"),
+        item("ev:vip", "event", "登山健行百岳 VIP 團", tier="vip"),
+        item("ev:vip2", "event", "登山健行 VIP 夜", tier="vip"),
+        item("th:trail", "thread", "登山步道心得分享"),
+        item("th:trail2", "thread", "登山步道推薦"),
+        item("th:code", "thread", "Python 新手問題"),
+        item("co:hike", "course", "登山入門課程"),
+    ):
+        c.items[i.id] = i
+    c.interactions += [
+        x("a", "b", "follow"),
+        x("a", "ev:hike1", "rsvp"),
+        x("a", "th:trail", "reply"),
+        x("b", "ev:hike1", "rsvp"),
+        x("b", "ev:hike2", "rsvp"),
+        x("d", "ev:hike2", "rsvp"),
+        x("d", "ev:hike3", "rsvp"),
+        x("b", "d", "follow"),
+        x("c", "ev:code", "rsvp"),
+        x("e", "ev:coffee", "rsvp"),
+        x("d", "a", "follow"),
+        x("c", "th:code", "reply"),
+    ]
+    return c
+
+
+FILLERS = (
+    "Python 程式設計",
+    "街拍攝影",
+    "理財投資",
+    "親子共讀",
+    "桌遊之夜",
+    "馬拉松路跑",
+    "多肉植物",
+    "吉他彈唱",
+    "推理小說",
+)
+
+
+def add_fillers(c: Corpus) -> None:
+    """Unrelated members and items, so that what is typical (the content calibration) is known."""
+    for n, text in enumerate(FILLERS):
+        c.members[f"filler{n}"] = member(f"filler{n}", text)
+        for kind in ("event", "course", "thread"):
+            c.items[f"{kind}:filler{n}"] = item(f"{kind}:filler{n}", kind, text)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def model() -> RecommenderModel:
+    return RecommenderModel.fit(community(), EMB, now=NOW)
+
+
+def ids(recs: list[Recommendation]) -> list[str]:
+    return [r.id for r in recs]
+
+
+def test_nothing_already_known_and_never_self(model: RecommenderModel) -> None:
+    people = ids(model.recommend("a", "people", 10))
+    assert "a" not in people and "b" not in people  # self, and someone already followed
+    assert people, "the rest of the community is still suggested"
+    events = ids(model.recommend("a", "event", 10))
+    assert "ev:hike1" not in events  # already RSVP'd
+    assert "th:trail" not in ids(model.recommend("a", "thread", 10))  # already replied
+    assert all(r.kind == "event" for r in model.recommend("a", "event", 10))
+
+
+def test_content_and_behaviour_rank_the_hiking_events_first(model: RecommenderModel) -> None:
+    events = ids(model.recommend("a", "event", 3, can_access=lambda i: i.tier != "vip", upgrade_slots=0))
+    assert set(events[:2]) == {"ev:hike2", "ev:hike3"}
+
+
+def test_exclude_never_appears(model: RecommenderModel) -> None:
+    best = ids(model.recommend("a", "event", 1))[0]
+    assert best not in ids(model.recommend("a", "event", 10, exclude=[best]))
+    assert "d" not in ids(model.recommend("a", "people", 10, exclude=["d"]))
+
+
+def test_not_interested_never_appears_and_pushes_similar_down(model: RecommenderModel) -> None:
+    before = {r.id: r.score for r in model.recommend("a", "event", 10)}
+    after = {r.id: r.score for r in model.recommend("a", "event", 10, not_interested=["ev:hike3"])}
+    assert "ev:hike3" in before and "ev:hike3" not in after
+    # The other hiking event shares most of its words: it loses more than the coding night.
+    hike_drop = before["ev:hike2"] - after["ev:hike2"]
+    code_drop = before["ev:code"] - after["ev:code"]
+    assert hike_drop > 0
+    assert hike_drop > code_drop
+
+
+def test_inaccessible_items_dropped_except_locked_upgrade_slots(model: RecommenderModel) -> None:
+    def free_only(i: Item) -> bool:
+        return i.tier == "free"
+
+    none = model.recommend("a", "event", 10, can_access=free_only, upgrade_slots=0)
+    assert all(not r.locked for r in none)
+    assert not {"ev:vip", "ev:vip2"} & set(ids(none))
+    one = model.recommend("a", "event", 10, can_access=free_only, upgrade_slots=1)
+    locked = [r for r in one if r.locked]
+    assert len(locked) == 1
+    assert locked[0].id in {"ev:vip", "ev:vip2"}
+    assert locked[0].reason.code == "upgrade" and locked[0].reason.params == {"tier": "vip"}
+    two = model.recommend("a", "event", 10, can_access=free_only, upgrade_slots=2)
+    assert sum(r.locked for r in two) == 2
+    everything = model.recommend("a", "event", 10)  # no access rule: nothing is locked
+    assert {"ev:vip", "ev:vip2"} <= set(ids(everything)) and not any(r.locked for r in everything)
+
+
+def test_mmr_spreads_near_duplicates() -> None:
+    c = Corpus()
+    c.members["m"] = member("m", "登山 咖啡", ("登山", "咖啡"))
+    for n in range(5):
+        c.items[f"ev:dup{n}"] = item(f"ev:dup{n}", "event", "登山 咖啡 登山 聚會")
+    c.items["ev:other"] = item("ev:other", "event", "咖啡 手沖 講座")
+    add_fillers(c)
+    plain = RecommenderModel.fit(c, EMB, now=NOW, weights=replace(DEFAULT_WEIGHTS["event"], mmr_lambda=1.0))
+    diverse = RecommenderModel.fit(c, EMB, now=NOW, weights=replace(DEFAULT_WEIGHTS["event"], mmr_lambda=0.3))
+    assert ids(plain.recommend("m", "event", 6))[-1] == "ev:other"
+    assert "ev:other" in ids(diverse.recommend("m", "event", 2))
+
+
+def test_reason_friends_joined_names_who_and_how_many() -> None:
+    c = community()
+    c.members["g"] = member("g")  # no profile, no history: only friends speak for an item
+    c.interactions += [x("g", "b", "follow"), x("g", "d", "follow")]
+    m = RecommenderModel.fit(c, EMB, now=NOW)
+    recs = {r.id: r for r in m.recommend("g", "event", 10)}
+    reason = recs["ev:hike2"].reason  # b and d both RSVP'd
+    assert reason.code == "friends_joined"
+    assert reason.params["n"] == 2 and reason.params["action"] == "rsvp"
+    assert reason.params["name"] in {"name-b", "name-d"}
+
+
+def test_reason_follows_you_and_co_tipped() -> None:
+    c = community()
+    c.members["h"] = member("h")
+    c.interactions += [x("h", "e", "tip"), x("c", "e", "tip")]
+    m = RecommenderModel.fit(c, EMB, now=NOW)
+    to_a = {r.id: r.reason for r in m.recommend("a", "people", 10)}
+    assert to_a["d"].code == "follows_you" and to_a["d"].params == {"name": "name-d"}
+    to_h = {r.id: r.reason for r in m.recommend("h", "people", 10)}
+    assert to_h["c"].code == "co_tipped" and to_h["c"].params == {"name": "name-e"}
+
+
+def test_reason_similar_to_and_shared_interest(model: RecommenderModel) -> None:
+    threads = {r.id: r.reason for r in model.recommend("a", "thread", 10)}
+    assert threads["th:trail2"].code == "similar_to"
+    assert threads["th:trail2"].params == {"title": "登山步道心得分享", "action": "reply"}
+    courses = {r.id: r.reason for r in model.recommend("a", "course", 10)}
+    assert courses["co:hike"].code in {"shared_interest", "similar_to"}
+    fresh = Corpus(
+        members={"n": member("n", "", ("登山",))},
+        items={"co:hike": item("co:hike", "course", "登山入門課程")},
+    )
+    add_fillers(fresh)
+    only_interest = RecommenderModel.fit(fresh, EMB, now=NOW).recommend("n", "course", 1)
+    assert only_interest[0].reason.code == "shared_interest"
+    assert only_interest[0].reason.params == {"topic": "登山"}
+
+
+def test_upsert_and_remove_without_refit(model: RecommenderModel) -> None:
+    c = community()
+    m = RecommenderModel.fit(c, EMB, now=NOW)
+    new = Item(id="ev:new", kind="event", lang="zh-TW", title="登山健行百岳挑戰", created_at=at(1))
+    m.upsert_item(new)
+    assert "ev:new" in ids(m.recommend("a", "event", 10))
+    assert m.remove("ev:new")
+    assert "ev:new" not in ids(m.recommend("a", "event", 10))
+    m.upsert_member(member("z", "登山 健行 露營"))
+    assert "z" in ids(m.recommend("a", "people", 10))
+    assert ids(m.recommend("z", "event", 3))  # a new member gets content recommendations at once
+    assert m.remove("d")
+    assert "d" not in ids(m.recommend("a", "people", 10))
+    assert not m.remove("nobody")
+    # A precomputed vector is used as given (the live service passes stored embeddings).
+    vec = EMB.embed(["Python 程式設計"])[0]
+    m.upsert_item(Item(id="ev:py", kind="event", lang="en", title="whatever"), vector=vec)
+    assert ids(m.recommend("c", "event", 1, exclude=["ev:code"]))[0] == "ev:py"
+
+
+def test_precomputed_vectors_are_not_embedded_again() -> None:
+    class Counting(HashingEmbedder):
+        calls = 0
+
+        def embed(self, texts, *, role="passage"):  # type: ignore[no-untyped-def]
+            Counting.calls += len(texts)
+            return super().embed(texts, role=role)
+
+    c = community()
+    given = {i.id: EMB.embed([i.embed_text()])[0] for i in c.items.values()}
+    RecommenderModel.fit(c, Counting(128), vectors=given, now=NOW)
+    assert Counting.calls == sum(1 for m in c.members.values() if m.text())
+
+
+def test_unknown_member_gets_popular_items_and_bad_kind_is_refused(model: RecommenderModel) -> None:
+    recs = model.recommend("stranger", "event", 3)
+    assert recs and recs[0].id in {"ev:hike1", "ev:hike2"}  # the most chosen events (two each)
+    assert model.recommend("a", "event", 0) == []
+    with pytest.raises(ValueError, match="kind must be one of"):
+        model.recommend("a", "groups", 3)  # type: ignore[arg-type]
+
+
+def test_every_recommendation_has_one_reason_with_params(model: RecommenderModel) -> None:
+    for kind in ("people", "event", "course", "thread"):
+        for rec in model.recommend("a", kind, 10):  # type: ignore[arg-type]
+            assert rec.reason.code
+            assert np.isfinite(rec.score)
+
+
+def test_weights_can_be_given_once_for_all_kinds() -> None:
+    m = RecommenderModel(EMB, Weights(popularity=0.0))
+    assert all(w.popularity == 0.0 for w in m.weights.values())
