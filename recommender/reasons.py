@@ -78,7 +78,9 @@ def _en(code: str, p: Mapping[str, str | int]) -> str:
         case "follows_you":
             return f"{p['name']} follows you"
         case "followed_by":
-            return f"Followed by {p['name']}" + (f" and {n - 1} more people you follow" if n > 1 else "")
+            if n > 1:
+                return f"Followed by {n} people you follow, including {p['name']}"
+            return f"Followed by {p['name']}, whom you follow"
         case "co_tipped":
             return f"You both tipped {p['name']}"
         case "both_follow":
