@@ -182,6 +182,43 @@ def bench_ledger(
         raise typer.Exit(1)
 
 
+@bench_app.command("recommend")
+def bench_recommend(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    sizes: Annotated[str | None, typer.Option(help="index sizes, e.g. 10000,100000,1000000")] = None,
+    quick: Annotated[bool, typer.Option(help="tiny sizes, few samples (smoke tests)")] = False,
+    engine: Annotated[str | None, typer.Option(help="embedder spec (default: Settings.embedder)")] = None,
+    request_members: Annotated[int | None, typer.Option(min=100, help="members in the request run")] = None,
+) -> None:
+    """Embedding throughput, index build/memory/latency/recall per size, full request latency."""
+    import json
+
+    _benchmarks_importable()
+    from benchmarks.recommend import BenchConfig, format_table, run, stderr_progress
+    from core.errors import DomainError
+
+    cfg = BenchConfig.quick() if quick else BenchConfig()
+    cfg.progress = stderr_progress
+    cfg.engine = engine
+    if request_members is not None:
+        cfg.request_members = request_members
+    if sizes is not None:
+        try:
+            cfg.sizes = tuple(int(s.replace("_", "")) for s in sizes.split(",") if s.strip())
+        except ValueError as exc:
+            typer.echo(f"--sizes must be comma-separated integers, not {sizes!r}", err=True)
+            raise typer.Exit(2) from exc
+        if not cfg.sizes or min(cfg.sizes) < 100:
+            typer.echo("--sizes needs at least one size, each >= 100", err=True)
+            raise typer.Exit(2)
+    try:
+        result = run(cfg)
+    except DomainError as exc:
+        typer.echo(f"{exc.code}: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
 eval_app = typer.Typer(help="Quality evaluations: they print figures.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
