@@ -19,7 +19,7 @@ clawed_back_amount 0, shortfall 0 and clawback_transaction_id = the reversal.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -167,12 +167,35 @@ def grant(session: Session, trigger: str, subject_id: int) -> list[int]:
     member = community_repo.membership(session, subject.community_id, subject.user_id)
     if member is None or member.status != MembershipStatus.ACTIVE:
         return []
+    rules = repo.active_rules(session, subject.community_id, kind, subject.challenge_id)
+    _lock_wallets(session, rules, subject.user_id)
     made = []
-    for rule in repo.active_rules(session, subject.community_id, kind, subject.challenge_id):
+    for rule in rules:
         grant_id = _grant_one(session, rule, subject)
         if grant_id is not None:
             made.append(grant_id)
     return made
+
+
+def _lock_wallets(session: Session, rules: Sequence[EarnRule], user_id: int) -> None:
+    """Lock every account the rules pay from and to, at once, in the ledger's global order.
+
+    Paying rule after rule would lock one chip's accounts, then the next chip's: two grants
+    whose rules pay the same chips in opposite orders would each wait for the other.
+    """
+    chip_ids = sorted({rule.chip_id for rule in rules})
+    if len(chip_ids) < 2:
+        return  # one chip: _grant_one locks its two accounts in one call
+    accounts = []
+    for chip_id in chip_ids:
+        chip = session.get(Chip, chip_id)
+        if chip is None or chip.frozen or chip.expired:
+            continue  # _grant_one skips these rules without touching their accounts
+        accounts += [
+            ledger.issuance_account(session, chip.id).id,
+            ledger.open_account(session, chip, user_id).id,
+        ]
+    ledger.lock_accounts(session, accounts)
 
 
 def _grant_one(session: Session, rule: EarnRule, subject: Subject) -> int | None:

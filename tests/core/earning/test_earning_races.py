@@ -28,7 +28,7 @@ from core.errors import DomainError
 from core.ledger import service as ledger
 from core.models import Chip, Community, EarnGrant, EarnTrigger, GrantStatus, LedgerAccount, Post, User
 from tests.conftest import needs_postgres
-from tests.core.tipping.helpers import channel, community_chip, thread
+from tests.core.tipping.helpers import channel, community_chip, reply, thread
 from tests.factories import add_member, make_chip, make_community, make_user
 
 pytestmark = needs_postgres()
@@ -193,3 +193,60 @@ def test_clawback_is_one_unit_of_work_per_grant(committed_engine: Engine) -> Non
 def _no_stray_threads() -> Iterator[None]:
     yield
     assert all(not t.is_alive() for t in threading.enumerate() if isinstance(t, Worker))
+
+
+def test_grants_paying_the_same_chips_in_opposite_orders_do_not_deadlock(committed_engine: Engine) -> None:
+    """A post pays chip A then B, a reply pays B then A: the grants lock all their accounts at once.
+
+    The holder stops the post's grant after it took A's issuance account; the reply's grant
+    then takes B's. Paying rule after rule, each would next need what the other holds.
+    """
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        community = make_community(s, owner, slug=f"earn-{uuid.uuid4().hex[:8]}")
+        poster, receiver, replier = (add_member(s, community) for _ in range(3))
+        chip_a = community_chip(s, community)
+        chip_b = make_chip(s, community, owner, symbol=f"B{uuid.uuid4().hex[:6].upper()}")
+        admin = Actor(owner)
+        for trigger, chips_in_order in (
+            (EarnTrigger.POST_CREATED, (chip_a, chip_b)),
+            (EarnTrigger.REPLY_RECEIVED, (chip_b, chip_a)),
+        ):
+            for chip in chips_in_order:
+                rule = RuleIn(
+                    name=f"{trigger.value} {chip.symbol}", trigger=trigger, amount=3, chip_id=chip.id
+                )
+                earning.create_rule(s, admin, community.id, rule)
+        room = channel(s, owner, community)
+        _, post_id = thread(s, poster, room)
+        receiver_thread, _ = thread(s, receiver, room)
+        reply_id = reply(s, replier, receiver_thread)
+        poster_a = ledger.open_account(s, chip_a, poster.id).id
+        chip_ids, community_id = (chip_a.id, chip_b.id), community.id
+        people = (poster.id, receiver.id)
+
+    def granting(trigger: str, post: int) -> Callable[[], object]:
+        def work() -> object:
+            with session_scope(committed_engine) as s:
+                return earning.grant(s, trigger, post)
+
+        return work
+
+    with holding(committed_engine, poster_a):
+        posted = Worker(granting("post_created", post_id))
+        posted.start()
+        time.sleep(PAUSE)  # holds A's issuance account, waits for the poster's A wallet
+        replied = Worker(granting("reply_received", reply_id))
+        replied.start()
+        time.sleep(PAUSE)
+    for t in (posted, replied):
+        t.join(20)
+        assert not t.is_alive() and t.error is None, t.error
+        assert isinstance(t.result, list) and len(t.result) == 2
+    with session_scope(committed_engine) as s:
+        for person in people:
+            for chip_id in chip_ids:
+                chip = s.get(Chip, chip_id)
+                assert chip is not None
+                assert ledger.open_account(s, chip, person).balance == 3
+        assert ledger.check_invariants(s, community_id).ok
