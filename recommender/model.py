@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from recommender.corpus import DEFINES, KINDS, Corpus, InteractionKind, Item, ItemKind, Kind, Member
 from recommender.embedder import Embedder
+from recommender.index import VectorIndex
 
 # How much one interaction says about a member's interest in its target.
 INTERACTION_WEIGHT: dict[InteractionKind, float] = {
@@ -150,6 +151,7 @@ class RecommenderModel:
     cal: dict[Kind, tuple[float, float]]
     _tipped: set[tuple[int, int]]
     _replied: set[tuple[int, int]]
+    index: dict[Kind, VectorIndex]
 
     def __init__(self, embedder: Embedder, weights: Weights | Mapping[Kind, Weights] | None = None) -> None:
         self.embedder = embedder
@@ -266,6 +268,8 @@ class RecommenderModel:
         for r in range(n_m):
             self.taste[r] = self._taste(r)
         self._calibrate()
+        say("building the vector indexes")
+        self._build_indexes()
         return self
 
     def _vectors(
@@ -341,52 +345,98 @@ class RecommenderModel:
     # ------------------------------------------------------------------ incremental updates
 
     def upsert_member(self, member: Member, vector: np.ndarray | None = None) -> None:
+        """Add or update a member (profile edited, joined) without a refit."""
         vec = self._one_vector(member.text(), vector)
         r = self.member_row.get(member.id)
         if r is None:
+            # A new member has no behaviour until the next fit: content (and popularity) only.
             r = len(self.members)
             self.members.append(member)
             self.member_row[member.id] = r
-            self.member_vec = np.vstack([self.member_vec, vec[None]])
-            self.taste = np.vstack([self.taste, vec[None]])
-            self.alive_member = np.append(self.alive_member, True)
-            # Member targets keep the fitted layout: a new member has no behaviour until the next fit.
+            self._reserve_members(r + 1)
+            self.member_vec[r] = vec
+            self.taste[r] = vec
         else:
             self.members[r] = member
             self.member_vec[r] = vec
-            self.alive_member[r] = True
             self.taste[r] = self._taste(r) if r < self.B.shape[0] else vec
+        self.alive_member[r] = True
+        self._index_put("people", r, self.taste[r])
 
     def upsert_item(self, item: Item, vector: np.ndarray | None = None) -> None:
+        """Add or update an item (posted, edited) without a refit."""
         vec = self._one_vector(item.embed_text(), vector)
         c = self.item_col.get(item.id)
         if c is None:
-            # New items get a column past the behaviour matrix: content, popularity 0, freshness.
+            # New items get a column past the behaviour matrix: content, freshness, no popularity.
             c = len(self.items)
             self.items.append(item)
             self.item_col[item.id] = c
-            self.item_vec = np.vstack([self.item_vec, vec[None]])
-            self.item_kind = np.append(self.item_kind, np.int8(KIND_CODE[item.kind]))
-            self.alive_item = np.append(self.alive_item, True)
-            self.starts_ts = np.append(self.starts_ts, _ts(item.starts_at))
-            self.created_ts = np.append(self.created_ts, _ts(item.created_at))
+            self._reserve_items(c + 1)
         else:
-            self.starts_ts[c] = _ts(item.starts_at)
-            self.created_ts[c] = _ts(item.created_at)
+            old = self.items[c].kind
+            if old != item.kind:
+                self.index[old].remove([c])
             self.items[c] = item
-            self.item_vec[c] = vec
-            self.item_kind[c] = KIND_CODE[item.kind]
-            self.alive_item[c] = True
+        self.item_vec[c] = vec
+        self.item_kind[c] = KIND_CODE[item.kind]
+        self.alive_item[c] = True
+        self.starts_ts[c] = _ts(item.starts_at)
+        self.created_ts[c] = _ts(item.created_at)
+        self._index_put(item.kind, c, vec)
 
     def remove(self, entity_id: str) -> bool:
         """Forget a member (opted out, left) or an item (deleted): it is never recommended again."""
         if (r := self.member_row.get(entity_id)) is not None:
             self.alive_member[r] = False
+            self.index["people"].remove([r])
             return True
         if (c := self.item_col.get(entity_id)) is not None:
             self.alive_item[c] = False
+            self.index[self.items[c].kind].remove([c])
             return True
         return False
+
+    def _index_put(self, kind: Kind, idx: int, vec: np.ndarray) -> None:
+        if np.any(vec):
+            self.index[kind].upsert(np.asarray([idx], dtype=np.int64), vec[None].astype(np.float32))
+        else:
+            self.index[kind].remove([idx])
+
+    def _reserve_members(self, n: int) -> None:
+        # Grow by half again, so a stream of new members costs amortised O(1) copies.
+        have = len(self.alive_member)
+        if n <= have:
+            return
+        size = max(n, have + have // 2 + 16)
+        self.member_vec = _grown(self.member_vec, size)
+        self.taste = _grown(self.taste, size)
+        self.alive_member = _grown(self.alive_member, size)
+
+    def _reserve_items(self, n: int) -> None:
+        have = len(self.alive_item)
+        if n <= have:
+            return
+        size = max(n, have + have // 2 + 16)
+        self.item_vec = _grown(self.item_vec, size)
+        self.item_kind = _grown(self.item_kind, size)
+        self.alive_item = _grown(self.alive_item, size)
+        self.starts_ts = _grown(self.starts_ts, size, np.nan)
+        self.created_ts = _grown(self.created_ts, size, np.nan)
+
+    def _build_indexes(self) -> None:
+        """One FAISS index per kind: taste vectors of members, content vectors of items."""
+        self.index = {}
+        for kind in KINDS:
+            if kind == "people":
+                rows = np.flatnonzero(np.any(self.taste, axis=1))
+                vectors = self.taste[rows]
+            else:
+                rows = np.flatnonzero((self.item_kind == KIND_CODE[kind]) & np.any(self.item_vec, axis=1))
+                vectors = self.item_vec[rows]
+            self.index[kind] = VectorIndex.build(
+                rows.astype(np.int64), vectors, dim=self.dim, model_id=self.embedder.model_id
+            )
 
     def _one_vector(self, text: str, vector: np.ndarray | None) -> np.ndarray:
         if vector is not None:
@@ -463,6 +513,7 @@ class _Request:
         self.w = model.weights[kind]
         self._pop: np.ndarray | None = None
         self._fresh: np.ndarray | None = None
+        self._pool: np.ndarray | None = None
         if self.r is not None and self.r < self.n_fit_m:
             s, e = model.B.indptr[self.r], model.B.indptr[self.r + 1]
             self.hist_cols = model.B.indices[s:e].astype(np.int64)
@@ -503,17 +554,23 @@ class _Request:
         return {int(c) for c in self.hist_cols[self.hist_cols < self.n_i]}
 
     def _alive_pool(self) -> np.ndarray:
-        m = self.m
-        if self.people:
-            return m.alive_member
-        return m.alive_item & (m.item_kind == KIND_CODE[self.kind])
+        """Mask over the kind's space (member rows or item columns) of what may be suggested."""
+        if self._pool is None:
+            m = self.m
+            if self.people:
+                self._pool = m.alive_member[: len(m.members)]
+            else:
+                n = len(m.items)
+                self._pool = m.alive_item[:n] & (m.item_kind[:n] == KIND_CODE[self.kind])
+        return self._pool
 
     def candidates(self) -> np.ndarray:
         pool = self._alive_pool()
         found: list[np.ndarray] = []
-        # Content: nearest by taste (brute force over the kind; see `vector_search`).
+        # Content: nearest by taste in the kind's FAISS index.
         if np.any(self.taste):
-            found.append(vector_search(self._space(), self.taste, pool, CANDIDATES))
+            _, near = self.m.index[self.kind].search(self.taste[None].astype(np.float32), CANDIDATES)
+            found.append(near[0][near[0] >= 0])
         # Behaviour.
         self.behaviour = self._behaviour_scores()
         if self.behaviour is not None:
@@ -625,7 +682,8 @@ class _Request:
 
     def _freshness_all(self) -> np.ndarray:
         if self._fresh is None:
-            self._fresh = freshness_of(self.m.starts_ts, self.m.created_ts, self.now.timestamp())
+            n = len(self.m.items)
+            self._fresh = freshness_of(self.m.starts_ts[:n], self.m.created_ts[:n], self.now.timestamp())
         return self._fresh
 
     def channels(self, cands: np.ndarray) -> dict[str, np.ndarray]:
@@ -716,6 +774,12 @@ class _Request:
         return chosen
 
 
+def _grown(arr: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
+    out = np.full((size, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
+
+
 def _ts(when: datetime | None) -> float:
     return when.timestamp() if when is not None else math.nan
 
@@ -736,18 +800,6 @@ def freshness_of(starts: np.ndarray, created: np.ndarray, now: float) -> np.ndar
     age = np.maximum(0.0, (now - created[has_created]) / DAY)
     out[has_created] = np.exp(-age / 30.0)
     return out
-
-
-def vector_search(space: np.ndarray, query: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k rows of `space` (within `pool`) nearest to `query` by inner product."""
-    idx = np.flatnonzero(pool)
-    if len(idx) == 0:
-        return idx.astype(np.int64)
-    sims = space[idx] @ query
-    if len(idx) > k:
-        part = np.argpartition(-sims, k)[:k]
-        return idx[part].astype(np.int64)
-    return idx.astype(np.int64)
 
 
 def _top(values: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
