@@ -533,3 +533,44 @@ def is_active_member(session: Session, community_id: int, user_id: int) -> bool:
         )
     )
     return found is not None
+
+
+def live_gates(
+    session: Session, item_ids: Collection[str], *, now: datetime | None = None
+) -> dict[str, Gate]:
+    """The current gate of each item that may still be recommended (at most three small queries).
+
+    A fitted model can be minutes old: what it returns is checked against the database, so a
+    deleted thread, a channel moved behind a tier or a cancelled event never slips through.
+    """
+    now = now or utcnow()
+    wanted: dict[str, list[int]] = {"thread": [], "event": [], "course": []}
+    for iid in item_ids:
+        parsed = parse_target(iid)
+        if parsed is not None and parsed[0] in wanted:
+            wanted[parsed[0]].append(parsed[1])
+    out: dict[str, Gate] = {}
+    if wanted["thread"]:
+        rows = session.execute(
+            select(Thread.id, Channel.min_tier_id, Channel.min_role)
+            .join(Channel, Channel.id == Thread.channel_id)
+            .where(
+                Thread.id.in_(wanted["thread"]), Thread.deleted_at.is_(None), Channel.archived_at.is_(None)
+            )
+        )
+        out.update({item_id("thread", i): Gate(t, r) for i, t, r in rows})
+    if wanted["event"]:
+        event_rows = session.execute(
+            select(Event.id, Event.min_tier_id).where(
+                Event.id.in_(wanted["event"]), Event.status == EventStatus.SCHEDULED, Event.ends_at >= now
+            )
+        )
+        out.update({item_id("event", i): Gate(t) for i, t in event_rows})
+    if wanted["course"]:
+        course_rows = session.execute(
+            select(Course.id, Course.min_tier_id).where(
+                Course.id.in_(wanted["course"]), Course.published_at.is_not(None)
+            )
+        )
+        out.update({item_id("course", i): Gate(t) for i, t in course_rows})
+    return out

@@ -48,6 +48,7 @@ from core.models import (
     Enrollment,
     Event,
     EventRsvp,
+    EventStatus,
     FeedbackKind,
     Follow,
     Language,
@@ -304,6 +305,21 @@ def fingerprint(session: Session, community_id: int) -> tuple[Any, ...]:
             scalar(select(func.max(Thread.id)).where(Thread.community_id == c)),
             scalar(
                 select(func.count())
+                .select_from(Thread)
+                .where(Thread.community_id == c, Thread.deleted_at.is_(None))
+            ),
+            scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.community_id == c, Event.status == EventStatus.SCHEDULED)
+            ),
+            scalar(
+                select(func.count())
+                .select_from(Course)
+                .where(Course.community_id == c, Course.published_at.is_not(None))
+            ),
+            scalar(
+                select(func.count())
                 .select_from(Reaction)
                 .join(Post, Post.id == Reaction.post_id)
                 .where(Post.community_id == c)
@@ -451,10 +467,36 @@ class Recommender:
             upgrade_slots=1,
             now=now,
         )
-        items = [self._present(ctx, snapshot, rec, opted_out) for rec in recs if rec.id not in exclude][
-            :limit
-        ]
+        recs = self._still_valid(session, ctx, community_id, [r for r in recs if r.id not in exclude], now)
+        items = [self._present(ctx, snapshot, rec, opted_out) for rec in recs[:limit]]
         return RecommendationsOut(kind=kind, personalised=not opted_out, items=items)
+
+    def _still_valid(
+        self,
+        session: Session,
+        ctx: CommunityContext,
+        community_id: int,
+        recs: list[Recommendation],
+        now: datetime,
+    ) -> list[Recommendation]:
+        """Drop items whose live state no longer allows them (the model may be minutes old)."""
+        if not recs or recs[0].kind == "people":
+            return recs  # people are checked live already (blocks, opt-outs, departures)
+        live = repo.live_gates(session, [r.id for r in recs], now=now)
+        kept = []
+        stale = False
+        for rec in recs:
+            gate = live.get(rec.id)
+            if gate is None or ctx.role is None or not ctx.role.at_least(gate.min_role):
+                stale = True
+                continue
+            if rec.locked == ctx.meets_tier(gate.min_tier_id):
+                stale = True  # the gate moved since the fit: neither wording is right now
+                continue
+            kept.append(rec)
+        if stale:
+            self.invalidate(community_id)
+        return kept
 
     def _present(
         self, ctx: CommunityContext, snapshot: repo.Snapshot, rec: Recommendation, opted_out: bool

@@ -3,9 +3,9 @@
 `hearth.recommender.embed` brings one entity's embedding up to date after a commit (queued
 by `recommender.hooks`); `hearth.recommender.refresh` (beat) finds what is stale or
 missing in bounded batches and rewrites the index files of the communities it changed.
-The worker installs the hooks (tasks that write content queue embeddings too), and beat
-runs a refresh as soon as it starts, so a fresh deployment (`hearth up` after
-`hearth demo`) has its embeddings without waiting for the first interval.
+The worker installs the hooks (tasks that write content queue embeddings too), and a worker
+with embedded beat queues a refresh as soon as it is ready, so a fresh deployment
+(`hearth up` after `hearth demo`) has its embeddings without waiting for the first interval.
 """
 
 from __future__ import annotations
@@ -89,9 +89,14 @@ def _install_hooks(**_: Any) -> None:
     hooks.install()
 
 
-@signals.beat_init.connect
+@signals.worker_ready.connect
 def _refresh_on_start(sender: Any = None, **_: Any) -> None:
+    # Only where beat is embedded (`hearth worker --beat`, `hearth up`): one start-up refresh per
+    # deployment, sent once the worker has declared its queue (sending earlier races that
+    # declaration on the embedded SQLite broker and crashes the worker).
+    if getattr(getattr(sender, "controller", None), "beat", None) is None:
+        return
     try:
         celery_app.send_task(REFRESH)
-    except Exception:  # the periodic tick will do it; beat must start regardless
+    except Exception:  # the periodic tick will do it; the worker must start regardless
         log.exception("could not queue the start-up recommender refresh")

@@ -391,3 +391,28 @@ def test_only_members_get_recommendations(
             "not_interested",
         )
     assert err.value.code == "invalid_target"
+
+
+def test_what_changed_since_the_fit_is_checked_live(session: Session, world: World) -> None:
+    """A model held for minutes must not show a deleted thread or one that moved behind a tier."""
+    from core.models import Channel, Thread
+
+    cid = world.community.id
+    lazy = service.Recommender(EMBEDDER, check_every=3600)
+    threads = recommend(session, lazy, world, "mei", "thread", limit=20)
+    hike, code = repo.item_id("thread", world.threads["hike"]), repo.item_id("thread", world.threads["code"])
+    assert hike in threads and code in threads
+    general = session.get(Channel, world.channels["general"])
+    assert general is not None
+    held = lazy.fitted(session, cid)
+    # Both changes bypass every service and hook, as a direct SQL fix by an operator would.
+    thread = session.get(Thread, world.threads["code"])
+    assert thread is not None
+    thread.deleted_at = utcnow()
+    general.min_tier_id = next(t.id for t in repo.community_tiers(session, cid) if t.key == "vip")
+    session.flush()
+    after = lazy.recommend(session, world.actor("mei"), cid, "thread", limit=20)
+    assert code not in [i.id for i in after.items]
+    assert all(i.locked for i in after.items if i.id == hike)
+    assert [i for i in after.items if not i.locked and i.id == hike] == []
+    assert lazy.fitted(session, cid) is not held  # the stale model was dropped
