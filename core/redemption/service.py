@@ -430,10 +430,15 @@ def cancel_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     locked = repo.lock_order(session, order_id)
     assert locked is not None
     order = locked
-    if order.status == OrderStatus.CANCELLED:
-        return order_view(session, order)
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+        return order_view(session, order)  # released either way: the chips and stock are back
     if order.status != OrderStatus.PENDING:
         raise Conflict(f"this order is {order.status.value}", code="order_not_pending")
+    if _hold_ran_out(session, order):
+        # It expired before the cancellation came: record what happened, as the sweep would.
+        _release(session, order, OrderStatus.EXPIRED, None)
+        jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "expired")
+        return order_view(session, order)
     _release(session, order, OrderStatus.CANCELLED, actor.id)
     audit.record(
         session,
@@ -457,6 +462,16 @@ def _units(target: Session | UnitOfWork) -> UnitOfWork:
     return target
 
 
+def _hold_ran_out(session: Session, order: RedemptionOrder, now: datetime | None = None) -> bool:
+    """True once the order's hold is past its expiry or was expired by the ledger's sweep."""
+    assert order.hold_id is not None
+    hold = session.get(LedgerHold, order.hold_id, populate_existing=True)
+    assert hold is not None
+    if hold.status != HoldStatus.PENDING:
+        return True
+    return hold.expires_at is not None and hold.expires_at <= (now or utcnow())
+
+
 def expire_order(session: Session, order_id: int, now: datetime | None = None) -> bool:
     """Expire one pending order whose hold ran out (or was expired by the ledger).
 
@@ -471,9 +486,7 @@ def expire_order(session: Session, order_id: int, now: datetime | None = None) -
     locked = repo.lock_order(session, order_id)
     if locked is None or locked.status != OrderStatus.PENDING or locked.hold_id is None:
         return False
-    hold = session.get(LedgerHold, locked.hold_id, populate_existing=True)
-    assert hold is not None
-    if hold.status == HoldStatus.PENDING and (hold.expires_at is None or hold.expires_at > now):
+    if not _hold_ran_out(session, locked, now):
         return False
     _release(session, locked, OrderStatus.EXPIRED, None)
     jobs.enqueue(session, ORDER_CHANGED_JOB, locked.id, "expired")

@@ -319,3 +319,27 @@ def test_offer_listing_and_patch(session: Session, market: Market) -> None:
     assert (patched.stock, patched.price, patched.per_member_limit) == (None, 12, 1)
     with pytest.raises(InvalidInput):
         redemption.update_offer(session, Actor(market.creator), offer.id, OfferPatch(price=None))
+
+
+@pytest.mark.parametrize("ledger_swept", [False, True], ids=["hold-ran-out", "hold-expired-by-ledger"])
+def test_cancelling_an_order_whose_hold_ran_out_records_it_as_expired(
+    session: Session, market: Market, changes: Changes, ledger_swept: bool
+) -> None:
+    member = market.members[0]
+    offer = market.offer(session, stock=1, hold_seconds=60)
+    order, _ = redemption.redeem(session, Actor(member), offer.id, RedeemIn(), f"late-{ledger_swept}")
+    hold = session.get(LedgerHold, order.hold_id)
+    assert hold is not None
+    hold.expires_at = utcnow() - timedelta(seconds=1)
+    session.flush()
+    if ledger_swept:
+        assert ledger.expire_holds(session) == [order.hold_id]
+    cancelled = redemption.cancel_order(session, Actor(member), order.id)
+    assert cancelled.status == OrderStatus.EXPIRED  # what happened, not what was asked too late
+    assert redemption.cancel_order(session, Actor(member), order.id).status == OrderStatus.EXPIRED
+    assert session.get(LedgerHold, order.hold_id, populate_existing=True).status == HoldStatus.EXPIRED  # type: ignore[union-attr]
+    assert _stock(session, offer.id) == 1
+    assert market.wallet(session, member, market.star) == (100, 0)
+    assert (order.id, "expired") in changes() and (order.id, "cancelled") not in changes()
+    assert redemption.expire_orders(session, utcnow() + timedelta(hours=1)) == []
+    assert_invariants(session, market.community.id)

@@ -130,7 +130,8 @@ def test_the_expiry_sweep_never_deadlocks_with_redeem_or_cancel(committed_engine
         a, b = s.get(RedemptionOrder, order_a), s.get(RedemptionOrder, order_b)
         assert a is not None and b is not None
         assert a.status == OrderStatus.EXPIRED
-        assert b.status == (OrderStatus.EXPIRED if then == "redeem" else OrderStatus.CANCELLED)
+        # Either way B's hold had run out: a cancellation that comes later records the expiry.
+        assert b.status == OrderStatus.EXPIRED
     assert (order_b in expired) == (then == "redeem")
     # 1000 chips, nothing spent; only the new order's 10 are held.
     assert _wallet(committed_engine, shop) == (1000, 10 if then == "redeem" else 0)
