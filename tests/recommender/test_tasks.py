@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from api.cli import app as cli
 from core import jobs
 from core.accounts import service as accounts
 from core.accounts.schemas import ProfilePatch
@@ -17,8 +19,8 @@ from core.config import get_settings
 from core.conversation import dm_service
 from core.conversation import service as conversation
 from core.conversation.schemas import ConversationIn, MessageIn, PostPatch, ThreadIn
-from core.db import session_scope
-from core.models import Embedding, EmbeddingEntity, Membership, Post
+from core.db import get_engine, session_scope
+from core.models import Community, Embedding, EmbeddingEntity, Membership, Post
 from core.social import service as social
 from recommender import hooks, store, tasks
 from recommender.embedder import get_embedder
@@ -195,3 +197,39 @@ def test_a_real_worker_embeds_what_was_committed(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("HEARTH_DATABASE_URL", url)
+    monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HEARTH_EMBEDDER", "hashing:64")
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield tmp_path
+    get_engine(url).dispose()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+def test_rebuild_command_embeds_the_demo_and_writes_indexes(fresh_db: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    assert runner.invoke(cli, ["demo", "--members", "10"]).exit_code == 0
+    first = runner.invoke(cli, ["recommend", "rebuild"])
+    assert first.exit_code == 0, first.output
+    with session_scope() as s:
+        total = s.scalar(select(func.count()).select_from(Embedding)) or 0
+        cid = s.scalar(select(Community.id))
+    assert total > 10 and f"community {cid}: embedded {total}, unchanged 0" in first.output
+    model_id = get_embedder().model_id
+    for kind in store.INDEX_KINDS:
+        assert store.index_path(cid or 0, model_id, kind).exists()
+
+    again = runner.invoke(cli, ["recommend", "rebuild", "--community", str(cid)])
+    assert again.exit_code == 0 and f"embedded 0, unchanged {total}" in again.output
+    forced = runner.invoke(cli, ["recommend", "rebuild", "--force"])
+    assert forced.exit_code == 0 and f"embedded {total}, unchanged 0" in forced.output
+    missing = runner.invoke(cli, ["recommend", "rebuild", "--community", "999999"])
+    assert missing.exit_code == 1 and "community_not_found" in missing.output
