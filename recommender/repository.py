@@ -86,6 +86,9 @@ class Snapshot:
     gates: dict[str, Gate] = field(default_factory=dict)
     authors: dict[str, int] = field(default_factory=dict)  # item id -> user id of its author/host
     ends_at: dict[str, datetime] = field(default_factory=dict)  # event id -> end
+    # Indexes for request-time filters, so that a request costs O(what it filters), not O(items).
+    threads_by_author: dict[int, list[str]] = field(default_factory=dict)
+    role_gated: dict[str, Role] = field(default_factory=dict)  # items only some roles may open
 
     def texts(self) -> dict[tuple[EmbeddingEntity, int], str]:
         out: dict[tuple[EmbeddingEntity, int], str] = {}
@@ -472,6 +475,10 @@ def load_snapshot(session: Session, community_id: int, *, now: datetime | None =
         snap.entities[row.item.id] = row.entity
         snap.gates[row.item.id] = row.gate
         snap.authors[row.item.id] = row.author
+        if row.item.kind == "thread":
+            snap.threads_by_author.setdefault(row.author, []).append(row.item.id)
+        if row.gate.min_role != Role.MEMBER:
+            snap.role_gated[row.item.id] = row.gate.min_role
         if row.ends_at is not None:
             snap.ends_at[row.item.id] = row.ends_at
     snap.corpus.interactions = _interactions(session, community_id, snap.corpus)
@@ -574,3 +581,22 @@ def live_gates(
         )
         out.update({item_id("course", i): Gate(t) for i, t in course_rows})
     return out
+
+
+def live_members(session: Session, community_id: int, user_ids: Collection[int]) -> set[int]:
+    """Those of `user_ids` who are still active members that may be recommended."""
+    if not user_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Membership.user_id)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                Membership.community_id == community_id,
+                Membership.user_id.in_(list(user_ids)),
+                Membership.status == MembershipStatus.ACTIVE,
+                User.recommendations_opt_out.is_(False),
+                User.disabled_at.is_(None),
+            )
+        )
+    )

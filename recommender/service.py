@@ -480,8 +480,16 @@ class Recommender:
         now: datetime,
     ) -> list[Recommendation]:
         """Drop items whose live state no longer allows them (the model may be minutes old)."""
-        if not recs or recs[0].kind == "people":
-            return recs  # people are checked live already (blocks, opt-outs, departures)
+        if not recs:
+            return recs
+        if recs[0].kind == "people":
+            # Members who left, were disabled or opted out since the fit are never shown.
+            ids = {int(r.id.split(":", 1)[1]) for r in recs}
+            live_people = repo.live_members(session, community_id, ids)
+            kept_people = [r for r in recs if int(r.id.split(":", 1)[1]) in live_people]
+            if len(kept_people) < len(recs):
+                self.invalidate(community_id)
+            return kept_people
         live = repo.live_gates(session, [r.id for r in recs], now=now)
         kept = []
         stale = False
@@ -535,23 +543,11 @@ def _excluded(session: Session, ctx: CommunityContext, snapshot: repo.Snapshot, 
     """Everything the request must never show, whatever the model thinks of it."""
     blocked = social.blocked_ids(session, ctx.actor.id)
     out = {repo.member_id(uid) for uid in blocked}
-    out |= {
-        iid for iid, author in snapshot.authors.items() if author in blocked and iid.startswith("thread:")
-    }
-    # Members who opted out or left after the model was fitted.
-    gone = session.scalars(
-        select(Membership.user_id)
-        .join(User, User.id == Membership.user_id)
-        .where(
-            Membership.community_id == ctx.community.id,
-            (Membership.status != MembershipStatus.ACTIVE) | User.recommendations_opt_out.is_(True),
-        )
-    )
-    out |= {repo.member_id(uid) for uid in gone}
+    for uid in blocked:
+        out.update(snapshot.threads_by_author.get(uid, ()))
     role = ctx.role
-    for iid, gate in snapshot.gates.items():
-        if role is None or not role.at_least(gate.min_role):
-            out.add(iid)  # a role gate is not something to upgrade to
+    # A role gate (an admins-only room) is not something to upgrade to: never shown.
+    out |= {iid for iid, needed in snapshot.role_gated.items() if role is None or not role.at_least(needed)}
     out |= {iid for iid, end in snapshot.ends_at.items() if end < now}
     return out
 

@@ -416,3 +416,10 @@ def test_what_changed_since_the_fit_is_checked_live(session: Session, world: Wor
     assert all(i.locked for i in after.items if i.id == hike)
     assert [i for i in after.items if not i.locked and i.id == hike] == []
     assert lazy.fitted(session, cid) is not held  # the stale model was dropped
+
+    lin = repo.member_id(world.users["lin"].id)
+    held = lazy.fitted(session, cid)
+    assert lin in recommend(session, lazy, world, "mei", "people", limit=20)
+    social.set_recommendation_opt_out(session, world.actor("lin"), True)
+    assert lin not in recommend(session, lazy, world, "mei", "people", limit=20)
+    assert lazy.fitted(session, cid) is not held
