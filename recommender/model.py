@@ -152,6 +152,7 @@ class RecommenderModel:
     _tipped: set[tuple[int, int]]
     _replied: set[tuple[int, int]]
     index: dict[Kind, VectorIndex]
+    popularity: dict[tuple[Kind, float], np.ndarray]
 
     def __init__(self, embedder: Embedder, weights: Weights | Mapping[Kind, Weights] | None = None) -> None:
         self.embedder = embedder
@@ -268,6 +269,7 @@ class RecommenderModel:
         for r in range(n_m):
             self.taste[r] = self._taste(r)
         self._calibrate()
+        self._popularities()
         say("building the vector indexes")
         self._build_indexes()
         return self
@@ -319,6 +321,24 @@ class RecommenderModel:
             history = _unit(vals[item_mask] @ self.item_vec[cols[item_mask]])
         profile = self.member_vec[r]
         return _unit(profile + history).astype(np.float32)
+
+    def _popularities(self) -> None:
+        """Per kind and trend share: log all-time popularity and the 30-day trend, each scaled to
+        [0, 1] over the kind, mixed. Computed once per fit, read per request."""
+        n_i, n_m = len(self.items), len(self.members)
+        self.popularity = {}
+        for kind in KINDS:
+            if kind == "people":
+                cols, mask = slice(n_i, n_i + n_m), np.ones(n_m, dtype=bool)
+            else:
+                cols, mask = slice(0, n_i), self.item_kind[:n_i] == KIND_CODE[kind]
+            parts = []
+            for arr in (np.log1p(self.pop[cols]), self.trend[cols].astype(np.float64)):
+                arr = np.where(mask, arr, 0.0)
+                top = float(arr.max()) if len(arr) else 0.0
+                parts.append(arr / top if top > 0 else arr)
+            share = self.weights[kind].trend_share
+            self.popularity[(kind, share)] = ((1.0 - share) * parts[0] + share * parts[1]).astype(np.float32)
 
     def _calibrate(self) -> None:
         """Typical taste-to-target cosine per kind, so content scores mean the same on every engine."""
@@ -533,7 +553,7 @@ class _Request:
         if len(self.hist_cols):
             top = np.argsort(-self.hist_vals)[:HISTORY_CAP]
             cols, vals = self.hist_cols[top], self.hist_vals[top]
-            owner, members, _ = _rows(m.t_indptr, m.t_members, np.ones(len(m.t_members), np.float32), cols)
+            owner, members, _ = _rows(m.t_indptr, m.t_members, m.t_members, cols)
             hit = vals[owner] / np.log(2.0 + m.touch[cols][owner])
             self.co = np.bincount(members, weights=hit, minlength=n_m).astype(np.float32)
             self.co /= np.sqrt(1.0 + m.degree[:n_m])
@@ -658,8 +678,12 @@ class _Request:
         return v / top if top > 0 else v
 
     def _popularity_all(self) -> np.ndarray:
-        if self._pop is not None:
-            return self._pop
+        """Popularity over the kind's space in [0, 1]: all-time and recent, mixed per kind."""
+        if self._pop is None:
+            pop = self.m.popularity[(self.kind, self.w.trend_share)]
+            size = len(self.m.members) if self.people else len(self.m.items)
+            self._pop = self._pad(pop, size)
+        return self._pop
         m = self.m
         if self.people:
             cols = slice(self.n_i, self.n_i + self.n_fit_m)
@@ -732,46 +756,53 @@ class _Request:
         upgrade_slots: int,
     ) -> list[Recommendation]:
         m = self.m
-        lam = self.w.mmr_lambda
-        order = np.argsort(-score)[: max(4 * k, 40)]
-        pool = list(order)
-        vecs = self._vecs(cands[order])
-        pos = {int(p): n for n, p in enumerate(order)}
+        # The pool MMR chooses from: the best accessible candidates, plus the best inaccessible
+        # ones up to the upgrade slots (they compete on score and come back labelled locked).
+        size = max(4 * k, 40)
+        order = np.argsort(-score)
+        pool: list[int] = []
+        locked: set[int] = set()
+        for p in order:
+            if len(pool) - len(locked) >= size:
+                break
+            p = int(p)
+            if not self.people and can_access is not None and not can_access(m.items[int(cands[p])]):
+                if len(locked) >= max(0, upgrade_slots):
+                    continue
+                locked.add(p)
+            pool.append(p)
+        picked = _mmr(score[pool], self._vecs(cands[pool]), k, self.w.mmr_lambda)
         chosen: list[Recommendation] = []
-        chosen_vecs: list[np.ndarray] = []
-        locked_left = max(0, upgrade_slots)
-        while pool and len(chosen) < k:
-            if chosen_vecs:
-                sims = vecs[[pos[p] for p in pool]] @ np.stack(chosen_vecs).T
-                penalty = np.clip(sims.max(axis=1), 0.0, 1.0)
-            else:
-                penalty = np.zeros(len(pool))
-            # Multiplicative MMR: a near-duplicate of what is already chosen loses up to (1 - lambda)
-            # of its score, so diversity reorders comparable candidates but never lifts an
-            # irrelevant one over a relevant one (the additive form does when one score dominates).
-            mmr = score[pool] * (1.0 - (1.0 - lam) * penalty)
-            best = int(np.argmax(mmr))
-            p = pool.pop(best)
+        for n in picked:
+            p = pool[n]
             idx = int(cands[p])
-            locked = False
-            if not self.people and can_access is not None:
-                item = m.items[idx]
-                assert item is not None
-                if not can_access(item):
-                    if locked_left == 0:
-                        continue
-                    locked_left -= 1
-                    locked = True
-            chosen_vecs.append(vecs[pos[p]])
-            contrib = {name: float(v[p]) for name, v in channels.items()}
-            if locked:
-                item = m.items[idx]
-                reason = Reason("upgrade", {"tier": item.tier if item else "member"})
+            if p in locked:
+                reason = Reason("upgrade", {"tier": m.items[idx].tier})
             else:
-                reason = explain(self, idx, contrib)
-            eid = m.members[idx].id if self.people else m.items[idx].id  # type: ignore[union-attr]
-            chosen.append(Recommendation(eid, self.kind, round(float(score[p]), 6), reason, locked))
+                reason = explain(self, idx, {name: float(v[p]) for name, v in channels.items()})
+            eid = m.members[idx].id if self.people else m.items[idx].id
+            chosen.append(Recommendation(eid, self.kind, round(float(score[p]), 6), reason, p in locked))
         return chosen
+
+
+def _mmr(score: np.ndarray, vecs: np.ndarray, k: int, lam: float) -> list[int]:
+    """Positions picked greedily by multiplicative MMR.
+
+    A near-duplicate of what is already picked loses up to (1 - lambda) of its score, so
+    diversity reorders comparable candidates but never lifts an irrelevant one over a relevant
+    one (the additive form does when one score dominates).
+    """
+    sims = np.clip(vecs @ vecs.T, 0.0, 1.0)
+    penalty = np.zeros(len(score))
+    left = np.ones(len(score), dtype=bool)
+    picked: list[int] = []
+    while len(picked) < k and left.any():
+        mmr = np.where(left, score * (1.0 - (1.0 - lam) * penalty), -np.inf)
+        best = int(np.argmax(mmr))
+        picked.append(best)
+        left[best] = False
+        np.maximum(penalty, sims[best], out=penalty)
+    return picked
 
 
 def _grown(arr: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
