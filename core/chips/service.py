@@ -43,6 +43,7 @@ from core.chips.schemas import (
     WalletFreezeIn,
 )
 from core.clock import utcnow
+from core.communities import repository as community_repo
 from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 from core.ledger import repository as ledger_repo
 from core.ledger import service as ledger
@@ -458,6 +459,11 @@ def set_wallet_frozen(
             raise _missing_chip()
         # Freezing must hold even for a chip the member has never touched.
         ledger.open_account(session, chip, user_id)
+    else:
+        membership = community_repo.membership(session, community_id, user_id)
+        if membership is not None and membership.wallet_frozen != frozen:
+            membership.wallet_frozen = frozen  # so accounts opened later start frozen
+            session.flush()
     accounts = repo.member_accounts(session, community_id, user_id, data.chip_id)
     changed = [a for a in accounts if a.frozen != frozen]
     if changed:

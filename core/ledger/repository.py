@@ -36,6 +36,7 @@ from core.models import (
     LedgerHold,
     LedgerPosting,
     LedgerTransaction,
+    Membership,
 )
 
 _ACCOUNTS = cast(Table, LedgerAccount.__table__)
@@ -542,6 +543,16 @@ def expired_hold_ids(session: Session, now: datetime, limit: int) -> list[int]:
 
 
 # --- reading ----------------------------------------------------------------------------
+
+
+def wallet_frozen(session: Session, community_id: int, owner_id: int) -> bool:
+    """Whether a moderator froze the owner's whole wallet in the community."""
+    found = session.scalar(
+        select(Membership.wallet_frozen).where(
+            Membership.community_id == community_id, Membership.user_id == owner_id
+        )
+    )
+    return bool(found)
 
 
 def account_row(session: Session, account_id: int) -> LedgerAccount | None:

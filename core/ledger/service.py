@@ -329,7 +329,11 @@ def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:
     try:
         with session.begin_nested():
             account = LedgerAccount(
-                community_id=chip.community_id, chip_id=chip.id, kind=AccountKind.MEMBER, owner_id=owner_id
+                community_id=chip.community_id,
+                chip_id=chip.id,
+                kind=AccountKind.MEMBER,
+                owner_id=owner_id,
+                frozen=repo.wallet_frozen(session, chip.community_id, owner_id),
             )
             session.add(account)
     except IntegrityError:

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.account import Language
@@ -86,6 +86,8 @@ class Membership(IdMixin, Base):
     )
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A moderator froze the member's whole wallet here: accounts opened later start frozen too.
+    wallet_frozen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Invite(IdMixin, CreatedMixin, Base):

@@ -435,3 +435,50 @@ def test_issuance_accounts_are_not_member_wallets(session: Session, town: Town) 
     tea = issue_chip(session, town.community, town.alice)
     accounts = session.scalars(select(LedgerAccount).where(LedgerAccount.chip_id == tea.id)).all()
     assert [(a.kind, a.owner_id) for a in accounts] == [(AccountKind.ISSUANCE, None)]
+
+
+def test_a_frozen_wallet_covers_chips_it_first_touches_later(session: Session, town: Town) -> None:
+    points = community_chip(session, town.community)
+    mint(session, points, town.owner, 10, to=town.bob)
+    chips.set_wallet_frozen(
+        session, Actor(town.mod), town.community.id, town.bob.id, WalletFreezeIn(reason="x"), frozen=True
+    )
+    tea = issue_chip(session, town.community, town.alice)  # issued after the freeze
+    mint(session, tea, town.alice, 10)
+    before = tx_count(session)
+    with pytest.raises(Conflict) as exc:
+        chips.transfer(
+            session, Actor(town.alice), tea.id, TransferIn(to_user_id=town.bob.id, amount=1), key()
+        )
+    assert exc.value.code == "account_frozen"
+    assert tx_count(session) == before
+    # Freezing or thawing one chip leaves the wallet-wide freeze as it is.
+    chips.set_wallet_frozen(
+        session,
+        Actor(town.mod),
+        town.community.id,
+        town.bob.id,
+        WalletFreezeIn(reason="x", chip_id=tea.id),
+        frozen=False,
+    )
+    bean = issue_chip(session, town.community, town.admin)
+    mint(session, bean, town.admin, 10)
+    with pytest.raises(Conflict):
+        chips.transfer(
+            session, Actor(town.admin), bean.id, TransferIn(to_user_id=town.bob.id, amount=1), key()
+        )
+    thawed = chips.set_wallet_frozen(
+        session, Actor(town.mod), town.community.id, town.bob.id, WalletFreezeIn(reason="ok"), frozen=False
+    )
+    assert not any(a.frozen for a in thawed)
+    coffee = issue_chip(session, town.community, town.mod)
+    mint(session, coffee, town.mod, 10)
+    chips.transfer(session, Actor(town.mod), coffee.id, TransferIn(to_user_id=town.bob.id, amount=2), key())
+    assert balance(session, coffee, town.bob) == 2
+    # Another community's wallet of the same member is not frozen by this one.
+    elsewhere = make_community(session, town.owner)
+    chips.set_wallet_frozen(
+        session, Actor(town.mod), town.community.id, town.bob.id, WalletFreezeIn(reason="x"), frozen=True
+    )
+    other = community_chip(session, elsewhere)
+    assert not ledger.open_account(session, other, town.bob.id).frozen
