@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 # re-embeds a large deployment over several ticks instead of in one unbounded job.
 REFRESH_BUDGET = 2000
 CHECK_EVERY_S = 15.0
+MAX_FIT_SHARE = 0.05
 NOT_PERSONALISED = "not_personalised"
 # The opt-out is the live service's rule, not the model's: its note is worded here and appended
 # to the model's own (non-personalised) reason, e.g. "Popular: 12 members (you turned off ...)".
@@ -349,17 +350,31 @@ class _Fitted:
     fingerprint: tuple[Any, ...]
     model_id: str
     checked_at: float
+    fitted_at: float = 0.0
+    fit_seconds: float = 0.0
 
 
 class Recommender:
     """The per-process cache of fitted models and the request path.
 
-    `embedder=None` uses `Settings.embedder`; tests pass the hashing embedder.
+    `embedder=None` uses `Settings.embedder`; tests pass the hashing embedder. A held model
+    is used without looking at the database for `check_every` seconds, and, when fitting it
+    took long, until fitting has cost at most `max_fit_share` of the time since: a busy large
+    community changes every second, and refitting it on every change would spend the API's
+    time fitting. What changed meanwhile is covered by the live checks of each request
+    (blocks, opt-outs, departures, deleted items, moved gates); `None` refits on every change.
     """
 
-    def __init__(self, embedder: Embedder | None = None, *, check_every: float = CHECK_EVERY_S) -> None:
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        *,
+        check_every: float = CHECK_EVERY_S,
+        max_fit_share: float | None = MAX_FIT_SHARE,
+    ) -> None:
         self._embedder = embedder
         self.check_every = check_every
+        self.max_fit_share = max_fit_share
         self._fitted: dict[int, _Fitted] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -383,12 +398,11 @@ class Recommender:
         embedder = self.embedder
         held = self._fitted.get(community_id)
         clock = time.monotonic()
-        if (
-            held is not None
-            and held.model_id == embedder.model_id
-            and clock - held.checked_at < self.check_every
-        ):
-            return held
+        if held is not None and held.model_id == embedder.model_id:
+            if clock - held.checked_at < self.check_every:
+                return held
+            if self.max_fit_share and clock - held.fitted_at < held.fit_seconds / self.max_fit_share:
+                return held
         with self._lock(community_id):
             held = self._fitted.get(community_id)
             stamp = fingerprint(session, community_id)
@@ -424,7 +438,8 @@ class Recommender:
             len(corpus.items),
             1000 * (time.perf_counter() - started),
         )
-        return _Fitted(model, snapshot, stamp, embedder.model_id, time.monotonic())
+        took = time.perf_counter() - started
+        return _Fitted(model, snapshot, stamp, embedder.model_id, time.monotonic(), time.monotonic(), took)
 
     def recommend(
         self,

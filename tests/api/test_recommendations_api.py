@@ -18,7 +18,7 @@ from tests.recommender.test_service import EMBEDDER, World, build_world
 @pytest.fixture
 def world(session: Session, app: FastAPI) -> World:
     # The hashing embedder, handed to the app the way a deployment configures its own.
-    app.state.recommender = Recommender(EMBEDDER, check_every=0)
+    app.state.recommender = Recommender(EMBEDDER, check_every=0, max_fit_share=None)
     return build_world(session)
 
 

@@ -133,7 +133,7 @@ def world(session: Session) -> World:
 
 @pytest.fixture
 def recommender() -> service.Recommender:
-    return service.Recommender(EMBEDDER, check_every=0)
+    return service.Recommender(EMBEDDER, check_every=0, max_fit_share=None)
 
 
 def ids(out: object) -> list[str]:
@@ -202,7 +202,7 @@ def test_stored_vectors_are_used_not_recomputed(session: Session, world: World) 
     store.sync(session, world.community.id, snap.texts(), counting)
     embedded_by_sync = Counting.texts
     assert embedded_by_sync == len(snap.corpus.members) + len(snap.corpus.items)
-    rec = service.Recommender(counting, check_every=0)
+    rec = service.Recommender(counting, check_every=0, max_fit_share=None)
     rec.recommend(session, world.actor("mei"), world.community.id, "thread", limit=5)
     # Only interest phrases (for reasons) may be embedded at request time, never a stored entity.
     snap_texts = set(snap.texts().values())
@@ -300,7 +300,7 @@ def test_not_interested_is_remembered_across_processes_and_undone(
     assert out.replayed is False
     assert service.add_feedback(session, world.actor("mei"), cid, target, "not_interested").replayed is True
     assert target not in recommend(session, recommender, world, "mei", "event")
-    another_process = service.Recommender(EMBEDDER, check_every=0)
+    another_process = service.Recommender(EMBEDDER, check_every=0, max_fit_share=None)
     assert target not in recommend(session, another_process, world, "mei", "event")
     assert target in recommend(session, recommender, world, "lin", "event")  # only mei said so
     service.remove_feedback(session, world.actor("mei"), cid, target)
@@ -324,7 +324,7 @@ def test_direct_messages_never_reach_the_recommender(
         )
         dm_service.send_message(session, world.actor("sam"), convo.id, MessageIn(body=f"{HIKING_TW} 登山"))
     assert repo.load_snapshot(session, cid).texts() == texts_before
-    fresh = service.Recommender(EMBEDDER, check_every=0)
+    fresh = service.Recommender(EMBEDDER, check_every=0, max_fit_share=None)
     assert _all(session, fresh, world, "ada") == before
 
 
@@ -363,7 +363,7 @@ def test_the_workers_stamp_reaches_other_processes(session: Session, world: Worl
     lazy = service.Recommender(EMBEDDER, check_every=3600)
     first = lazy.fitted(session, cid)
     assert lazy.fitted(session, cid) is first  # within check_every: no query, same model
-    eager = service.Recommender(EMBEDDER, check_every=0)
+    eager = service.Recommender(EMBEDDER, check_every=0, max_fit_share=None)
     held = eager.fitted(session, cid)
     assert eager.fitted(session, cid) is held
     store.bump_version(session, cid)
@@ -423,3 +423,15 @@ def test_what_changed_since_the_fit_is_checked_live(session: Session, world: Wor
     social.set_recommendation_opt_out(session, world.actor("lin"), True)
     assert lin not in recommend(session, lazy, world, "mei", "people", limit=20)
     assert lazy.fitted(session, cid) is not held
+
+
+def test_a_slow_fit_is_not_repeated_on_every_change(session: Session, world: World) -> None:
+    """Fitting may take at most `max_fit_share` of the time: changes meanwhile wait for the next fit."""
+    cid = world.community.id
+    rec = service.Recommender(EMBEDDER, check_every=0, max_fit_share=0.05)
+    held = rec.fitted(session, cid)
+    held.fit_seconds = 60.0  # as if this community took a minute to fit
+    social.follow(session, world.actor("mei"), cid, world.users["lin"].id)
+    assert rec.fitted(session, cid) is held
+    held.fitted_at -= 1300  # 60 s is 5% of 1200 s: time for the next fit
+    assert rec.fitted(session, cid) is not held
