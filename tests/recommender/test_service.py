@@ -190,23 +190,35 @@ def test_cross_language_hikers_meet_and_find_the_hike(
 
 
 def test_stored_vectors_are_used_not_recomputed(session: Session, world: World) -> None:
-    class Counting(HashingEmbedder):
-        texts = 0
+    seen: list[str] = []
 
+    class Recording(HashingEmbedder):
         def embed(self, texts, *, role="passage"):  # type: ignore[no-untyped-def]
-            Counting.texts += len(texts)
+            seen.extend(texts)
             return super().embed(texts, role=role)
 
-    counting = Counting(256)
-    snap = repo.load_snapshot(session, world.community.id)
-    store.sync(session, world.community.id, snap.texts(), counting)
-    embedded_by_sync = Counting.texts
-    assert embedded_by_sync == len(snap.corpus.members) + len(snap.corpus.items)
-    rec = service.Recommender(counting, check_every=0, max_fit_share=None)
-    rec.recommend(session, world.actor("mei"), world.community.id, "thread", limit=5)
-    # Only interest phrases (for reasons) may be embedded at request time, never a stored entity.
-    snap_texts = set(snap.texts().values())
-    assert Counting.texts - embedded_by_sync < len(snap_texts)
+    recording = Recording(256)
+    cid = world.community.id
+    texts = repo.load_snapshot(session, cid).texts()
+    store.sync(session, cid, texts, recording)
+    assert sorted(seen) == sorted(texts.values())
+    seen.clear()
+    rec = service.Recommender(recording, check_every=0, max_fit_share=None)
+    for kind in ("people", "event", "course", "thread"):
+        rec.recommend(session, world.actor("mei"), cid, kind, limit=5)  # type: ignore[arg-type]
+    # Interest phrases may be embedded to word reasons; no stored entity is embedded again.
+    assert not set(seen) & set(texts.values())
+
+    # An entity without a stored vector (the worker has not run yet) is embedded in the fit.
+    new_thread = conversation.create_thread(
+        session,
+        world.actor("sam"),
+        world.channels["general"],
+        ThreadIn(title="Rust async", body="tokio runtime"),
+    )
+    seen.clear()
+    rec.recommend(session, world.actor("mei"), cid, "thread", limit=5)
+    assert any("tokio runtime" in t for t in seen) and new_thread.id
 
 
 def _all(session: Session, rec: service.Recommender, world: World, who: str) -> dict[str, list[str]]:
