@@ -191,10 +191,10 @@ class RecommenderModel:
 
         say(f"embedding {n_m} members and {n_i} items with {embedder.model_id}")
         self.member_vec = self._vectors(
-            [m.id for m in self.members], [m.text() for m in self.members], vectors
+            [m.id for m in self.members], [m.text() for m in self.members], vectors, say
         )
         self.item_vec = self._vectors(
-            [i.id for i in self.items], [i.embed_text() for i in self.items], vectors
+            [i.id for i in self.items], [i.embed_text() for i in self.items], vectors, say
         )
         self.item_kind = np.array([KIND_CODE[i.kind] for i in self.items], dtype=np.int8)
         self.alive_member = np.ones(n_m, dtype=bool)
@@ -275,7 +275,11 @@ class RecommenderModel:
         return self
 
     def _vectors(
-        self, ids: Sequence[str], texts: Sequence[str], given: Mapping[str, np.ndarray] | None
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        given: Mapping[str, np.ndarray] | None,
+        say: Callable[[str], None],
     ) -> np.ndarray:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         missing = []
@@ -288,6 +292,8 @@ class RecommenderModel:
         for start in range(0, len(missing), 512):
             chunk = missing[start : start + 512]
             out[chunk] = self.embedder.embed([texts[n] for n in chunk])
+            if (start // 512) % 10 == 9:
+                say(f"embedded {start + len(chunk)}/{len(missing)}")
         return out
 
     def _capped_transpose(self, rows: np.ndarray, cols: np.ndarray, ts: np.ndarray, n_t: int) -> None:
