@@ -19,6 +19,7 @@ from core.chips.schemas import (
     BurnIn,
     ChipIn,
     ChipOut,
+    ChipPatch,
     MintIn,
     ReasonIn,
     SupplyOut,
@@ -60,6 +61,12 @@ def list_chips(
 @router.get("/chips/{chip_id}", response_model=ChipOut)
 def get_chip(chip_id: PathId, actor: CurrentActor, session: DbSession) -> ChipOut:
     return chips.get_chip(session, actor, chip_id)
+
+
+@router.patch("/chips/{chip_id}", response_model=ChipOut)
+def update_chip(chip_id: PathId, patch: ChipPatch, actor: CurrentActor, session: DbSession) -> ChipOut:
+    """Change the chip's name, description, flags, emission limit or lower its supply cap."""
+    return chips.update_chip(session, actor, chip_id, patch)
 
 
 @router.get("/chips/{chip_id}/supply", response_model=SupplyOut)

@@ -56,6 +56,22 @@ class ChipIn(Input):
         return as_utc(value) if value is not None else None
 
 
+class ChipPatch(Input):
+    """What an issuer may change after issuing. Holders keep what they were promised: a supply
+    cap can be set or lowered (never below the circulating supply) but not raised or removed,
+    and the symbol, season end and decay are fixed at issue."""
+
+    name: ChipName | None = None
+    description: Description | None = None
+    supply_cap: Amount | None = None
+    emission_limit: Amount | None = Field(default=None, description="null removes the per-period limit")
+    emission_period: EmissionPeriod | None = None
+    transferable: bool | None = None
+    tippable: bool | None = None
+    redeemable: bool | None = None
+    tradable: bool | None = None
+
+
 class MintIn(Input):
     amount: Amount
     to_user_id: Id | None = Field(default=None, description="default: the caller")

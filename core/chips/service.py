@@ -34,6 +34,7 @@ from core.chips.schemas import (
     BurnIn,
     ChipIn,
     ChipOut,
+    ChipPatch,
     MintIn,
     PostingOut,
     ReasonIn,
@@ -172,6 +173,33 @@ def issue_chip(session: Session, actor: Actor, community_id: int, data: ChipIn) 
     session.flush()
     audit.record(
         session, actor, "chip.issue", chip, community_id=community_id, after=audit.snapshot(chip, _AUDITED)
+    )
+    return ChipOut.model_validate(chip)
+
+
+def update_chip(session: Session, actor: Actor, chip_id: int, patch: ChipPatch) -> ChipOut:
+    """Change a chip's policy (its issuer; the community chip: owners and admins). Audited."""
+    chip, ctx = load_chip(session, actor, chip_id)
+    _require_minter(ctx, chip)
+    changes = patch.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None and name != "emission_limit":
+            raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
+    chip = repo.lock_chip(session, chip.id)
+    if "supply_cap" in changes:
+        cap = changes["supply_cap"]
+        if chip.supply_cap is not None and cap > chip.supply_cap:
+            raise Conflict("a chip's supply cap can be lowered, never raised", code="supply_cap_raised")
+        # Mints and earn grants read the cap under the issuance account's lock: take it too.
+        ledger.lock_accounts(session, [ledger.issuance_account(session, chip.id).id])
+        circulating = headroom(session, chip).circulating
+        if cap < circulating:
+            raise Conflict(
+                f"{circulating} are already in circulation: the cap cannot go below that",
+                code="supply_cap_below_circulating",
+            )
+    audit.apply_changes(
+        session, actor, "chip.update", chip, changes, _AUDITED, community_id=chip.community_id
     )
     return ChipOut.model_validate(chip)
 

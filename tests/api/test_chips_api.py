@@ -275,3 +275,26 @@ def test_api_keys_cannot_spend_a_members_chips(client: TestClient, session: Sess
         headers=with_key(session, owner, "k-t"),
     )
     assert ok.status_code == 201, ok.text
+
+
+def test_the_issuer_patches_a_chips_policy(client: TestClient, session: Session) -> None:
+    community, _, alice, bob, _ = setup(session)
+    chip = issue(client, session, community.id, alice, supply_cap=500).json()
+    r = client.patch(
+        f"/chips/{chip['id']}",
+        json={"description": "每週茶會 weekly tea", "tradable": False, "supply_cap": 300},
+        headers=auth(session, alice),
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["description"], r.json()["tradable"], r.json()["supply_cap"]) == (
+        "每週茶會 weekly tea",
+        False,
+        300,
+    )
+    raised = client.patch(f"/chips/{chip['id']}", json={"supply_cap": 400}, headers=auth(session, alice))
+    assert (raised.status_code, raised.json()["error"]) == (409, "supply_cap_raised")
+    other = client.patch(f"/chips/{chip['id']}", json={"name": "mine"}, headers=auth(session, bob))
+    assert other.status_code == 403
+    unknown = client.patch(f"/chips/{chip['id']}", json={"symbol": "NEW"}, headers=auth(session, alice))
+    assert unknown.status_code == 422
+    assert client.get(f"/chips/{chip['id']}", headers=auth(session, bob)).json()["symbol"] == "TEA"

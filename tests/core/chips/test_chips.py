@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.chips import service as chips
-from core.chips.schemas import BurnIn, ChipIn, MintIn, ReasonIn, TransferIn, WalletFreezeIn
+from core.chips.schemas import BurnIn, ChipIn, ChipPatch, MintIn, ReasonIn, TransferIn, WalletFreezeIn
 from core.clock import utcnow
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 from core.ledger import service as ledger
 from core.models import AccountKind, AuditLog, Chip, ChipKind, EmissionPeriod, LedgerAccount, TxKind
 from tests.core.chips.conftest import (
@@ -482,3 +482,48 @@ def test_a_frozen_wallet_covers_chips_it_first_touches_later(session: Session, t
     )
     other = community_chip(session, elsewhere)
     assert not ledger.open_account(session, other, town.bob.id).frozen
+
+
+def test_the_issuer_changes_a_chips_policy_within_what_holders_were_promised(
+    session: Session, town: Town
+) -> None:
+    tea = issue_chip(session, town.community, town.alice, supply_cap=100, emission_limit=50)
+    mint(session, tea, town.alice, 40)
+    out = chips.update_chip(
+        session,
+        Actor(town.alice),
+        tea.id,
+        ChipPatch(name="Oolong 烏龍", tippable=False, supply_cap=60, emission_limit=None),
+    )
+    assert (out.name, out.tippable, out.supply_cap, out.emission_limit) == ("Oolong 烏龍", False, 60, None)
+    assert out.transferable and out.symbol == tea.symbol  # untouched fields stay
+    for patch, code in (
+        (ChipPatch(supply_cap=61), "supply_cap_raised"),
+        (ChipPatch(supply_cap=39), "supply_cap_below_circulating"),
+        (ChipPatch.model_validate({"name": None}), "invalid_input"),
+        (ChipPatch.model_validate({"supply_cap": None}), "invalid_input"),
+    ):
+        with pytest.raises(DomainError) as exc:
+            chips.update_chip(session, Actor(town.alice), tea.id, patch)
+        assert exc.value.code == code
+    with pytest.raises(PermissionDenied):
+        chips.update_chip(session, Actor(town.bob), tea.id, ChipPatch(name="mine"))
+    with pytest.raises(Conflict) as capped:  # the lowered cap binds the next mint
+        mint(session, tea, town.alice, 21)
+    assert capped.value.code == "supply_cap_exceeded"
+    mint(session, tea, town.alice, 20)
+    # The community chip: admins change it, moderators do not.
+    points = community_chip(session, town.community)
+    assert (
+        chips.update_chip(session, Actor(town.admin), points.id, ChipPatch(supply_cap=1_000)).supply_cap
+        == 1_000
+    )
+    with pytest.raises(PermissionDenied):
+        chips.update_chip(session, Actor(town.mod), points.id, ChipPatch(description="x"))
+    row = session.scalars(
+        select(AuditLog).where(
+            AuditLog.target_type == "chips", AuditLog.target_id == tea.id, AuditLog.action == "chip.update"
+        )
+    ).one()
+    assert (row.before or {})["supply_cap"] == 100 and (row.after or {})["supply_cap"] == 60
+    assert (row.before or {})["tippable"] is True and (row.after or {})["tippable"] is False
