@@ -203,7 +203,16 @@ def _members(
 ) -> list[tuple[int, Member]]:
     """(membership id, member) of every member who may be profiled."""
     stmt = (
-        select(Membership.id, Membership.joined_at, Membership.tier_id, User)
+        select(
+            Membership.id,
+            Membership.joined_at,
+            Membership.tier_id,
+            User.id.label("user_id"),
+            User.language,
+            User.bio,
+            User.interests,
+            User.display_name,
+        )
         .join(User, User.id == Membership.user_id)
         .where(
             Membership.community_id == community_id,
@@ -217,16 +226,16 @@ def _members(
     rows = session.execute(stmt).all()
     posts = _recent_public_posts(session, community_id, user_ids)
     out = []
-    for membership_id, joined_at, tier_id, user in rows:
+    for membership_id, joined_at, tier_id, user_id, language, bio, interests, name in rows:
         out.append(
             (
                 membership_id,
                 Member(
-                    id=member_id(user.id),
-                    lang=user.language.value,
-                    profile=member_profile(user.bio or "", posts.get(user.id, ())),
-                    interests=tuple(str(i) for i in (user.interests or ())),
-                    name=user.display_name,
+                    id=member_id(user_id),
+                    lang=language.value,
+                    profile=member_profile(bio or "", posts.get(user_id, ())),
+                    interests=tuple(str(i) for i in (interests or ())),
+                    name=name,
                     tier=tiers.get(tier_id, "free"),
                     joined_at=joined_at,
                 ),
@@ -250,16 +259,13 @@ class _ItemRow:
 def _threads(
     session: Session, community: Community, tiers: dict[int, TierKey], ids: Collection[int] | None = None
 ) -> list[_ItemRow]:
-    opening = (
-        select(Post.thread_id, Post.body)
-        .where(Post.community_id == community.id, Post.is_opening.is_(True), Post.deleted_at.is_(None))
-        .subquery()
-    )
     stmt = (
-        select(Thread, Channel.min_tier_id, Channel.min_role, opening.c.body, User.language)
+        select(Thread, Channel.min_tier_id, Channel.min_role, Post.body, User.language)
         .join(Channel, Channel.id == Thread.channel_id)
         .join(User, User.id == Thread.author_id)
-        .outerjoin(opening, opening.c.thread_id == Thread.id)
+        .outerjoin(
+            Post, and_(Post.thread_id == Thread.id, Post.is_opening.is_(True), Post.deleted_at.is_(None))
+        )
         .where(
             Thread.community_id == community.id,
             Thread.deleted_at.is_(None),

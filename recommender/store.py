@@ -14,13 +14,15 @@ them can be deleted and rebuilt from the database (`hearth recommend rebuild`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,40 +94,62 @@ def put(
     vector: np.ndarray,
 ) -> None:
     """Write one embedding; vectors of other models for the same entity go (they are stale)."""
-    values = {
-        "community_id": community_id,
-        "content_hash": text_hash,
-        "dim": int(vector.shape[0]),
-        "vector": to_bytes(vector),
-        "updated_at": utcnow(),
-    }
-    row = get(session, entity, entity_id, model_id)
-    if row is None:
-        row = Embedding(entity_type=entity, entity_id=entity_id, model_id=model_id, **values)
-        session.add(row)
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError:
-            # Another worker embedded the same entity first; the last text wins.
-            session.execute(
-                update(Embedding)
-                .where(
-                    Embedding.entity_type == entity,
-                    Embedding.entity_id == entity_id,
-                    Embedding.model_id == model_id,
-                )
-                .values(**values)
-            )
-    else:
-        for name, value in values.items():
-            setattr(row, name, value)
-    session.execute(
-        delete(Embedding).where(
-            Embedding.entity_type == entity, Embedding.entity_id == entity_id, Embedding.model_id != model_id
-        )
+    put_many(session, community_id, [((entity, entity_id), text_hash, vector)], model_id=model_id)
+
+
+def put_many(
+    session: Session,
+    community_id: int,
+    rows: Sequence[tuple[Key, str, np.ndarray]],
+    *,
+    model_id: str,
+) -> None:
+    """Upsert (key, content hash, vector) rows in one statement, then drop other models' rows.
+
+    An upsert, not read-then-write: two workers embedding the same entity at once both
+    succeed and the last text wins, with no unique-key failure to retry.
+    """
+    if not rows:
+        return
+    now = utcnow()
+    values = [
+        {
+            "community_id": community_id,
+            "entity_type": entity,
+            "entity_id": entity_id,
+            "model_id": model_id,
+            "content_hash": text_hash,
+            "dim": int(vector.shape[0]),
+            "vector": to_bytes(vector),
+            "updated_at": now,
+        }
+        for (entity, entity_id), text_hash, vector in rows
+    ]
+    dialect = session.get_bind().dialect.name
+    insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
+    if insert_fn is None:  # pragma: no cover - Hearth runs on PostgreSQL and SQLite only
+        raise RuntimeError(f"no upsert for the {dialect} dialect")
+    stmt: Any = insert_fn(Embedding)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["entity_type", "entity_id", "model_id"],
+        set_={
+            name: stmt.excluded[name]
+            for name in ("community_id", "content_hash", "dim", "vector", "updated_at")
+        },
     )
-    session.flush()
+    session.execute(stmt, values)
+    keys = [(entity.value, entity_id) for (entity, entity_id), _, _ in rows]
+    for start in range(0, len(keys), 500):
+        session.execute(
+            delete(Embedding).where(
+                tuple_(Embedding.entity_type, Embedding.entity_id).in_(keys[start : start + 500]),
+                Embedding.model_id != model_id,
+            )
+        )
+    # Embedding objects loaded earlier in this session must not shadow what was just written.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Embedding):
+            session.expire(obj)
 
 
 def remove(session: Session, keys: Iterable[Key]) -> int:
@@ -196,8 +220,12 @@ def sync(
     for start in range(0, len(todo), EMBED_BATCH):
         batch = todo[start : start + EMBED_BATCH]
         vectors = embedder.embed([text for _, text, _ in batch], role="passage")
-        for ((entity, entity_id), _, h), vector in zip(batch, vectors, strict=True):
-            put(session, community_id, entity, entity_id, model_id=model_id, text_hash=h, vector=vector)
+        put_many(
+            session,
+            community_id,
+            [(key, h, vector) for (key, _, h), vector in zip(batch, vectors, strict=True)],
+            model_id=model_id,
+        )
         result.embedded += len(batch)
         if progress is not None:
             progress(result.embedded, len(todo))
