@@ -17,7 +17,9 @@ is used), as a live request comes from a member who is active now: "fresh" means
 Tier access applies to every method alike (a member's tier must reach the item's; no upgrade
 slots), as in the live service.
 Baselines see the same training data and the same rules: popularity ranks by distinct members
-who chose the target (ties broken at random), random draws uniformly; both are seeded.
+who chose the target (ties broken at random), random draws uniformly; both are seeded. An extra
+reference, "recent", ranks by distinct members who chose the target in the 30 days before the
+request: items age in a community, and it shows how much of a win is only recency.
 
 Metrics, averaged over the evaluated members of a kind: recall@10 = hits / hidden choices;
 NDCG@10 with binary gains, normalised by the ideal ranking of min(10, hidden) hits.
@@ -55,7 +57,8 @@ from recommender.embedder import Embedder
 from recommender.model import RecommenderModel, Weights
 
 TIER_RANK = {"free": 0, "member": 1, "vip": 2}
-METHODS = ("hearth", "popularity", "random")
+METHODS = ("hearth", "popularity", "recent", "random")
+RECENT_DAYS = 30
 
 
 @dataclass
@@ -144,9 +147,29 @@ class _Baselines:
         }
         rng = random.Random(seed)
         self.by_pop: dict[Kind, list[str]] = {}
+        self.tie: dict[Kind, np.ndarray] = {}
         for kind, ids in self.pool.items():
             tie = {t: rng.random() for t in ids}
             self.by_pop[kind] = sorted(ids, key=lambda t: (-len(chooser.get(t, ())), tie[t]))
+            self.tie[kind] = np.array([tie[t] for t in ids])
+        # For recent popularity: every first choice of a target, by time, per kind.
+        first: dict[tuple[str, str], datetime] = {}
+        for x in train.interactions:
+            kind = train.target_kind(x.target)
+            if kind is not None and x.kind in DEFINES[kind]:
+                key = (x.member, x.target)
+                if key not in first or x.ts < first[key]:
+                    first[key] = x.ts
+        position = {kind: {t: n for n, t in enumerate(ids)} for kind, ids in self.pool.items()}
+        self.chosen_at: dict[Kind, tuple[np.ndarray, np.ndarray]] = {}
+        for kind in self.pool:
+            pairs = sorted(
+                (ts.timestamp(), position[kind][t]) for (_, t), ts in first.items() if t in position[kind]
+            )
+            self.chosen_at[kind] = (
+                np.array([p[0] for p in pairs], dtype=np.float64),
+                np.array([p[1] for p in pairs], dtype=np.int64),
+            )
 
     def _eligible(self, member: str, kind: Kind, ids: Iterable[str]) -> Iterable[str]:
         known = self.known.get(member, set())
@@ -161,6 +184,21 @@ class _Baselines:
     def popularity(self, member: str, kind: Kind, k: int) -> list[str]:
         out: list[str] = []
         for t in self._eligible(member, kind, self.by_pop[kind]):
+            out.append(t)
+            if len(out) == k:
+                break
+        return out
+
+    def recent(self, member: str, kind: Kind, k: int, now: datetime | None) -> list[str]:
+        """Popularity over the 30 days before the request (a stronger baseline when items age)."""
+        times, targets = self.chosen_at[kind]
+        end = now.timestamp() if now else (times[-1] if len(times) else 0.0)
+        lo, hi = np.searchsorted(times, [end - RECENT_DAYS * 86400, end], side="right")
+        counts = np.bincount(targets[lo:hi], minlength=len(self.pool[kind]))
+        order = np.lexsort((self.tie[kind], -counts))
+        ids = self.pool[kind]
+        out: list[str] = []
+        for t in self._eligible(member, kind, (ids[n] for n in order)):
             out.append(t)
             if len(out) == k:
                 break
@@ -225,6 +263,7 @@ def evaluate(
         ranked = {
             "hearth": [r.id for r in recs],
             "popularity": base.popularity(member, kind, k),
+            "recent": base.recent(member, kind, k, last_seen.get(member, sp.now)),
             "random": base.random(member, kind, k),
         }
         for method, ids in ranked.items():

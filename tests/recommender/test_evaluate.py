@@ -158,7 +158,7 @@ def test_command_prints_json_per_kind_and_writes_the_synthetic_corpus(tmp_path: 
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["data"] == "synthetic:60:3" and payload["embedder"].startswith("hashing")
     for entry in payload["kinds"].values():
-        for method in ("hearth", "popularity", "random"):
+        for method in ("hearth", "popularity", "recent", "random"):
             assert set(entry[method]) == {"recall@10", "ndcg@10"}
     assert out.read_text(encoding="utf-8").splitlines() == list(
         dump_records(synthetic.generate(members=60, seed=3))
