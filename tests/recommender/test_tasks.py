@@ -205,6 +205,8 @@ def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HEARTH_DATABASE_URL", url)
     monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HEARTH_EMBEDDER", "hashing:64")
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()  # the test database's engine, opened by tasks run in-process
     get_settings.cache_clear()
     get_engine.cache_clear()
     yield tmp_path
