@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 REFRESH_BUDGET = 2000
 CHECK_EVERY_S = 15.0
 MAX_FIT_SHARE = 0.05
+MAX_COMMUNITIES = 64  # fitted models held per process
 NOT_PERSONALISED = "not_personalised"
 # The opt-out is the live service's rule, not the model's: its note is worded here and appended
 # to the model's own (non-personalised) reason, e.g. "Popular: 12 members (you turned off ...)".
@@ -371,11 +373,14 @@ class Recommender:
         *,
         check_every: float = CHECK_EVERY_S,
         max_fit_share: float | None = MAX_FIT_SHARE,
+        max_communities: int = MAX_COMMUNITIES,
     ) -> None:
         self._embedder = embedder
         self.check_every = check_every
         self.max_fit_share = max_fit_share
-        self._fitted: dict[int, _Fitted] = {}
+        self.max_communities = max_communities
+        # Least recently used first: a process serving many communities keeps the busiest.
+        self._fitted: OrderedDict[int, _Fitted] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -396,7 +401,10 @@ class Recommender:
 
     def fitted(self, session: Session, community_id: int, *, now: datetime | None = None) -> _Fitted:
         embedder = self.embedder
-        held = self._fitted.get(community_id)
+        with self._guard:
+            held = self._fitted.get(community_id)
+            if held is not None:
+                self._fitted.move_to_end(community_id)
         clock = time.monotonic()
         if held is not None and held.model_id == embedder.model_id:
             if clock - held.checked_at < self.check_every:
@@ -410,7 +418,11 @@ class Recommender:
                 held.checked_at = clock
                 return held
             fresh = self._fit(session, community_id, embedder, stamp, now)
-            self._fitted[community_id] = fresh
+            with self._guard:
+                self._fitted[community_id] = fresh
+                self._fitted.move_to_end(community_id)
+                while len(self._fitted) > self.max_communities:
+                    self._fitted.popitem(last=False)
             return fresh
 
     def _fit(

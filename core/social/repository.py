@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, delete, exists, or_, select, union
+from sqlalchemy import Select, delete, exists, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from core.models import Block, Embedding, EmbeddingEntity, Follow, Membership, MembershipStatus
@@ -82,3 +82,15 @@ def delete_member_embeddings(session: Session, user_id: int) -> int:
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def member_embedding_count(session: Session, user_id: int) -> int:
+    memberships = select(Membership.id).where(Membership.user_id == user_id)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Embedding)
+            .where(Embedding.entity_type == EmbeddingEntity.MEMBER, Embedding.entity_id.in_(memberships))
+        )
+        or 0
+    )

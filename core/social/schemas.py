@@ -35,6 +35,9 @@ class BlockOut(Output):
 
 class RecommendationSettingsOut(Output):
     opted_out: bool
+    # What the recommender keeps about the member: one profile embedding per community it
+    # has computed one for (0 once opted out). Members may see what the AI knows of them.
+    profiles_kept: int = 0
 
 
 class RecommendationSettingsIn(Input):

@@ -163,7 +163,10 @@ def blocked_ids(session: Session, user_id: int) -> set[int]:
 
 def recommendation_settings(session: Session, actor: Actor) -> RecommendationSettingsOut:
     actor.require_personal()
-    return RecommendationSettingsOut(opted_out=actor.user.recommendations_opt_out)
+    return RecommendationSettingsOut(
+        opted_out=actor.user.recommendations_opt_out,
+        profiles_kept=repo.member_embedding_count(session, actor.id),
+    )
 
 
 def set_recommendation_opt_out(session: Session, actor: Actor, opted_out: bool) -> RecommendationSettingsOut:
@@ -175,4 +178,4 @@ def set_recommendation_opt_out(session: Session, actor: Actor, opted_out: bool) 
     if user.recommendations_opt_out != opted_out:
         user.recommendations_opt_out = opted_out
         session.flush()
-    return RecommendationSettingsOut(opted_out=user.recommendations_opt_out)
+    return recommendation_settings(session, actor)

@@ -139,9 +139,10 @@ def test_opting_out_deletes_every_embedding_at_once(client: TestClient, session:
                 vector=np.ones(4, np.float32) / 2,
             )
     headers = auth(session, ann)
-    assert client.get("/me/recommendation-settings", headers=headers).json() == {"opted_out": False}
+    before = client.get("/me/recommendation-settings", headers=headers).json()
+    assert before == {"opted_out": False, "profiles_kept": 1}
     r = client.put("/me/recommendation-settings", json={"opted_out": True}, headers=headers)
-    assert r.status_code == 200 and r.json() == {"opted_out": True}
+    assert r.status_code == 200 and r.json() == {"opted_out": True, "profiles_kept": 0}
     session.expire_all()
     assert session.get(User, ann.id).recommendations_opt_out is True  # type: ignore[union-attr]
 
@@ -159,6 +160,6 @@ def test_opting_out_deletes_every_embedding_at_once(client: TestClient, session:
     # store.put keeps one model per entity; the other member's row is untouched.
     assert kept(ann) == 0 and kept(bob) == 1
     r = client.put("/me/recommendation-settings", json={"opted_out": False}, headers=headers)
-    assert r.json() == {"opted_out": False}
+    assert r.json() == {"opted_out": False, "profiles_kept": 0}  # recomputed by the next embed job
     r = client.put("/me/recommendation-settings", json={"opted_out": "yes please"}, headers=headers)
     assert r.status_code == 422
