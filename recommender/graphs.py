@@ -83,7 +83,7 @@ def davis(seed: int = 0) -> Corpus:
             id=f"davis:{event}",
             kind="event",
             lang="en",
-            title=f"Event {event}",
+            title="",  # behaviour only: a made-up title would be content noise
             created_at=when[event] - timedelta(days=14),
             starts_at=when[event],
         )
