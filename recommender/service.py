@@ -68,7 +68,7 @@ from recommender import repository as repo
 from recommender import store
 from recommender.corpus import Item, Kind, Lang
 from recommender.embedder import Embedder, content_hash, get_embedder
-from recommender.model import Recommendation, RecommenderModel
+from recommender.model import Reason, Recommendation, RecommenderModel
 from recommender.reasons import render
 from recommender.schemas import FeedbackOut, ReasonOut, RecommendationOut, RecommendationsOut
 
@@ -473,7 +473,14 @@ class Recommender:
         if held.model is None:
             return RecommendationsOut(kind=kind, personalised=not opted_out, items=[])
         snapshot = held.snapshot
-        exclude = _excluded(session, ctx, snapshot, now)
+        blocked = social.blocked_ids(session, actor.id)
+        exclude = _excluded(ctx, snapshot, blocked, now)
+        # A reason must not name someone hidden from the member either.
+        hidden_names = {
+            member.name
+            for uid in blocked
+            if (member := snapshot.corpus.members.get(repo.member_id(uid))) is not None and member.name
+        }
         not_interested = feedback_targets(session, community_id, actor.id)
 
         def can_access(item: Item) -> bool:
@@ -495,7 +502,7 @@ class Recommender:
             now=now,
         )
         recs = self._still_valid(session, ctx, community_id, [r for r in recs if r.id not in exclude], now)
-        items = [self._present(ctx, snapshot, rec, opted_out) for rec in recs[:limit]]
+        items = [self._present(ctx, snapshot, rec, opted_out, hidden_names) for rec in recs[:limit]]
         return RecommendationsOut(kind=kind, personalised=not opted_out, items=items)
 
     def _still_valid(
@@ -534,10 +541,17 @@ class Recommender:
         return kept
 
     def _present(
-        self, ctx: CommunityContext, snapshot: repo.Snapshot, rec: Recommendation, opted_out: bool
+        self,
+        ctx: CommunityContext,
+        snapshot: repo.Snapshot,
+        rec: Recommendation,
+        opted_out: bool,
+        hidden_names: Collection[str] = (),
     ) -> RecommendationOut:
         lang: Lang = (ctx.actor.user.language or Language.EN).value  # type: ignore[assignment]
         reason = rec.reason
+        if reason.params.get("name") in hidden_names:
+            reason = Reason("for_you", {})
         params: dict[str, str | int] = dict(reason.params)
         code, text = reason.code, render(reason, lang)
         if rec.locked:
@@ -566,9 +580,10 @@ class Recommender:
         )
 
 
-def _excluded(session: Session, ctx: CommunityContext, snapshot: repo.Snapshot, now: datetime) -> set[str]:
+def _excluded(
+    ctx: CommunityContext, snapshot: repo.Snapshot, blocked: Collection[int], now: datetime
+) -> set[str]:
     """Everything the request must never show, whatever the model thinks of it."""
-    blocked = social.blocked_ids(session, ctx.actor.id)
     out = {repo.member_id(uid) for uid in blocked}
     for uid in blocked:
         out.update(snapshot.threads_by_author.get(uid, ()))

@@ -447,3 +447,21 @@ def test_a_slow_fit_is_not_repeated_on_every_change(session: Session, world: Wor
     assert rec.fitted(session, cid) is held
     held.fitted_at -= 1300  # 60 s is 5% of 1200 s: time for the next fit
     assert rec.fitted(session, cid) is not held
+
+
+def test_a_reason_never_names_someone_hidden_by_a_block(
+    session: Session, world: World, recommender: service.Recommender
+) -> None:
+    from core.access import community_context
+    from recommender.model import Reason, Recommendation
+
+    cid = world.community.id
+    held = recommender.fitted(session, cid)
+    ctx = community_context(session, world.actor("mei"), cid)
+    lin = repo.member_id(world.users["lin"].id)
+    rec = Recommendation(lin, "people", 0.9, Reason("co_tipped", {"name": "wen"}))
+    shown = recommender._present(ctx, held.snapshot, rec, False, hidden_names={"wen"})
+    assert shown.reason.code == "for_you" and "wen" not in shown.reason.text
+    assert shown.reason.text == "為你推薦"  # mei reads zh-TW
+    plain = recommender._present(ctx, held.snapshot, rec, False, hidden_names=set())
+    assert plain.reason.code == "co_tipped" and "wen" in plain.reason.text
