@@ -994,7 +994,9 @@ def _reason_content(req: _Request, idx: int) -> Reason | None:
 def _popular(req: _Request, idx: int) -> Reason | None:
     col = _col(req, idx)
     n = int(req.m.pop[col]) if col is not None else 0
-    return Reason("popular", {"n": n}) if n > 0 else None
+    if n <= 0:
+        return None
+    return Reason("many_followers" if req.people else "popular", {"n": n})
 
 
 def _reason_fresh(req: _Request, idx: int) -> Reason | None:

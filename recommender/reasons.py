@@ -27,6 +27,7 @@ CODES: dict[str, tuple[str, ...]] = {
     "also_joined": ("title", "action"),
     "similar_to": ("title", "action"),
     "popular": ("n",),
+    "many_followers": ("n",),
     "starting_soon": ("days",),
     "fresh": ("days",),
     "upgrade": ("tier",),
@@ -106,6 +107,8 @@ def _en(code: str, p: Mapping[str, str | int]) -> str:
             return f"Similar to {_q('en', p['title'])}, which you {_action(_DID, 'en', p['action'])}"
         case "popular":
             return f"Popular: {n} members" if n != 1 else "Popular: 1 member"
+        case "many_followers":
+            return f"Followed by {n} members" if n != 1 else "Followed by 1 member"
         case "starting_soon":
             return (
                 "Starts today" if days == 0 else "Starts tomorrow" if days == 1 else f"Starts in {days} days"
@@ -179,6 +182,8 @@ def _zh(code: str, p: Mapping[str, str | int], lang: Lang) -> str:
             return f"和你{_action(_DID, lang, p['action'])}的{_q(lang, p['title'])}相似"
         case "popular":
             return f"社群熱門：{n} 位成員參與" if tw else f"社区热门：{n} 位成员参与"
+        case "many_followers":
+            return f"{n} 位成員追蹤" if tw else f"{n} 位成员关注"
         case "starting_soon":
             if days == 0:
                 return "今天開始" if tw else "今天开始"

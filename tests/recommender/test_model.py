@@ -258,3 +258,21 @@ def test_every_recommendation_has_one_reason_with_params(model: RecommenderModel
 def test_weights_can_be_given_once_for_all_kinds() -> None:
     m = RecommenderModel(EMB, Weights(popularity=0.0))
     assert all(w.popularity == 0.0 for w in m.weights.values())
+
+
+def test_every_reason_the_model_gives_on_a_community_renders_in_all_languages() -> None:
+    from recommender.reasons import CODES, render
+    from recommender.synthetic import generate
+
+    c = generate(members=150, seed=2)
+    m = RecommenderModel.fit(c, EMB)
+    seen = set()
+    for mid in list(c.members)[:40]:
+        for kind in ("people", "event", "course", "thread"):
+            for rec in m.recommend(mid, kind, 10, can_access=lambda i: i.tier == "free"):  # type: ignore[arg-type]
+                assert rec.reason.code in CODES
+                for lang in ("zh-TW", "zh-CN", "en"):
+                    assert render(rec.reason, lang)  # type: ignore[arg-type]
+                seen.add(rec.reason.code)
+    # The community exercises most channels, not only the popular fallback.
+    assert {"similar_to", "also_joined", "friends_joined", "upgrade", "follows_you"} <= seen, seen
