@@ -25,8 +25,9 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -39,6 +40,7 @@ from core.models import (
     Event,
     EventRsvp,
     EventStatus,
+    FeedbackKind,
     Follow,
     Language,
     Lesson,
@@ -46,6 +48,8 @@ from core.models import (
     MembershipStatus,
     Post,
     Reaction,
+    RecommendationFeedback,
+    RecommenderState,
     Role,
     RsvpStatus,
     Thread,
@@ -604,5 +608,121 @@ def live_members(session: Session, community_id: int, user_ids: Collection[int])
                 User.recommendations_opt_out.is_(False),
                 User.disabled_at.is_(None),
             )
+        )
+    )
+
+
+def fingerprint(session: Session, community_id: int) -> tuple[Any, ...]:
+    """What the fitted model depends on, in one round trip (see the module docstring)."""
+    c = community_id
+
+    def scalar(stmt: Any) -> Any:
+        return stmt.scalar_subquery()
+
+    members = and_(Membership.community_id == c, Membership.status == MembershipStatus.ACTIVE)
+    row = session.execute(
+        select(
+            scalar(select(RecommenderState.version).where(RecommenderState.community_id == c)),
+            scalar(select(func.count()).select_from(Membership).where(members)),
+            scalar(select(func.max(Membership.id)).where(members)),
+            scalar(
+                select(func.count())
+                .select_from(Membership)
+                .join(User, User.id == Membership.user_id)
+                .where(members, User.recommendations_opt_out.is_(True))
+            ),
+            scalar(select(func.count()).select_from(Follow).where(Follow.community_id == c)),
+            scalar(select(func.max(Follow.id)).where(Follow.community_id == c)),
+            scalar(select(func.max(Tip.id)).where(Tip.community_id == c)),
+            scalar(
+                select(func.count())
+                .select_from(Post)
+                .where(Post.community_id == c, Post.deleted_at.is_(None))
+            ),
+            scalar(select(func.max(Post.id)).where(Post.community_id == c)),
+            scalar(select(func.max(Thread.id)).where(Thread.community_id == c)),
+            scalar(
+                select(func.count())
+                .select_from(Thread)
+                .where(Thread.community_id == c, Thread.deleted_at.is_(None))
+            ),
+            scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.community_id == c, Event.status == EventStatus.SCHEDULED)
+            ),
+            scalar(
+                select(func.count())
+                .select_from(Course)
+                .where(Course.community_id == c, Course.published_at.is_not(None))
+            ),
+            scalar(
+                select(func.count())
+                .select_from(Reaction)
+                .join(Post, Post.id == Reaction.post_id)
+                .where(Post.community_id == c)
+            ),
+            scalar(
+                select(func.max(EventRsvp.updated_at))
+                .join(Event, Event.id == EventRsvp.event_id)
+                .where(Event.community_id == c)
+            ),
+            scalar(select(func.max(Event.id)).where(Event.community_id == c)),
+            scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .join(Course, Course.id == Enrollment.course_id)
+                .where(Course.community_id == c, Enrollment.unenrolled_at.is_(None))
+            ),
+            scalar(select(func.max(Course.id)).where(Course.community_id == c)),
+        )
+    ).one()
+    return tuple(row)
+
+
+def membership_user_id(session: Session, membership_id: int) -> int | None:
+    return session.scalar(select(Membership.user_id).where(Membership.id == membership_id))
+
+
+def item_community(session: Session, prefix: str, row_id: int) -> int | None:
+    """The community of an event, course or thread (None when there is no such row)."""
+    if prefix == "event":
+        return session.scalar(select(Event.community_id).where(Event.id == row_id))
+    if prefix == "course":
+        return session.scalar(select(Course.community_id).where(Course.id == row_id))
+    return session.scalar(select(Thread.community_id).where(Thread.id == row_id))
+
+
+def feedback_targets(session: Session, community_id: int, user_id: int) -> set[str]:
+    return set(
+        session.scalars(
+            select(RecommendationFeedback.target).where(
+                RecommendationFeedback.community_id == community_id,
+                RecommendationFeedback.user_id == user_id,
+                RecommendationFeedback.kind == FeedbackKind.NOT_INTERESTED,
+            )
+        )
+    )
+
+
+def feedback(
+    session: Session, community_id: int, user_id: int, target: str, kind: FeedbackKind
+) -> RecommendationFeedback | None:
+    return session.scalar(
+        select(RecommendationFeedback).where(
+            RecommendationFeedback.community_id == community_id,
+            RecommendationFeedback.user_id == user_id,
+            RecommendationFeedback.target == target,
+            RecommendationFeedback.kind == kind,
+        )
+    )
+
+
+def delete_feedback(session: Session, community_id: int, user_id: int, target: str) -> None:
+    session.execute(
+        delete(RecommendationFeedback).where(
+            RecommendationFeedback.community_id == community_id,
+            RecommendationFeedback.user_id == user_id,
+            RecommendationFeedback.target == target,
         )
     )

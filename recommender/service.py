@@ -1,21 +1,23 @@
 """Recommendations for members, and the upkeep of what they are computed from.
 
-Serving. Each process keeps one fitted `RecommenderModel` per community, fitted from the
-corpus (`recommender.repository`) and the stored embeddings, so nothing already embedded is
-embedded again. A held model is refitted when the community's fingerprint changes: one
-query combining the worker's version stamp (`recommender_state`, bumped whenever
-embeddings change) with counts and high-water marks of memberships, follows, tips, posts,
-reactions, RSVPs and enrolments. API and worker processes share nothing but the database,
-so the stamp is how a refresh in one reaches the others. The fingerprint is read at most
-every `check_every` seconds per community.
+Serving. Each process keeps a fitted `RecommenderModel` per community (the 64 most recently
+used), fitted from the corpus (`recommender.repository`) and the stored embeddings, so
+nothing already embedded is embedded again. A held model is refitted when the community's
+fingerprint changes: one query combining the worker's version stamp (`recommender_state`,
+bumped whenever embeddings change) with counts and high-water marks of memberships,
+follows, tips, posts, reactions, RSVPs, events and enrolments. API and worker processes
+share nothing but the database, so the stamp is how a refresh in one reaches the others.
+The fingerprint is read at most every `check_every` seconds, and a community whose fit is
+slow is refitted only as often as keeps fitting under `max_fit_share` of the time.
 
-Request-time rules, applied on top of the model's own (nothing already known, MMR):
-blocks hide people both ways and the threads they wrote; members who opted out or left
-since the fit are never shown; role-gated threads (an admins-only room) are dropped
-outright, tier-gated items become at most one labelled upgrade suggestion; events that are
-over are not suggested; "not interested" is passed to the model, which drops the target and
-pushes look-alikes down. A member who opted out gets non-personalised popular results,
-labelled so. Reasons are rendered in the member's language.
+Whatever the model's age, each request checks what it returns against the database: blocks
+(both ways: people and the threads they wrote), members who left, were disabled or opted
+out, deleted threads, archived channels, cancelled or ended events, unpublished courses,
+and gates that moved since the fit. Role-gated threads (an admins-only room) are never
+shown; tier-gated items become at most one labelled upgrade suggestion. "Not interested" is
+passed to the model, which drops the target and pushes look-alikes down. A member who
+opted out gets non-personalised results, labelled so. Reasons are rendered in the member's
+language and never name someone hidden by a block. Nothing here reads direct messages.
 
 Upkeep. `embed_entity` (the after-commit job) and `refresh` (the beat job) keep stored
 embeddings equal to the current texts, recomputing only what changed; `rebuild` does a
@@ -34,7 +36,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,25 +44,10 @@ from core.clock import utcnow
 from core.errors import InvalidInput, NotFound
 from core.models import (
     Community,
-    Course,
-    Embedding,
     EmbeddingEntity,
-    Enrollment,
-    Event,
-    EventRsvp,
-    EventStatus,
     FeedbackKind,
-    Follow,
     Language,
-    Membership,
-    MembershipStatus,
-    Post,
-    Reaction,
     RecommendationFeedback,
-    RecommenderState,
-    Thread,
-    Tip,
-    User,
 )
 from core.social import service as social
 from recommender import repository as repo
@@ -129,8 +115,7 @@ _KIND = {
 
 def _index_id(session: Session, key: store.Key) -> int:
     if key[0] == EmbeddingEntity.MEMBER:
-        user_id = session.scalar(select(Membership.user_id).where(Membership.id == key[1]))
-        return int(user_id or 0)
+        return repo.membership_user_id(session, key[1]) or 0
     return key[1]
 
 
@@ -150,13 +135,7 @@ def embed_entity(session: Session, entity_type: str, entity_id: int, embedder: E
     for key in _keys(session, entity_type, entity_id):
         found = repo.entity_texts(session, *key)
         if found is None:
-            communities = set(
-                session.scalars(
-                    select(Embedding.community_id).where(
-                        Embedding.entity_type == key[0], Embedding.entity_id == key[1]
-                    )
-                )
-            )
+            communities = store.communities_of(session, key)
             if store.remove(session, [key]):
                 index_id = _index_id(session, key)
                 for cid in communities:
@@ -244,7 +223,7 @@ def rebuild(
     engine that kept its model id, a suspected corruption).
     """
     if force:
-        session.execute(delete(Embedding).where(Embedding.community_id == community_id))
+        store.remove_community(session, community_id)
     snapshot = repo.load_snapshot(session, community_id)
     result = store.sync(session, community_id, snapshot.texts(), embedder, progress=progress)
     store.bump_version(session, community_id)
@@ -275,74 +254,6 @@ def write_indexes(
 
 
 # --- serving --------------------------------------------------------------------------
-
-
-def fingerprint(session: Session, community_id: int) -> tuple[Any, ...]:
-    """What the fitted model depends on, in one round trip (see the module docstring)."""
-    c = community_id
-
-    def scalar(stmt: Any) -> Any:
-        return stmt.scalar_subquery()
-
-    members = and_(Membership.community_id == c, Membership.status == MembershipStatus.ACTIVE)
-    row = session.execute(
-        select(
-            scalar(select(RecommenderState.version).where(RecommenderState.community_id == c)),
-            scalar(select(func.count()).select_from(Membership).where(members)),
-            scalar(select(func.max(Membership.id)).where(members)),
-            scalar(
-                select(func.count())
-                .select_from(Membership)
-                .join(User, User.id == Membership.user_id)
-                .where(members, User.recommendations_opt_out.is_(True))
-            ),
-            scalar(select(func.count()).select_from(Follow).where(Follow.community_id == c)),
-            scalar(select(func.max(Follow.id)).where(Follow.community_id == c)),
-            scalar(select(func.max(Tip.id)).where(Tip.community_id == c)),
-            scalar(
-                select(func.count())
-                .select_from(Post)
-                .where(Post.community_id == c, Post.deleted_at.is_(None))
-            ),
-            scalar(select(func.max(Post.id)).where(Post.community_id == c)),
-            scalar(select(func.max(Thread.id)).where(Thread.community_id == c)),
-            scalar(
-                select(func.count())
-                .select_from(Thread)
-                .where(Thread.community_id == c, Thread.deleted_at.is_(None))
-            ),
-            scalar(
-                select(func.count())
-                .select_from(Event)
-                .where(Event.community_id == c, Event.status == EventStatus.SCHEDULED)
-            ),
-            scalar(
-                select(func.count())
-                .select_from(Course)
-                .where(Course.community_id == c, Course.published_at.is_not(None))
-            ),
-            scalar(
-                select(func.count())
-                .select_from(Reaction)
-                .join(Post, Post.id == Reaction.post_id)
-                .where(Post.community_id == c)
-            ),
-            scalar(
-                select(func.max(EventRsvp.updated_at))
-                .join(Event, Event.id == EventRsvp.event_id)
-                .where(Event.community_id == c)
-            ),
-            scalar(select(func.max(Event.id)).where(Event.community_id == c)),
-            scalar(
-                select(func.count())
-                .select_from(Enrollment)
-                .join(Course, Course.id == Enrollment.course_id)
-                .where(Course.community_id == c, Enrollment.unenrolled_at.is_(None))
-            ),
-            scalar(select(func.max(Course.id)).where(Course.community_id == c)),
-        )
-    ).one()
-    return tuple(row)
 
 
 @dataclass
@@ -413,7 +324,7 @@ class Recommender:
                 return held
         with self._lock(community_id):
             held = self._fitted.get(community_id)
-            stamp = fingerprint(session, community_id)
+            stamp = repo.fingerprint(session, community_id)
             if held is not None and held.model_id == embedder.model_id and held.fingerprint == stamp:
                 held.checked_at = clock
                 return held
@@ -481,7 +392,7 @@ class Recommender:
             for uid in blocked
             if (member := snapshot.corpus.members.get(repo.member_id(uid))) is not None and member.name
         }
-        not_interested = feedback_targets(session, community_id, actor.id)
+        not_interested = repo.feedback_targets(session, community_id, actor.id)
 
         def can_access(item: Item) -> bool:
             gate = snapshot.gates.get(item.id)
@@ -597,18 +508,6 @@ def _excluded(
 # --- feedback -------------------------------------------------------------------------
 
 
-def feedback_targets(session: Session, community_id: int, user_id: int) -> set[str]:
-    return set(
-        session.scalars(
-            select(RecommendationFeedback.target).where(
-                RecommendationFeedback.community_id == community_id,
-                RecommendationFeedback.user_id == user_id,
-                RecommendationFeedback.kind == FeedbackKind.NOT_INTERESTED,
-            )
-        )
-    )
-
-
 def _target_exists(session: Session, community_id: int, target: str) -> bool:
     parsed = repo.parse_target(target)
     if parsed is None:
@@ -616,9 +515,7 @@ def _target_exists(session: Session, community_id: int, target: str) -> bool:
     prefix, row_id = parsed
     if prefix == "m":
         return repo.is_active_member(session, community_id, row_id)
-    model: Any = {"event": Event, "course": Course, "thread": Thread}[prefix]
-    found = session.scalar(select(model.community_id).where(model.id == row_id))
-    return found == community_id
+    return repo.item_community(session, prefix, row_id) == community_id
 
 
 def add_feedback(session: Session, actor: Actor, community_id: int, target: str, kind: str) -> FeedbackOut:
@@ -629,13 +526,7 @@ def add_feedback(session: Session, actor: Actor, community_id: int, target: str,
     if not _target_exists(session, community_id, target):
         raise _target_not_found()
     feedback_kind = FeedbackKind(kind)
-    where = (
-        RecommendationFeedback.community_id == community_id,
-        RecommendationFeedback.user_id == actor.id,
-        RecommendationFeedback.target == target,
-        RecommendationFeedback.kind == feedback_kind,
-    )
-    existing = session.scalar(select(RecommendationFeedback).where(*where))
+    existing = repo.feedback(session, community_id, actor.id, target, feedback_kind)
     if existing is not None:
         return FeedbackOut(target=target, kind=kind, created_at=existing.created_at, replayed=True)
     row = RecommendationFeedback(
@@ -646,7 +537,7 @@ def add_feedback(session: Session, actor: Actor, community_id: int, target: str,
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        winner = session.scalar(select(RecommendationFeedback).where(*where))
+        winner = repo.feedback(session, community_id, actor.id, target, feedback_kind)
         if winner is None:
             raise
         return FeedbackOut(target=target, kind=kind, created_at=winner.created_at, replayed=True)
@@ -655,10 +546,4 @@ def add_feedback(session: Session, actor: Actor, community_id: int, target: str,
 
 def remove_feedback(session: Session, actor: Actor, community_id: int, target: str) -> None:
     community_context(session, actor, community_id).require_member()
-    session.execute(
-        delete(RecommendationFeedback).where(
-            RecommendationFeedback.community_id == community_id,
-            RecommendationFeedback.user_id == actor.id,
-            RecommendationFeedback.target == target,
-        )
-    )
+    repo.delete_feedback(session, community_id, actor.id, target)

@@ -152,6 +152,22 @@ def put_many(
             session.expire(obj)
 
 
+def communities_of(session: Session, key: Key) -> set[int]:
+    """The communities holding embeddings of an entity (any model)."""
+    return set(
+        session.scalars(
+            select(Embedding.community_id).where(
+                Embedding.entity_type == key[0], Embedding.entity_id == key[1]
+            )
+        )
+    )
+
+
+def remove_community(session: Session, community_id: int) -> int:
+    result = session.execute(delete(Embedding).where(Embedding.community_id == community_id))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def remove(session: Session, keys: Iterable[Key]) -> int:
     """Delete the embeddings (every model) of these entities."""
     wanted = list(keys)

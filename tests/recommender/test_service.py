@@ -364,9 +364,9 @@ def test_a_new_follow_refits_the_model(
 ) -> None:
     lin = repo.member_id(world.users["lin"].id)
     assert lin in recommend(session, recommender, world, "mei", "people", limit=20)
-    stamp = service.fingerprint(session, world.community.id)
+    stamp = repo.fingerprint(session, world.community.id)
     social.follow(session, world.actor("mei"), world.community.id, world.users["lin"].id)
-    assert service.fingerprint(session, world.community.id) != stamp
+    assert repo.fingerprint(session, world.community.id) != stamp
     assert lin not in recommend(session, recommender, world, "mei", "people", limit=20)  # already known
 
 
