@@ -101,6 +101,8 @@ NEIGHBOURS = 100
 CANDIDATES = 200
 REASON_HISTORY = 24
 WALK_FRONTIER = 500
+WALK_STEPS = 3
+WALK_RESTART = 0.3
 CALIBRATION_MIN = 8
 
 
@@ -665,8 +667,8 @@ class _Request:
         step = 0.5 * ties + 0.5 * co if e > s and co_total > 0 else ties + co
         total = step.copy()
         decay = 1.0
-        for _ in range(2):
-            decay *= 0.7
+        for _ in range(WALK_STEPS - 1):
+            decay *= 1.0 - WALK_RESTART
             frontier = np.flatnonzero(step)
             if len(frontier) == 0:
                 break
