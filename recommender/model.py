@@ -23,6 +23,7 @@ by caps (history, neighbours, candidates), not by the community's size.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -980,7 +981,7 @@ def _reason_content(req: _Request, idx: int) -> Reason | None:
             best_item, best_sim = int(hist[j]), float(sims[j])
     best_topic, topic_sim = "", -1.0
     if member is not None:
-        for interest in member.interests:
+        for interest in member.interests or _phrases(member.profile):
             sim = float(m.interest_vector(interest) @ vec)
             if sim > topic_sim:
                 best_topic, topic_sim = interest, sim
@@ -991,6 +992,14 @@ def _reason_content(req: _Request, idx: int) -> Reason | None:
     if best_topic:
         return Reason("shared_interest", {"topic": best_topic})
     return None
+
+
+_PHRASE_BREAK = re.compile(r"[，。、；;,.!！?？\n]+")
+
+
+def _phrases(profile: str) -> list[str]:
+    """Short phrases of a profile, the member's own words, when no interests are listed."""
+    return [p.strip() for p in _PHRASE_BREAK.split(profile) if 2 <= len(p.strip()) <= 24][:6]
 
 
 def _popular(req: _Request, idx: int) -> Reason | None:
