@@ -750,10 +750,28 @@ class _Request:
         return (self.m.member_vec if self.people else self.m.item_vec)[idx]
 
     def resemblance(self, cands: np.ndarray, to: np.ndarray) -> np.ndarray:
-        """How close each candidate is to the given ones, in [0, 1] above the typical cosine."""
+        """How close each candidate is to the given ones, in [0, 1].
+
+        By content (cosine above the typical one) and by behaviour (the share of the members who
+        chose one of `to` who also chose the candidate), whichever is stronger: "not interested"
+        in a hiking meetup also pushes down what the same crowd goes to, even with no text.
+        """
         sims = self._vecs(cands) @ self._vecs(to).T
         mu, sigma = self.m.cal[self.kind]
-        return np.clip((sims.max(axis=1) - mu) / (4.0 * sigma), 0.0, 1.0)
+        content = np.clip((sims.max(axis=1) - mu) / (4.0 * sigma), 0.0, 1.0)
+        m = self.m
+        cols = np.asarray([c for c in (_col(self, int(t)) for t in to) if c is not None], dtype=np.int64)
+        if len(cols) == 0:
+            return content
+        _, members, _ = _rows(m.t_indptr, m.t_members, m.t_members, cols)
+        members = np.unique(members)
+        if len(members) == 0:
+            return content
+        _, targets, _ = _rows(m.B.indptr, m.B.indices, m.B.data, members)
+        counts = np.bincount(targets, minlength=m.B.shape[1])
+        cand_cols = np.asarray([_col(self, int(c)) if _col(self, int(c)) is not None else -1 for c in cands])
+        shared = np.where(cand_cols >= 0, counts[np.maximum(cand_cols, 0)], 0) / len(members)
+        return np.maximum(content, np.clip(shared, 0.0, 1.0))
 
     def select(
         self,

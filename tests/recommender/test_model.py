@@ -304,3 +304,20 @@ def test_a_zh_cn_hiker_finds_the_zh_tw_hiking_meetup() -> None:
     # No interests listed: the reason quotes the member's own words that match best.
     assert top[0].reason.code == "shared_interest"
     assert top[0].reason.params["topic"] in {"周末喜欢去爬山徒步", "也爱露营"}
+
+
+def test_not_interested_pushes_down_what_the_same_crowd_chose_without_any_text() -> None:
+    c = Corpus()
+    for mid in ("z", "p1", "p2", "p3", "q1", "q2", "q3"):
+        c.members[mid] = Member(id=mid, lang="en")
+    for iid in ("A", "B", "C", "D"):
+        c.items[iid] = Item(id=iid, kind="event", lang="en", title="")
+    c.interactions += [x(p, t, "rsvp") for p in ("p1", "p2", "p3") for t in ("A", "B")]
+    c.interactions += [x(q, t, "rsvp") for q in ("q1", "q2", "q3") for t in ("C", "D")]
+    m = RecommenderModel.fit(c, EMB, now=NOW)
+    before = {r.id: r.score for r in m.recommend("z", "event", 4)}
+    after = {r.id: r.score for r in m.recommend("z", "event", 4, not_interested=["A"])}
+    assert "A" not in after
+    assert after["B"] < before["B"]  # the crowd that went to A went to B
+    assert after["C"] == before["C"]  # another crowd: untouched
+    assert next(iter(after)) in {"C", "D"}
