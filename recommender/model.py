@@ -31,7 +31,17 @@ from datetime import UTC, datetime
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.corpus import DEFINES, KINDS, Corpus, InteractionKind, Item, ItemKind, Kind, Member
+from recommender.corpus import (
+    DEFINES,
+    INTERACTION_KINDS,
+    KINDS,
+    Corpus,
+    InteractionKind,
+    Item,
+    ItemKind,
+    Kind,
+    Member,
+)
 from recommender.embedder import Embedder
 from recommender.index import VectorIndex
 
@@ -206,43 +216,44 @@ class RecommenderModel:
         self.created_ts = np.array([_ts(i.created_at) for i in self.items], dtype=np.float64)
 
         say(f"building the behaviour graph from {len(corpus.interactions)} interactions")
-        # Targets: items are columns 0..n_i-1, members n_i..n_i+n_m-1.
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
-        defining_rows: list[int] = []
-        defining_cols: list[int] = []
-        recent: list[float] = []
-        last_seen: list[float] = []
-        self._tipped = set()
-        self._replied = set()
-        for x in corpus.interactions:
-            r = self.member_row.get(x.member)
-            if r is None:
-                continue
-            c = self.item_col.get(x.target)
-            if c is None:
-                mr = self.member_row.get(x.target)
-                if mr is None:
-                    continue
-                c = n_i + mr
-                target_kind: Kind = "people"
-            else:
-                target_kind = self.items[c].kind  # type: ignore[union-attr]
-            age = max(0.0, (now_s - x.ts.timestamp()) / DAY)
-            rows.append(r)
-            cols.append(c)
-            # Recent behaviour says more about current taste, old behaviour still counts.
-            vals.append(INTERACTION_WEIGHT[x.kind] * (0.5 + 0.5 * math.exp(-age / 90.0)))
-            last_seen.append(x.ts.timestamp())
-            if x.kind in DEFINES[target_kind]:
-                defining_rows.append(r)
-                defining_cols.append(c)
-                recent.append(math.exp(-age / 30.0))
-            if x.kind == "tip":
-                self._tipped.add((r, c))
-            elif x.kind == "reply":
-                self._replied.add((r, c))
+        # Targets: items are columns 0..n_i-1, members n_i..n_i+n_m-1. One pass in Python to map
+        # ids, the rest in numpy (a 100k-member community has millions of interactions).
+        target_col = {**{mid: n_i + r for r, mid in enumerate(self.member_row)}, **self.item_col}
+        kind_code = {k: n for n, k in enumerate(INTERACTION_KINDS)}
+        inter = corpus.interactions
+        all_rows = np.fromiter((self.member_row.get(x.member, -1) for x in inter), np.int64, len(inter))
+        all_cols = np.fromiter((target_col.get(x.target, -1) for x in inter), np.int64, len(inter))
+        codes = np.fromiter((kind_code[x.kind] for x in inter), np.int64, len(inter))
+        stamps = np.fromiter((x.ts.timestamp() for x in inter), np.float64, len(inter))
+        ok = (all_rows >= 0) & (all_cols >= 0)
+        rows, cols, codes, last_seen = all_rows[ok], all_cols[ok], codes[ok], stamps[ok]
+        age = np.maximum(0.0, (now_s - last_seen) / DAY)
+        # Recent behaviour says more about current taste, old behaviour still counts.
+        base = np.array([INTERACTION_WEIGHT[k] for k in INTERACTION_KINDS])
+        vals = base[codes] * (0.5 + 0.5 * np.exp(-age / 90.0))
+        # Does the interaction define a choice of its target's kind (the popularity it counts for)?
+        target_kind = np.zeros(len(cols), dtype=np.int64)  # people
+        on_item = cols < n_i
+        target_kind[on_item] = self.item_kind[cols[on_item]]
+        defines = np.array([[k in DEFINES[kind] for k in INTERACTION_KINDS] for kind in KINDS], dtype=bool)[
+            target_kind, codes
+        ]
+        defining_rows, defining_cols = rows[defines], cols[defines]
+        recent = np.exp(-age[defines] / 30.0)
+        self._tipped = set(
+            zip(
+                rows[codes == kind_code["tip"]].tolist(),
+                cols[codes == kind_code["tip"]].tolist(),
+                strict=True,
+            )
+        )
+        self._replied = set(
+            zip(
+                rows[codes == kind_code["reply"]].tolist(),
+                cols[codes == kind_code["reply"]].tolist(),
+                strict=True,
+            )
+        )
         n_t = n_i + n_m
         self.B = sp.csr_matrix(
             (np.asarray(vals, dtype=np.float32), (np.asarray(rows), np.asarray(cols))), shape=(n_m, n_t)
