@@ -8,15 +8,16 @@
 - behaviour: one sparse member x target matrix (targets = items and members) with weights per
   interaction kind and a mild recency decay, its transpose capped to the most recent members per
   target (so a request's cost does not grow with an item's popularity), and the member x member
-  social matrix (follow, reply, tip);
+  social graph (follow, reply, tip; both directions) as the transition matrix of a people walk;
 - popularity (distinct members, all time and recent) and freshness inputs.
 
 A request (`recommend`) gathers candidates from the vector search of the kind, from the
-behaviour graph (co-participants' choices, people followed by people you follow, people who
-follow you) and from the popular and fresh lists, scores every candidate on each channel,
-blends, drops what must not appear, pushes down what resembles "not interested" feedback,
-diversifies with MMR, applies tier access (with at most `upgrade_slots` locked upgrade
-suggestions) and explains each result by its strongest channel. The work per request is bounded
+behaviour graph (for items, what co-participants and followed people chose; for people, a
+short personalised PageRank over ties and co-participation) and from the popular and fresh
+lists, scores every candidate on each channel, blends, drops what must not appear, pushes
+down what resembles "not interested" feedback, diversifies with MMR, applies tier access (with
+at most `upgrade_slots` locked upgrade suggestions) and explains each result by its strongest
+channel. The work per request is bounded
 by caps (history, neighbours, candidates), not by the community's size.
 """
 
@@ -55,7 +56,6 @@ INTERACTION_WEIGHT: dict[InteractionKind, float] = {
     "enrol": 2.0,
     "view": 0.3,
 }
-ITEM_KINDS: tuple[ItemKind, ...] = ("event", "course", "thread")
 DAY = 86400.0
 
 
@@ -615,9 +615,8 @@ class _Request:
             _, near = self.m.index[self.kind].search(self.taste[None].astype(np.float32), CANDIDATES)
             found.append(near[0][near[0] >= 0])
         # Behaviour.
-        self.behaviour = self._behaviour_scores()
-        if self.behaviour is not None:
-            b = self.behaviour
+        b = self._behaviour_scores()
+        if b is not None:
             nz = np.flatnonzero(b > 0)
             if len(nz) > CANDIDATES:
                 nz = nz[np.argpartition(-b[nz], CANDIDATES)[:CANDIDATES]]
