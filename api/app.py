@@ -45,7 +45,9 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
     # Built lazily: importing the app must not touch the database.
     app.state.session_factory = session_maker or _LazySessionFactory()
     # One cache of fitted recommendation models per process; tests replace it (hashing embedder).
-    app.state.recommender = Recommender()
+    # Stale models are refitted in a background thread with the app's own sessions; an injected
+    # session maker may be bound to a single connection (tests), so it refits in the request.
+    app.state.recommender = Recommender(background=None if session_maker else app.state.session_factory)
     if dispatch_jobs:
         from core import jobs
         from core.worker import dispatch

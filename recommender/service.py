@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor, CommunityContext, community_context
 from core.clock import utcnow
+from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import (
     Community,
@@ -265,6 +266,7 @@ class _Fitted:
     checked_at: float
     fitted_at: float = 0.0
     fit_seconds: float = 0.0
+    stale: bool = False  # a live check found the model out of date: refit whatever the fingerprint says
 
 
 class Recommender:
@@ -285,13 +287,18 @@ class Recommender:
         check_every: float = CHECK_EVERY_S,
         max_fit_share: float | None = MAX_FIT_SHARE,
         max_communities: int = MAX_COMMUNITIES,
+        background: Callable[[], Session] | None = None,
     ) -> None:
         self._embedder = embedder
         self.check_every = check_every
         self.max_fit_share = max_fit_share
         self.max_communities = max_communities
+        # With a session factory, a stale model keeps serving (live checks cover the gap)
+        # while its successor is fitted in a thread: no request waits for a large fit.
+        self._background = background
         # Least recently used first: a process serving many communities keeps the busiest.
         self._fitted: OrderedDict[int, _Fitted] = OrderedDict()
+        self._refitting: dict[int, threading.Thread] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -299,12 +306,12 @@ class Recommender:
     def embedder(self) -> Embedder:
         return self._embedder or get_embedder()
 
-    def invalidate(self, community_id: int | None = None) -> None:
+    def invalidate(self, community_id: int) -> None:
+        """Mark a held model stale (a live check found it out of date); the next request refits."""
         with self._guard:
-            if community_id is None:
-                self._fitted.clear()
-            else:
-                self._fitted.pop(community_id, None)
+            held = self._fitted.get(community_id)
+            if held is not None:
+                held.stale = True
 
     def _lock(self, community_id: int) -> threading.Lock:
         with self._guard:
@@ -317,7 +324,8 @@ class Recommender:
             if held is not None:
                 self._fitted.move_to_end(community_id)
         clock = time.monotonic()
-        if held is not None and held.model_id == embedder.model_id:
+        usable = held is not None and held.model_id == embedder.model_id
+        if held is not None and usable and not held.stale:
             if clock - held.checked_at < self.check_every:
                 return held
             if self.max_fit_share and clock - held.fitted_at < held.fit_seconds / self.max_fit_share:
@@ -325,16 +333,56 @@ class Recommender:
         with self._lock(community_id):
             held = self._fitted.get(community_id)
             stamp = repo.fingerprint(session, community_id)
-            if held is not None and held.model_id == embedder.model_id and held.fingerprint == stamp:
+            if held is not None and usable and not held.stale and held.fingerprint == stamp:
                 held.checked_at = clock
                 return held
+            if held is not None and usable and self._background is not None:
+                held.checked_at = clock  # no fingerprint query per request while refitting
+                self._refit_in_background(community_id, embedder)
+                return held
             fresh = self._fit(session, community_id, embedder, stamp, now)
-            with self._guard:
-                self._fitted[community_id] = fresh
-                self._fitted.move_to_end(community_id)
-                while len(self._fitted) > self.max_communities:
-                    self._fitted.popitem(last=False)
+            self._keep(community_id, fresh)
             return fresh
+
+    def _keep(self, community_id: int, fitted: _Fitted) -> None:
+        with self._guard:
+            self._fitted[community_id] = fitted
+            self._fitted.move_to_end(community_id)
+            while len(self._fitted) > self.max_communities:
+                self._fitted.popitem(last=False)
+
+    def _refit_in_background(self, community_id: int, embedder: Embedder) -> None:
+        with self._guard:
+            if community_id in self._refitting:
+                return
+            thread = threading.Thread(
+                target=self._refit,
+                args=(community_id, embedder),
+                name=f"hearth-refit-{community_id}",
+                daemon=True,
+            )
+            self._refitting[community_id] = thread
+        thread.start()
+
+    def _refit(self, community_id: int, embedder: Embedder) -> None:
+        assert self._background is not None
+        try:
+            with session_scope(factory=self._background) as session:
+                stamp = repo.fingerprint(session, community_id)
+                fresh = self._fit(session, community_id, embedder, stamp, None)
+            self._keep(community_id, fresh)
+        except Exception:  # the held model keeps serving; the next stale check tries again
+            log.exception("background refit of community %s failed", community_id)
+        finally:
+            with self._guard:
+                self._refitting.pop(community_id, None)
+
+    def wait_for_refits(self, timeout: float | None = None) -> None:
+        """Join running background refits (tests, graceful shutdown)."""
+        with self._guard:
+            threads = list(self._refitting.values())
+        for thread in threads:
+            thread.join(timeout)
 
     def _fit(
         self,

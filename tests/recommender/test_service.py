@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.access import Actor
 from core.accounts import service as accounts
@@ -18,6 +18,7 @@ from core.conversation import service as conversation
 from core.conversation.schemas import ReplyIn, ThreadIn
 from core.courses import service as courses
 from core.courses.schemas import CourseIn, LessonIn
+from core.db import session_scope
 from core.errors import DomainError
 from core.events import service as events
 from core.events.schemas import EventIn, RsvpIn
@@ -465,3 +466,24 @@ def test_a_reason_never_names_someone_hidden_by_a_block(
     assert shown.reason.text == "為你推薦"  # mei reads zh-TW
     plain = recommender._present(ctx, held.snapshot, rec, False, hidden_names=set())
     assert plain.reason.code == "co_tipped" and "wen" in plain.reason.text
+
+
+def test_a_stale_model_keeps_serving_while_its_successor_is_fitted(committed_engine: Engine) -> None:
+    factory = sessionmaker(bind=committed_engine, expire_on_commit=False)
+    with session_scope(committed_engine) as s:
+        world = build_world(s)
+    cid = world.community.id
+    rec = service.Recommender(EMBEDDER, check_every=0, max_fit_share=None, background=factory)
+    with session_scope(committed_engine) as s:
+        first = rec.fitted(s, cid)  # nothing held yet: fitted in the request
+        lin = repo.member_id(world.users["lin"].id)
+        assert lin in recommend(s, rec, world, "mei", "people", limit=20)
+    with session_scope(committed_engine) as s:
+        social.follow(s, Actor(world.users["mei"]), cid, world.users["lin"].id)
+    with session_scope(committed_engine) as s:
+        assert rec.fitted(s, cid) is first  # stale, still served at once
+    rec.wait_for_refits(timeout=60)
+    with session_scope(committed_engine) as s:
+        second = rec.fitted(s, cid)
+        assert second is not first
+        assert lin not in recommend(s, rec, world, "mei", "people", limit=20)
