@@ -8,7 +8,8 @@ bumped whenever embeddings change) with counts and high-water marks of membershi
 follows, tips, posts, reactions, RSVPs, events and enrolments. API and worker processes
 share nothing but the database, so the stamp is how a refresh in one reaches the others.
 The fingerprint is read at most every `check_every` seconds, and a community whose fit is
-slow is refitted only as often as keeps fitting under `max_fit_share` of the time.
+slow is refitted only as often as keeps fitting under `max_fit_share` of the time. In the
+API a stale model keeps serving while its successor is fitted in a background thread.
 
 Whatever the model's age, each request checks what it returns against the database: blocks
 (both ways: people and the threads they wrote), members who left, were disabled or opted

@@ -428,7 +428,7 @@ def test_what_changed_since_the_fit_is_checked_live(session: Session, world: Wor
     assert code not in [i.id for i in after.items]
     assert all(i.locked for i in after.items if i.id == hike)
     assert [i for i in after.items if not i.locked and i.id == hike] == []
-    assert lazy.fitted(session, cid) is not held  # the stale model was dropped
+    assert lazy.fitted(session, cid) is not held  # marked stale by the live check, then refitted
 
     lin = repo.member_id(world.users["lin"].id)
     held = lazy.fitted(session, cid)
