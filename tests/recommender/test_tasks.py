@@ -235,3 +235,24 @@ def test_rebuild_command_embeds_the_demo_and_writes_indexes(fresh_db: Path) -> N
     assert forced.exit_code == 0 and f"embedded {total}, unchanged 0" in forced.output
     missing = runner.invoke(cli, ["recommend", "rebuild", "--community", "999999"])
     assert missing.exit_code == 1 and "community_not_found" in missing.output
+
+
+def test_the_api_and_the_worker_install_the_hooks() -> None:
+    from api.app import create_app
+
+    assert not hooks.installed()
+    previous = jobs.set_dispatcher(lambda job: None)
+    try:
+        create_app(session_maker=lambda: None, dispatch_jobs=False)  # type: ignore[arg-type,return-value]
+        assert not hooks.installed()  # tests record jobs themselves
+        create_app(session_maker=lambda: None)  # type: ignore[arg-type,return-value]
+        assert hooks.installed()
+        hooks.uninstall()
+        tasks._install_hooks()  # what the worker_init signal runs
+        assert hooks.installed()
+        tasks._install_hooks()  # idempotent: one listener, one job per entity
+        hooks.uninstall()
+        assert not hooks.installed()
+    finally:
+        hooks.uninstall()
+        jobs.set_dispatcher(previous)
