@@ -60,6 +60,7 @@ from core.models import (
     Enrollment,
     Event,
     EventRsvp,
+    Follow,
     Language,
     Lesson,
     LessonCompletion,
@@ -350,6 +351,38 @@ class _Seeder:
             self.session.add_all(rows[i : i + _BATCH])
             self.session.flush()
 
+    def _create_follows(self, community: Community) -> None:
+        """Members follow a few people who share an interest: the social side of recommendations.
+
+        Drawn from a random stream of its own, so that adding follows left every other part of
+        the demo (and its tests) exactly as it was for a given seed. Spam accounts neither follow
+        nor are followed.
+        """
+        rng = random.Random(self.seed * 7919 + 1)
+        people = [m for m in self.members if m.index not in self.spammers]
+        by_interest: dict[str, list[_Member]] = {}
+        for m in people:
+            for interest in m.interests:
+                by_interest.setdefault(interest, []).append(m)
+        rows: list[dict[str, Any]] = []
+        for m in people:
+            pool = sorted(
+                {o.index: o for i in m.interests for o in by_interest.get(i, ()) if o is not m}.values(),
+                key=lambda o: o.index,
+            )
+            for other in rng.sample(pool, k=min(len(pool), rng.randint(0, 4))):
+                start = max(m.joined_at, other.joined_at)
+                at = start + (self.now - start) * rng.random() if self.now > start else start
+                rows.append(
+                    {
+                        "community_id": community.id,
+                        "follower_id": m.user_id,
+                        "followee_id": other.user_id,
+                        "created_at": at,
+                    }
+                )
+        self._insert_batched(Follow, rows)
+
     def _insert_batched(self, model: Any, rows: list[dict[str, Any]]) -> None:
         # Leaf rows nobody needs the ids of: plain executemany INSERTs.
         for i in range(0, len(rows), _BATCH):
@@ -370,6 +403,7 @@ class _Seeder:
         rsvps = self._create_events(community)
         self._create_courses(community)
         self._create_chips(community)
+        self._create_follows(community)
         self.session.flush()
         assert self.owner.user is not None
         audit.record(
