@@ -36,8 +36,9 @@ def test_recommendations_notebook_runs_and_plots(tmp_path: Path, monkeypatch: py
     images = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
     ]
-    assert len(images) == 2
+    assert len(images) == 3
     assert sorted(p.name for p in figures.iterdir()) == [
+        "recommendations-graph-shuffles.png",
         "recommendations-ndcg-at-10.png",
         "recommendations-recall-at-10.png",
     ]
