@@ -180,13 +180,27 @@ def dump_records(corpus: Corpus) -> Iterator[str]:
     """The corpus as JSON Lines (the inverse of `parse_records`)."""
     for m in corpus.members.values():
         yield json.dumps(
-            {"type": "member", "id": m.id, "lang": m.lang, "profile": m.profile,
-             "interests": list(m.interests), "name": m.name, "tier": m.tier},
+            {
+                "type": "member",
+                "id": m.id,
+                "lang": m.lang,
+                "profile": m.profile,
+                "interests": list(m.interests),
+                "name": m.name,
+                "tier": m.tier,
+            },
             ensure_ascii=False,
         )
     for i in corpus.items.values():
-        rec: dict[str, object] = {"type": "item", "id": i.id, "kind": i.kind, "lang": i.lang,
-                                  "title": i.title, "text": i.text, "tier": i.tier}
+        rec: dict[str, object] = {
+            "type": "item",
+            "id": i.id,
+            "kind": i.kind,
+            "lang": i.lang,
+            "title": i.title,
+            "text": i.text,
+            "tier": i.tier,
+        }
         if i.created_at:
             rec["created_at"] = i.created_at.isoformat()
         if i.starts_at:
@@ -194,7 +208,12 @@ def dump_records(corpus: Corpus) -> Iterator[str]:
         yield json.dumps(rec, ensure_ascii=False)
     for x in corpus.interactions:
         yield json.dumps(
-            {"type": "interaction", "member": x.member, "target": x.target, "kind": x.kind,
-             "ts": x.ts.isoformat()},
+            {
+                "type": "interaction",
+                "member": x.member,
+                "target": x.target,
+                "kind": x.kind,
+                "ts": x.ts.isoformat(),
+            },
             ensure_ascii=False,
         )
