@@ -108,6 +108,15 @@ DEFAULT_WEIGHTS: dict[Kind, Weights] = {
 }
 
 
+# Freshness counts in full for a candidate whose personal channels (content, cf, social) add up
+# to RELEVANT, and for FRESH_FLOOR of itself when none of them speaks for it.
+RELEVANT = 0.5
+FRESH_FLOOR = 0.25
+# A personal channel explains a recommendation when it carries at least this share of the
+# strongest channel: "you both tipped X" says more than "starts in 3 days".
+PERSONAL = frozenset({"content", "cf", "social", "graph"})
+PERSONAL_SHARE = 1 / 3
+
 # Caps that bound a request's work.
 HISTORY_CAP = 64
 TARGET_MEMBERS_CAP = 200
@@ -167,6 +176,7 @@ class RecommenderModel:
     cal: dict[Kind, tuple[float, float]]
     _tipped: set[tuple[int, int]]
     _replied: set[tuple[int, int]]
+    _followed: set[tuple[int, int]]
     index: dict[Kind, VectorIndex]
     popularity: dict[tuple[Kind, float], np.ndarray]
 
@@ -254,6 +264,14 @@ class RecommenderModel:
             zip(
                 rows[codes == kind_code["reply"]].tolist(),
                 cols[codes == kind_code["reply"]].tolist(),
+                strict=True,
+            )
+        )
+        # Reasons name the tie as it is: "follows you" only for a follow, not a reply or a tip.
+        self._followed = set(
+            zip(
+                rows[codes == kind_code["follow"]].tolist(),
+                cols[codes == kind_code["follow"]].tolist(),
                 strict=True,
             )
         )
@@ -706,25 +724,6 @@ class _Request:
             size = len(self.m.members) if self.people else len(self.m.items)
             self._pop = self._pad(pop, size)
         return self._pop
-        m = self.m
-        if self.people:
-            cols = slice(self.n_i, self.n_i + self.n_fit_m)
-            size = len(m.members)
-        else:
-            cols = slice(0, self.n_i)
-            size = len(m.items)
-        pop = np.zeros(size, dtype=np.float32)
-        trend = np.zeros(size, dtype=np.float32)
-        pop[: cols.stop - cols.start] = np.log1p(m.pop[cols])
-        trend[: cols.stop - cols.start] = m.trend[cols]
-        pool = self._alive_pool()
-        for arr in (pop, trend):
-            top = float(arr[pool].max()) if pool.any() else 0.0
-            if top > 0:
-                arr /= top
-        share = self.w.trend_share
-        self._pop = (1.0 - share) * pop + share * trend
-        return self._pop
 
     def _freshness_all(self) -> np.ndarray:
         if self._fresh is None:
@@ -745,7 +744,11 @@ class _Request:
         else:
             out["cf"] = self._norm(self.cf)[cands] * w.cf
             out["social"] = self._norm(self.social)[cands] * w.social
-            out["freshness"] = self._freshness_all()[cands] * w.freshness
+            # Freshness lifts what is relevant to the member; on its own it only breaks ties, so a
+            # brand-new thread nobody like them engaged with cannot outrank the ones that match.
+            personal = out["content"] + out["cf"] + out["social"]
+            gate = FRESH_FLOOR + (1.0 - FRESH_FLOOR) * np.clip(personal / RELEVANT, 0.0, 1.0)
+            out["freshness"] = self._freshness_all()[cands] * w.freshness * gate
         out["popularity"] = self._popularity_all()[cands] * w.popularity
         return out
 
@@ -886,10 +889,12 @@ ACTION: dict[ItemKind, str] = {"event": "rsvp", "course": "enrol", "thread": "re
 
 
 def explain(req: _Request, idx: int, contrib: Mapping[str, float]) -> Reason:
-    """One reason from the strongest channel, with concrete names or titles."""
-    for channel, _ in sorted(contrib.items(), key=lambda kv: -kv[1]):
-        if contrib[channel] <= 0:
-            break
+    """One reason from the strongest channel, with concrete names or titles; a personal channel
+    (content, behaviour, friends) goes first when it carries a fair share of the score."""
+    ranked = [name for name, v in sorted(contrib.items(), key=lambda kv: -kv[1]) if v > 0]
+    top = contrib[ranked[0]] if ranked else 0.0
+    personal = [name for name in ranked if name in PERSONAL and contrib[name] >= PERSONAL_SHARE * top]
+    for channel in personal + [name for name in ranked if name not in personal]:
         reason = _REASONS[channel](req, idx)
         if reason is not None:
             return reason
@@ -927,11 +932,15 @@ def _reason_cf(req: _Request, idx: int) -> Reason | None:
         return None
     hist = req.hist_cols[req.hist_cols < req.n_i]
     hist = hist[np.argsort(-req.hist_vals[req.hist_cols < req.n_i])][:REASON_HISTORY]
-    best, best_n = -1, 0
+    # The history item whose crowd overlaps most for its size: a thread everybody replied to
+    # (the rules, a welcome thread) explains nothing.
+    best, best_score = -1, 0.0
     for h in hist:
-        n = int(np.isin(_target_members(req, int(h)), members, assume_unique=True).sum())
-        if n > best_n:
-            best, best_n = int(h), n
+        crowd = _target_members(req, int(h))
+        n = int(np.isin(crowd, members, assume_unique=True).sum())
+        score = n / math.sqrt(len(crowd)) if n else 0.0
+        if score > best_score:
+            best, best_score = int(h), score
     if best < 0:
         return None
     item = m.items[best]
@@ -945,7 +954,9 @@ def _shared_reason(req: _Request, other: int, t: int) -> Reason:
         name = m.name(t - req.n_i)
         if (req.r, t) in m._tipped and (other, t) in m._tipped:
             return Reason("co_tipped", {"name": name})
-        return Reason("both_follow", {"name": name})
+        if (req.r, t) in m._followed and (other, t) in m._followed:
+            return Reason("both_follow", {"name": name})
+        return Reason("both_replied_to", {"name": name})
     item = m.items[t]
     assert item is not None
     title = item.title or item.id
@@ -957,17 +968,25 @@ def _shared_reason(req: _Request, other: int, t: int) -> Reason:
     return Reason("same_event" if item.kind == "event" else "same_course", {"title": title})
 
 
+def _strongest(req: _Request, rows: np.ndarray) -> str:
+    return req.m.name(int(rows[np.argmax([req.out_vals[req.out_rows == f].max() for f in rows])]))
+
+
+def _follows(req: _Request, follower: int | None, followee: int) -> bool:
+    return follower is not None and (follower, req.n_i + followee) in req.m._followed
+
+
 def _reason_social(req: _Request, idx: int) -> Reason | None:
+    """People the member is tied to chose it: "people you follow" only when they are followed."""
     members = _target_members(req, _col(req, idx))
     friends = np.intersect1d(req.out_rows, members)
     if len(friends) == 0:
         return None
     item = req.m.items[idx]
     assert item is not None
-    strongest = friends[np.argmax([req.out_vals[req.out_rows == f].max() for f in friends])]
-    return Reason(
-        "friends_joined", {"n": len(friends), "name": req.m.name(int(strongest)), "action": ACTION[item.kind]}
-    )
+    followed = np.asarray([f for f in friends if _follows(req, req.r, int(f))], dtype=np.int64)
+    rows, code = (followed, "friends_joined") if len(followed) else (friends, "contacts_joined")
+    return Reason(code, {"n": len(rows), "name": _strongest(req, rows), "action": ACTION[item.kind]})
 
 
 def _reason_fof(req: _Request, idx: int) -> Reason | None:
@@ -975,24 +994,30 @@ def _reason_fof(req: _Request, idx: int) -> Reason | None:
     via = np.intersect1d(req.out_rows, members)
     if len(via) == 0:
         return None
-    strongest = via[np.argmax([req.out_vals[req.out_rows == f].max() for f in via])]
-    return Reason("followed_by", {"n": len(via), "name": req.m.name(int(strongest))})
+    following = np.asarray(
+        [f for f in via if _follows(req, req.r, int(f)) and _follows(req, int(f), idx)], dtype=np.int64
+    )
+    if len(following):
+        return Reason("followed_by", {"n": len(following), "name": _strongest(req, following)})
+    return Reason("connected_to", {"n": len(via), "name": _strongest(req, via)})
 
 
-def _follows_you(req: _Request, idx: int) -> bool:
-    m = req.m
-    if req.r is None or req.r >= req.n_fit_m or idx >= req.n_fit_m:
-        return False
-    s, e = m.B.indptr[idx], m.B.indptr[idx + 1]
-    at = s + int(np.searchsorted(m.B.indices[s:e], req.n_i + req.r))
-    return at < e and int(m.B.indices[at]) == req.n_i + req.r
+def _tie_to_you(req: _Request, idx: int) -> str | None:
+    """How the candidate reached out to the member, if they did: follow, tip or reply."""
+    if req.r is None or idx >= req.n_fit_m:
+        return None
+    col = req.n_i + req.r
+    for code, ties in (("follows_you", req.m._followed), ("tipped_you", req.m._tipped)):
+        if (idx, col) in ties:
+            return code
+    return "replied_to_you" if (idx, col) in req.m._replied else None
 
 
 def _reason_graph(req: _Request, idx: int) -> Reason | None:
-    """The most personal tie behind a people walk: they follow you, people you follow follow
-    them, or the rarest thing you both did."""
-    if _follows_you(req, idx):
-        return Reason("follows_you", {"name": req.m.name(idx)})
+    """The most personal tie behind a people walk: they follow, tipped or replied to you, people
+    you know know them, or the rarest thing you both did."""
+    if code := _tie_to_you(req, idx):
+        return Reason(code, {"name": req.m.name(idx)})
     return _reason_fof(req, idx) or _reason_cf(req, idx)
 
 

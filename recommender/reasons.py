@@ -15,6 +15,11 @@ from recommender.model import Reason
 # Every code the model emits, with the params it carries (tests render each in every language).
 CODES: dict[str, tuple[str, ...]] = {
     "follows_you": ("name",),
+    "tipped_you": ("name",),
+    "replied_to_you": ("name",),
+    "connected_to": ("n", "name"),
+    "both_replied_to": ("name",),
+    "contacts_joined": ("n", "name", "action"),
     "followed_by": ("n", "name"),
     "co_tipped": ("name",),
     "both_follow": ("name",),
@@ -78,6 +83,21 @@ def _en(code: str, p: Mapping[str, str | int]) -> str:
     match code:
         case "follows_you":
             return f"{p['name']} follows you"
+        case "tipped_you":
+            return f"{p['name']} tipped you"
+        case "replied_to_you":
+            return f"{p['name']} replied to you"
+        case "connected_to":
+            if n > 1:
+                return f"Connected to {n} people you interact with, including {p['name']}"
+            return f"Connected to {p['name']}, whom you interact with"
+        case "both_replied_to":
+            return f"You both replied to {p['name']}"
+        case "contacts_joined":
+            did = _action(_FRIENDS_DID, "en", p["action"])
+            if n > 1:
+                return f"{n} people you interact with {did}, including {p['name']}"
+            return f"{p['name']}, whom you interact with, {did}"
         case "followed_by":
             if n > 1:
                 return f"Followed by {n} people you follow, including {p['name']}"
@@ -130,6 +150,30 @@ def _zh(code: str, p: Mapping[str, str | int], lang: Lang) -> str:
     match code:
         case "follows_you":
             return f"{p['name']} {follow}了你"
+        case "tipped_you":
+            return f"{p['name']} 打賞過你" if tw else f"{p['name']} 打赏过你"
+        case "replied_to_you":
+            return f"{p['name']} 回覆過你" if tw else f"{p['name']} 回复过你"
+        case "connected_to":
+            if n > 1:
+                return (
+                    f"與你互動過的 {n} 人也和這位成員有往來，包括{p['name']}"
+                    if tw
+                    else f"与你互动过的 {n} 人也和这位成员有往来，包括{p['name']}"
+                )
+            return (
+                f"與你互動過的{p['name']}也和這位成員有往來"
+                if tw
+                else f"与你互动过的{p['name']}也和这位成员有往来"
+            )
+        case "both_replied_to":
+            return f"{you_all}都回覆過{p['name']}" if tw else f"{you_all}都回复过{p['name']}"
+        case "contacts_joined":
+            did = _action(_FRIENDS_DID, lang, p["action"])
+            met = "與你互動過的" if tw else "与你互动过的"
+            if n > 1:
+                return f"{met} {n} 人{did}，包括{p['name']}"
+            return f"{met}{p['name']}{did}"
         case "followed_by":
             if n > 1:
                 return (

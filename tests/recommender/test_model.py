@@ -321,3 +321,39 @@ def test_not_interested_pushes_down_what_the_same_crowd_chose_without_any_text()
     assert after["B"] < before["B"]  # the crowd that went to A went to B
     assert after["C"] == before["C"]  # another crowd: untouched
     assert next(iter(after)) in {"C", "D"}
+
+
+def test_reasons_name_the_tie_as_it_is() -> None:
+    """A reply or a tip is not a follow: "X follows you" is said of followers only."""
+    c = Corpus()
+    for mid in ("me", "fan", "tipper", "talker", "pal", "far"):
+        c.members[mid] = member(mid)
+    c.items["th:x"] = item("th:x", "thread", "隨便聊聊")
+    c.interactions += [
+        x("fan", "me", "follow"),
+        x("tipper", "me", "tip"),
+        x("talker", "me", "reply"),
+        x("me", "pal", "reply"),  # a contact, not someone "you follow"
+        x("pal", "far", "reply"),
+    ]
+    add_fillers(c)
+    m = RecommenderModel.fit(c, EMB, now=NOW)
+    people = {r.id: r.reason for r in m.recommend("me", "people", 20)}
+    assert people["fan"].code == "follows_you"
+    assert people["tipper"].code == "tipped_you"
+    assert people["talker"].code == "replied_to_you"
+    assert people["far"].code == "connected_to" and people["far"].params == {"n": 1, "name": "name-pal"}
+
+
+def test_a_personal_reason_beats_starts_soon_when_it_carries_weight() -> None:
+    c = community()
+    c.members["g"] = member("g")
+    c.interactions += [x("g", "b", "follow"), x("g", "d", "follow")]
+    c.items["ev:soon"] = Item(
+        id="ev:soon", kind="event", lang="zh-TW", title="登山 週末 出發", starts_at=NOW + timedelta(days=1)
+    )
+    c.interactions += [x("b", "ev:soon", "rsvp", 1), x("d", "ev:soon", "rsvp", 1)]
+    m = RecommenderModel.fit(c, EMB, now=NOW)
+    recs = {r.id: r.reason for r in m.recommend("g", "event", 10)}
+    # Friends RSVP'd and it starts tomorrow: the friends are the reason worth showing.
+    assert recs["ev:soon"].code == "friends_joined"
