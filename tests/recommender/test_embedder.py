@@ -157,3 +157,48 @@ def test_minilm_contract_and_english_paraphrase() -> None:
     v = emb.embed([HIKE_EN, "A weekend hike up the mountain to see the scenery", "The stock market fell"])
     _assert_contract(v, 3, 384)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+# ---------------------------------------------------------------- hearth eval embedders
+
+
+def test_eval_data_covers_every_language_and_cross_lingual_groups() -> None:
+    from benchmarks.embedders import documents, queries
+
+    docs, qs = documents(), queries()
+    assert {d.lang for d in docs} == {q.lang for q in qs} == {"zh-TW", "zh-CN", "en"}
+    # Every query group has documents, and some in a language other than the query's.
+    for q in qs:
+        langs = {d.lang for d in docs if d.group == q.group}
+        assert langs, q
+    assert any({d.lang for d in docs if d.group == g} >= {"zh-TW", "en"} for g in {d.group for d in docs})
+
+
+def test_eval_ranking_scores() -> None:
+    from benchmarks.embedders import _ranking_scores
+
+    # Relevant at ranks 2 and 4 of 2 relevant documents.
+    mrr, ndcg, recall = _ranking_scores(["x", "a", "y", "a", "z"], "a", 2)
+    assert mrr == pytest.approx(0.5)
+    assert ndcg == pytest.approx((1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / np.log2(3)))
+    assert recall == 1.0
+    assert _ranking_scores(["a", "a"], "a", 2) == (1.0, pytest.approx(1.0), 1.0)
+    assert _ranking_scores(["x"] * 12 + ["a"], "a", 1) == (pytest.approx(1 / 13), 0.0, 0.0)
+
+
+def test_eval_score_prefers_the_better_embedding() -> None:
+    from benchmarks.embedders import Text, score
+
+    docs = [Text("d", lang, group, "thread") for lang in ("zh-TW", "en") for group in ("a", "b")]
+    qs = [Text("q", lang, group, "label") for lang in ("zh-CN", "en") for group in ("a", "b")]
+    onehot = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+    perfect = score(
+        np.stack([onehot[q.group] for q in qs]), np.stack([onehot[d.group] for d in docs]), qs, docs
+    )
+    swapped = score(
+        np.stack([onehot[q.group][::-1] for q in qs]), np.stack([onehot[d.group] for d in docs]), qs, docs
+    )
+    for pair in ("zh->zh", "en->en", "zh->en", "en->zh", "all->all"):
+        assert perfect[pair]["mrr"] == 1.0 and perfect[pair]["ndcg@10"] == 1.0
+        assert swapped[pair]["mrr"] < perfect[pair]["mrr"]
+    assert perfect["zh->en"]["queries"] == 2 and perfect["all->all"]["queries"] == 4
