@@ -25,6 +25,7 @@ Tier = Literal["free", "member", "vip"]
 InteractionKind = Literal["follow", "tip", "reply", "rsvp", "attend", "enrol", "view"]
 
 KINDS: tuple[Kind, ...] = ("people", "event", "course", "thread")
+ITEM_KINDS: tuple[ItemKind, ...] = ("event", "course", "thread")
 LANGS: tuple[Lang, ...] = ("zh-TW", "zh-CN", "en")
 TIERS: tuple[Tier, ...] = ("free", "member", "vip")
 INTERACTION_KINDS: tuple[InteractionKind, ...] = ("follow", "tip", "reply", "rsvp", "attend", "enrol", "view")

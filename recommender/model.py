@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -177,7 +177,7 @@ class RecommenderModel:
     _tipped: set[tuple[int, int]]
     _replied: set[tuple[int, int]]
     _followed: set[tuple[int, int]]
-    index: dict[Kind, VectorIndex]
+    index: dict[Kind, VectorIndex | _Translated]
     popularity: dict[tuple[Kind, float], np.ndarray]
 
     def __init__(self, embedder: Embedder, weights: Weights | Mapping[Kind, Weights] | None = None) -> None:
@@ -191,6 +191,7 @@ class RecommenderModel:
         self.member_row: dict[str, int] = {}
         self.item_col: dict[str, int] = {}
         self._interest_vecs: dict[str, np.ndarray] = {}
+        self._saved: dict[ItemKind, tuple[VectorIndex, Mapping[str, int]]] = {}
 
     # ------------------------------------------------------------------ fit
 
@@ -204,8 +205,13 @@ class RecommenderModel:
         now: datetime | None = None,
         progress: Callable[[str], None] | None = None,
         weights: Weights | Mapping[Kind, Weights] | None = None,
+        indexes: Mapping[ItemKind, tuple[VectorIndex, Mapping[str, int]]] | None = None,
     ) -> RecommenderModel:
+        """`indexes`: saved item indexes to search instead of building them, each with the map
+        from corpus id to the index's own id (the live service keeps one file per kind, updated
+        as items change, so a process fits without training an index again)."""
         self = cls(embedder, weights)
+        self._saved = dict(indexes or {})
         say = progress or (lambda _msg: None)
         self.now = now or datetime.now(UTC)
         now_s = self.now.timestamp()
@@ -486,9 +492,17 @@ class RecommenderModel:
         self.created_ts = _grown(self.created_ts, size, np.nan)
 
     def _build_indexes(self) -> None:
-        """One FAISS index per kind: taste vectors of members, content vectors of items."""
+        """One FAISS index per kind: taste vectors of members, content vectors of items.
+
+        Items may come with a saved index (see `fit`); people never do, because a member's
+        taste blends the profile with what they engaged with and exists only in a fit.
+        """
         self.index = {}
         for kind in KINDS:
+            if kind != "people" and kind in self._saved:
+                saved, ids = self._saved[kind]
+                self.index[kind] = _Translated(saved, {self.item_col[cid]: i for cid, i in ids.items()})
+                continue
             if kind == "people":
                 rows = np.flatnonzero(np.any(self.taste, axis=1))
                 vectors = self.taste[rows]
@@ -826,6 +840,39 @@ class _Request:
             eid = m.members[idx].id if self.people else m.items[idx].id
             chosen.append(Recommendation(eid, self.kind, round(float(score[p]), 6), reason, p in locked))
         return chosen
+
+
+class _Translated:
+    """A saved index searched and updated through item positions.
+
+    Its ids are the live service's row ids; ids it holds that are not in the fit (an ended
+    event, a thread deleted since) come back as -1, and items added after the fit get ids
+    past FRESH_ID_BASE so they can never collide with a row id.
+    """
+
+    FRESH_ID_BASE = 1 << 60
+
+    def __init__(self, index: VectorIndex, index_id_of: Mapping[int, int]) -> None:
+        self.index = index
+        self.index_id_of = dict(index_id_of)
+        self.position_of = {i: p for p, i in self.index_id_of.items()}
+
+    def _index_ids(self, positions: Sequence[int]) -> np.ndarray:
+        ids = [self.index_id_of.setdefault(int(p), self.FRESH_ID_BASE + int(p)) for p in positions]
+        for p, i in zip(positions, ids, strict=True):
+            self.position_of[i] = int(p)
+        return np.asarray(ids, dtype=np.int64)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index.search(queries, k)
+        positions = np.vectorize(lambda i: self.position_of.get(int(i), -1), otypes=[np.int64])(ids)
+        return scores, positions
+
+    def upsert(self, positions: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.upsert(self._index_ids(positions.tolist()), vectors)
+
+    def remove(self, positions: Iterable[int]) -> int:
+        return self.index.remove(self._index_ids(list(positions)).tolist())
 
 
 def _mmr(score: np.ndarray, vecs: np.ndarray, k: int, lam: float) -> list[int]:

@@ -54,8 +54,9 @@ from core.models import (
 from core.social import service as social
 from recommender import repository as repo
 from recommender import store
-from recommender.corpus import Item, Kind, Lang
+from recommender.corpus import ITEM_KINDS, Item, ItemKind, Kind, Lang
 from recommender.embedder import Embedder, content_hash, get_embedder
+from recommender.index import VectorIndex
 from recommender.model import Reason, Recommendation, RecommenderModel
 from recommender.reasons import render
 from recommender.schemas import FeedbackOut, ReasonOut, RecommendationOut, RecommendationsOut
@@ -240,6 +241,30 @@ def communities_to_rebuild(session: Session, community_id: int | None) -> list[i
     return [community_id]
 
 
+def _saved_indexes(
+    snapshot: repo.Snapshot, community_id: int, embedder: Embedder, vectors: Collection[str]
+) -> dict[ItemKind, tuple[VectorIndex, dict[str, int]]]:
+    """The item indexes the worker keeps on disk, with each item's id in them (its row id):
+    a fit searches them as they are instead of training new ones."""
+    found: dict[ItemKind, tuple[VectorIndex, dict[str, int]]] = {}
+    for kind in ITEM_KINDS:
+        saved = store.read_index(community_id, embedder.model_id, kind)
+        if saved is None:
+            continue  # not written yet: the fit builds its own from the stored vectors
+        ids = {
+            cid: key[1]
+            for cid, key in snapshot.entities.items()
+            if (item := snapshot.corpus.items.get(cid)) is not None and item.kind == kind and cid in vectors
+        }
+        # A file that does not hold exactly what is stored (a missed update, a data directory
+        # left from another database) is not trusted: the fit builds its own index instead.
+        if len(saved) != len(ids) or not all(i in saved for i in ids.values()):
+            log.info("saved %s index of community %s is out of step; fitting without it", kind, community_id)
+            continue
+        found[kind] = (saved, ids)
+    return found
+
+
 def _indexes_present(community_id: int, model_id: str) -> bool:
     return all(store.index_path(community_id, model_id, kind).exists() for kind in store.INDEX_KINDS)
 
@@ -402,7 +427,13 @@ class Recommender:
             # Stored vectors are used even when their text has since changed: the worker is
             # re-embedding it and will bump the stamp; only what has none is embedded here.
             vectors = {cid: stored[key].vector for cid, key in snapshot.entities.items() if key in stored}
-            model = RecommenderModel.fit(corpus, embedder, vectors=vectors, now=now)
+            model = RecommenderModel.fit(
+                corpus,
+                embedder,
+                vectors=vectors,
+                now=now,
+                indexes=_saved_indexes(snapshot, community_id, embedder, vectors),
+            )
         log.info(
             "fitted community %s (%d members, %d items) in %.0f ms",
             community_id,

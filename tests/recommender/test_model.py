@@ -10,6 +10,7 @@ import pytest
 
 from recommender.corpus import Corpus, Interaction, InteractionKind, Item, ItemKind, Member, Tier
 from recommender.embedder import HashingEmbedder
+from recommender.index import VectorIndex
 from recommender.model import DEFAULT_WEIGHTS, Recommendation, RecommenderModel, Weights
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -357,3 +358,25 @@ def test_a_personal_reason_beats_starts_soon_when_it_carries_weight() -> None:
     recs = {r.id: r.reason for r in m.recommend("g", "event", 10)}
     # Friends RSVP'd and it starts tomorrow: the friends are the reason worth showing.
     assert recs["ev:soon"].code == "friends_joined"
+
+
+def test_a_saved_item_index_is_searched_through_its_own_ids() -> None:
+    """The live service hands over the index files it keeps (ids = row ids, not positions)."""
+    c = community()
+    events = [i for i in c.items.values() if i.kind == "event"]
+    row_id = {e.id: 1000 + n for n, e in enumerate(events)}
+    vecs = EMB.embed([e.embed_text() for e in events])
+    saved = VectorIndex.build(
+        np.asarray([*row_id.values(), 999_999], dtype=np.int64),  # 999999: gone since (not in the fit)
+        np.vstack([vecs, vecs[:1]]),
+        dim=EMB.dim,
+        model_id=EMB.model_id,
+    )
+    own = RecommenderModel.fit(c, EMB, now=NOW)
+    with_saved = RecommenderModel.fit(c, EMB, now=NOW, indexes={"event": (saved, row_id)})
+    assert ids(with_saved.recommend("a", "event", 5)) == ids(own.recommend("a", "event", 5))
+    # Incremental changes reach the saved index under ids that cannot collide with row ids.
+    with_saved.upsert_item(Item(id="ev:new", kind="event", lang="zh-TW", title="登山健行百岳挑戰"))
+    assert len(saved) == len(events) + 2 and "ev:new" in ids(with_saved.recommend("a", "event", 10))
+    assert with_saved.remove("ev:new") and len(saved) == len(events) + 1
+    assert "ev:new" not in ids(with_saved.recommend("a", "event", 10))

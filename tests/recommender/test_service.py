@@ -27,6 +27,7 @@ from core.social import service as social
 from recommender import repository as repo
 from recommender import service, store
 from recommender.embedder import HashingEmbedder
+from recommender.model import _Translated
 from tests.api.test_channels import make_channel
 from tests.factories import add_member, make_community, make_user
 
@@ -487,3 +488,22 @@ def test_a_stale_model_keeps_serving_while_its_successor_is_fitted(committed_eng
         second = rec.fitted(s, cid)
         assert second is not first
         assert lin not in recommend(s, rec, world, "mei", "people", limit=20)
+
+
+def test_a_fit_searches_the_index_files_the_worker_keeps(session: Session, world: World) -> None:
+    cid = world.community.id
+    rec = service.Recommender(EMBEDDER, check_every=0, max_fit_share=None)
+    built = recommend(session, rec, world, "mei", "event")
+    store.sync(session, cid, repo.load_snapshot(session, cid).texts(), EMBEDDER)
+    service.write_indexes(session, cid, EMBEDDER)
+    rec.invalidate(cid)
+    fitted = rec.fitted(session, cid)
+    assert fitted.model is not None
+    for kind in ("event", "course", "thread"):
+        assert isinstance(fitted.model.index[kind], _Translated)
+    assert recommend(session, rec, world, "mei", "event") == built
+    # A file out of step with the stored vectors is not trusted: the fit builds its own.
+    store.update_index(cid, EMBEDDER.model_id, "event", remove_ids=[world.events["hike"]])
+    rec.invalidate(cid)
+    assert not isinstance(rec.fitted(session, cid).model.index["event"], _Translated)  # type: ignore[union-attr]
+    assert recommend(session, rec, world, "mei", "event") == built
