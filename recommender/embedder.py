@@ -331,8 +331,10 @@ def _local_model_digest(path: Path) -> str:
 class SentenceTransformerEmbedder(_LazyEngine):
     """Any sentence-transformers model: a local directory, or a hub name where there is internet.
 
-    A local directory loads with `local_files_only`, so nothing is fetched. Models that define
-    "query"/"passage" prompts (e5, bge, ...) get them by role.
+    A local directory loads with `local_files_only`, so nothing is fetched. A hub name is
+    resolved by huggingface_hub as usual: without internet, set HF_HUB_OFFLINE=1 so that a
+    cached copy loads at once (otherwise the hub client retries for about a minute first).
+    Models that define "query"/"passage" prompts (e5, bge, ...) get them by role.
     """
 
     batch_size = 64
@@ -364,7 +366,7 @@ class SentenceTransformerEmbedder(_LazyEngine):
         torch.set_num_threads(self.threads)
         try:
             model = SentenceTransformer(self.name_or_path, device="cpu", local_files_only=self._local)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # loaders raise OSError, ValueError, hub and network errors alike
             raise EmbedderError(
                 f"cannot load sentence-transformers model {self.name_or_path!r}: {exc}"
             ) from exc
