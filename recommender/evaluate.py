@@ -8,18 +8,29 @@ The split, per member and per target kind (people, event, course, thread):
 - the latest 20% of those choices (rounded, at least one) are hidden: every interaction of the
   member with a hidden target leaves the training data, so it is neither known nor excluded;
 - a friendship is one fact seen from two sides: when u -> v is hidden, v's interactions with u
-  leave the training data too, or the model would be handed the answer ("v follows you").
+  leave the training data too, or the model would be handed the answer ("v follows you");
+- a post that answers another member in a thread is recorded twice (reply -> thread and
+  reply -> member, same member, same instant, as the live service builds them): when either
+  record is hidden the other leaves too, or "you replied to X" would give the thread away.
 
-The model is fitted once on the training data with `now` = its latest timestamp, then asked
-for 10 recommendations per (member, kind) with a hidden choice. Each request is replayed at the
-member's last known moment (the time of their latest *training* interaction; nothing hidden
-is used), as a live request comes from a member who is active now: "fresh" means fresh then.
-Tier access applies to every method alike (a member's tier must reach the item's; no upgrade
-slots), as in the live service.
+The model is fitted once on the training data with `now` = its latest timestamp. The request
+for (member, kind) is replayed one second before the member's first hidden choice of that kind:
+the moment a live request would have had the chance to suggest it. Every method then follows
+the same availability rule at that moment (`Availability`): nothing created after it (it did
+not exist yet), no event that has already started (the live service never shows ended
+events), nobody who had not joined yet. A hidden choice that was not there yet at the request
+(posted between two hidden choices) counts for every method alike; the output reports how many
+per kind ("hidden_unavailable"). Tier access applies to every method alike too (a member's tier
+must reach the item's; no upgrade slots), as in the live service.
+
 Baselines see the same training data and the same rules: popularity ranks by distinct members
 who chose the target (ties broken at random), random draws uniformly; both are seeded. An extra
 reference, "recent", ranks by distinct members who chose the target in the 30 days before the
 request: items age in a community, and it shows how much of a win is only recency.
+
+What the replay does not undo: the fit is one, at the end of the training data, so every
+method's behaviour signal (Hearth's co-participation, the popularity counts) includes training
+interactions of other members after the request time; the same data for every method.
 
 Metrics, averaged over the evaluated members of a kind: recall@10 = hits / hidden choices;
 NDCG@10 with binary gains, normalised by the ideal ranking of min(10, hidden) hits.
@@ -33,9 +44,9 @@ import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +55,7 @@ import numpy as np
 from recommender import graphs, synthetic
 from recommender.corpus import (
     DEFINES,
+    ITEM_KINDS,
     KINDS,
     Corpus,
     CorpusError,
@@ -59,6 +71,8 @@ from recommender.model import RecommenderModel, Weights
 TIER_RANK = {"free": 0, "member": 1, "vip": 2}
 METHODS = ("hearth", "popularity", "recent", "random")
 RECENT_DAYS = 30
+# A request is replayed this long before the first hidden choice of its kind.
+REQUEST_LEAD = timedelta(seconds=1)
 
 
 @dataclass
@@ -66,6 +80,8 @@ class Split:
     train: Corpus
     hidden: dict[tuple[str, Kind], set[str]]  # (member, kind) -> hidden targets
     now: datetime | None
+    # (member, kind) -> when the request is replayed: just before the first hidden choice.
+    at: dict[tuple[str, Kind], datetime] = field(default_factory=dict)
 
 
 def split(corpus: Corpus, fraction: float = 0.2) -> Split:
@@ -79,23 +95,71 @@ def split(corpus: Corpus, fraction: float = 0.2) -> Split:
         if x.target not in seen or x.ts < seen[x.target]:
             seen[x.target] = x.ts
     hidden: dict[tuple[str, Kind], set[str]] = {}
+    at: dict[tuple[str, Kind], datetime] = {}
     for key, seen in first.items():
         ordered = sorted(seen, key=lambda t: (seen[t], t))
         n_hide = max(1, round(fraction * len(ordered)))
         hidden[key] = set(ordered[-n_hide:])
+        at[key] = seen[ordered[-n_hide]] - REQUEST_LEAD
     drop: set[tuple[str, str]] = set()
     for (member, kind), targets in hidden.items():
         for t in targets:
             drop.add((member, t))
             if kind == "people":
                 drop.add((t, member))
+    # A reply in a thread to another member is one post recorded twice (reply -> thread, reply
+    # -> member, same member, same instant): when either record is hidden, the other leaves too,
+    # or the model is told "you replied to X" at the moment of the hidden thread reply.
+    hidden_posts = {
+        (x.member, x.ts) for x in corpus.interactions if x.kind == "reply" and (x.member, x.target) in drop
+    }
     train = Corpus(
         members=dict(corpus.members),
         items=dict(corpus.items),
-        interactions=[x for x in corpus.interactions if (x.member, x.target) not in drop],
+        interactions=[
+            x
+            for x in corpus.interactions
+            if (x.member, x.target) not in drop
+            and not (x.kind == "reply" and (x.member, x.ts) in hidden_posts)
+        ],
     )
     now = max((x.ts for x in train.interactions), default=None)
-    return Split(train=train, hidden=hidden, now=now)
+    return Split(train=train, hidden=hidden, now=now, at=at)
+
+
+class Availability:
+    """What exists and can still be chosen at a moment, the same rule for every method.
+
+    At request time t: an item created after t did not exist yet; an event that started at or
+    before t is over for a newcomer (the live service never shows ended events); a member who
+    joined after t was not there. Records without the date are always available.
+    """
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.ids: dict[Kind, list[str]] = {"people": sorted(corpus.members)}
+        self.born: dict[Kind, np.ndarray] = {
+            "people": np.array([_ts(corpus.members[m].joined_at) for m in self.ids["people"]])
+        }
+        self.ends: dict[Kind, np.ndarray] = {"people": np.full(len(self.ids["people"]), np.nan)}
+        for kind in ITEM_KINDS:
+            ids = sorted(i for i, it in corpus.items.items() if it.kind == kind)
+            self.ids[kind] = ids
+            self.born[kind] = np.array([_ts(corpus.items[i].created_at) for i in ids])
+            self.ends[kind] = np.array([_ts(corpus.items[i].starts_at) for i in ids])
+        self._cache: dict[tuple[Kind, float], frozenset[str]] = {}
+
+    def unavailable(self, kind: Kind, at: datetime) -> frozenset[str]:
+        t = at.timestamp()
+        key = (kind, t)
+        if key not in self._cache:
+            # NaN compares False: an undated record is never ruled out.
+            gone = (self.born[kind] > t) | (self.ends[kind] <= t)
+            self._cache[key] = frozenset(self.ids[kind][n] for n in np.flatnonzero(gone))
+        return self._cache[key]
+
+
+def _ts(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else math.nan
 
 
 # ---------------------------------------------------------------------- metrics
@@ -171,41 +235,45 @@ class _Baselines:
                 np.array([p[1] for p in pairs], dtype=np.int64),
             )
 
-    def _eligible(self, member: str, kind: Kind, ids: Iterable[str]) -> Iterable[str]:
+    def _eligible(
+        self, member: str, kind: Kind, ids: Iterable[str], unavailable: Collection[str]
+    ) -> Iterable[str]:
         known = self.known.get(member, set())
         access = can_access(self.train.members[member])
         for t in ids:
-            if t == member or t in known:
+            if t == member or t in known or t in unavailable:
                 continue
             if kind != "people" and not access(self.train.items[t]):
                 continue
             yield t
 
-    def popularity(self, member: str, kind: Kind, k: int) -> list[str]:
+    def popularity(self, member: str, kind: Kind, k: int, unavailable: Collection[str]) -> list[str]:
         out: list[str] = []
-        for t in self._eligible(member, kind, self.by_pop[kind]):
+        for t in self._eligible(member, kind, self.by_pop[kind], unavailable):
             out.append(t)
             if len(out) == k:
                 break
         return out
 
-    def recent(self, member: str, kind: Kind, k: int, now: datetime | None) -> list[str]:
+    def recent(
+        self, member: str, kind: Kind, k: int, now: datetime, unavailable: Collection[str]
+    ) -> list[str]:
         """Popularity over the 30 days before the request (a stronger baseline when items age)."""
         times, targets = self.chosen_at[kind]
-        end = now.timestamp() if now else (times[-1] if len(times) else 0.0)
+        end = now.timestamp()
         lo, hi = np.searchsorted(times, [end - RECENT_DAYS * 86400, end], side="right")
         counts = np.bincount(targets[lo:hi], minlength=len(self.pool[kind]))
         order = np.lexsort((self.tie[kind], -counts))
         ids = self.pool[kind]
         out: list[str] = []
-        for t in self._eligible(member, kind, (ids[n] for n in order)):
+        for t in self._eligible(member, kind, (ids[n] for n in order), unavailable):
             out.append(t)
             if len(out) == k:
                 break
         return out
 
-    def random(self, member: str, kind: Kind, k: int) -> list[str]:
-        eligible = list(self._eligible(member, kind, self.pool[kind]))
+    def random(self, member: str, kind: Kind, k: int, unavailable: Collection[str]) -> list[str]:
+        eligible = list(self._eligible(member, kind, self.pool[kind], unavailable))
         rng = random.Random(f"{self.seed}:{member}:{kind}")
         return rng.sample(eligible, min(k, len(eligible)))
 
@@ -226,46 +294,53 @@ def evaluate(
     fraction: float = 0.2,
     weights: Weights | Mapping[Kind, Weights] | None = None,
     progress: Callable[[str], None] | None = None,
+    trace: Callable[[str, Kind, datetime, Mapping[str, list[str]]], None] | None = None,
 ) -> dict[str, Any]:
-    """Recall@k and NDCG@k per kind for Hearth and the baselines, as one JSON-ready dict."""
+    """Recall@k and NDCG@k per kind for Hearth and the baselines, as one JSON-ready dict.
+
+    `trace(member, kind, request_time, ranked)` sees every request's lists, per method.
+    """
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     sp = split(corpus, fraction)
     say(f"split: {sum(len(v) for v in sp.hidden.values())} hidden choices of {len(sp.hidden)} member-kinds")
     model = RecommenderModel.fit(sp.train, embedder, now=sp.now, progress=say, weights=weights)
-    # Each request is replayed at the member's last known moment: their latest training interaction.
-    last_seen: dict[str, datetime] = {}
-    for x in sp.train.interactions:
-        if x.member not in last_seen or x.ts > last_seen[x.member]:
-            last_seen[x.member] = x.ts
     fitted = time.perf_counter()
     base = _Baselines(sp.train, seed)
+    available = Availability(corpus)
     sums: dict[Kind, dict[str, list[float]]] = {
         kind: {f"{m}:{metric}": [] for m in METHODS for metric in ("recall", "ndcg")} for kind in KINDS
     }
     hidden_n: dict[Kind, int] = defaultdict(int)
+    out_of_reach: dict[Kind, int] = defaultdict(int)  # hidden, but not yet there at the request
     keys = sorted(sp.hidden)
     latencies: list[float] = []
     step = max(1, len(keys) // 10)
     for n, (member, kind) in enumerate(keys, 1):
         relevant = sp.hidden[(member, kind)]
         hidden_n[kind] += len(relevant)
+        at = sp.at[(member, kind)]
+        gone = available.unavailable(kind, at)
+        out_of_reach[kind] += len(relevant & gone)
         t0 = time.perf_counter()
         recs = model.recommend(
             member,
             kind,
             k,
+            exclude=gone,
             can_access=can_access(corpus.members[member]),
             upgrade_slots=0,
-            now=last_seen.get(member, sp.now),
+            now=at,
         )
         latencies.append(time.perf_counter() - t0)
         ranked = {
             "hearth": [r.id for r in recs],
-            "popularity": base.popularity(member, kind, k),
-            "recent": base.recent(member, kind, k, last_seen.get(member, sp.now)),
-            "random": base.random(member, kind, k),
+            "popularity": base.popularity(member, kind, k, gone),
+            "recent": base.recent(member, kind, k, at, gone),
+            "random": base.random(member, kind, k, gone),
         }
+        if trace is not None:
+            trace(member, kind, at, ranked)
         for method, ids in ranked.items():
             sums[kind][f"{method}:recall"].append(recall_at(ids, relevant, k))
             sums[kind][f"{method}:ndcg"].append(ndcg_at(ids, relevant, k))
@@ -277,7 +352,11 @@ def evaluate(
         evaluated = len(values["hearth:recall"])
         if evaluated == 0:
             continue
-        entry: dict[str, Any] = {"members": evaluated, "hidden": hidden_n[kind]}
+        entry: dict[str, Any] = {
+            "members": evaluated,
+            "hidden": hidden_n[kind],
+            "hidden_unavailable": out_of_reach[kind],
+        }
         for method in METHODS:
             entry[method] = {
                 f"recall@{k}": round(float(np.mean(values[f"{method}:recall"])), 4),

@@ -909,7 +909,9 @@ def freshness_of(starts: np.ndarray, created: np.ndarray, now: float) -> np.ndar
     """1 for an event about to start or an item just posted, decaying with distance in time.
 
     Past events fade fast (a week) but are not zeroed: in a replayed history "now" is the last
-    thing seen, and an event just past is still what the community is talking about.
+    thing seen, and an event just past is still what the community is talking about. An item
+    created after `now` did not exist yet at that moment (a replayed request, a clock skew):
+    freshness 0, which also keeps it out of the fresh candidate list.
     """
     out = np.zeros(len(starts), dtype=np.float32)
     has_start = ~np.isnan(starts)
@@ -920,6 +922,7 @@ def freshness_of(starts: np.ndarray, created: np.ndarray, now: float) -> np.ndar
     has_created = ~has_start & ~np.isnan(created)
     age = np.maximum(0.0, (now - created[has_created]) / DAY)
     out[has_created] = np.exp(-age / 30.0)
+    out[created > now] = 0.0  # NaN (no creation date) compares False: kept
     return out
 
 

@@ -441,7 +441,7 @@ def generate(config: SyntheticConfig | None = None, **overrides: object) -> Corp
     def pick_topic(mid: str) -> str:
         return rng.choice(topics) if rng.random() < cfg.noise else rng.choice(groups[mid])
 
-    thread_repliers: dict[str, list[str]] = {}
+    thread_repliers: dict[str, list[tuple[str, datetime]]] = {}
     for mid, member in corpus.members.items():
         joined = member.joined_at or start
         a = activity[mid]
@@ -456,11 +456,15 @@ def generate(config: SyntheticConfig | None = None, **overrides: object) -> Corp
                 item = chosen
                 if kind == "event":
                     assert item.starts_at is not None and item.created_at is not None
-                    rsvp = when(item.created_at, min(item.starts_at, end))
+                    # Nobody RSVPs before the event is posted or before joining the community.
+                    opens = max(item.created_at, joined)
+                    if opens >= item.starts_at:
+                        continue
+                    rsvp = when(opens, min(item.starts_at, end))
                     if rng.random() < 0.3:
-                        out.append(
-                            Interaction(mid, item.id, "view", rsvp - timedelta(hours=rng.uniform(1, 48)))
-                        )
+                        # Seen up to two days before the RSVP, but not before it was there to see.
+                        seen_at = max(opens, rsvp - timedelta(hours=rng.uniform(1, 48)))
+                        out.append(Interaction(mid, item.id, "view", seen_at))
                     out.append(Interaction(mid, item.id, "rsvp", rsvp))
                     if item.starts_at < end and rng.random() < 0.7:
                         out.append(Interaction(mid, item.id, "attend", item.starts_at))
@@ -471,10 +475,13 @@ def generate(config: SyntheticConfig | None = None, **overrides: object) -> Corp
                     if rng.random() < 0.4:
                         reply_at = at + timedelta(minutes=rng.uniform(1, 600))
                         out.append(Interaction(mid, item.id, "reply", reply_at))
-                        earlier = thread_repliers.setdefault(item.id, [])
+                        repliers = thread_repliers.setdefault(item.id, [])
+                        # Members are generated one by one, not in time: answer only a reply
+                        # that was already there.
+                        earlier = [who for who, when_ in repliers if when_ < reply_at]
                         if earlier and rng.random() < 0.5:
                             out.append(Interaction(mid, rng.choice(earlier), "reply", reply_at))
-                        earlier.append(mid)
+                        repliers.append((mid, reply_at))
                     if rng.random() < 0.05:
                         out.append(Interaction(mid, item.id, "tip", at + timedelta(minutes=30)))
 

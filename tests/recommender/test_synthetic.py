@@ -72,6 +72,19 @@ def test_members_only_use_what_their_tier_opens_and_events_follow_their_time(com
             assert item.created_at <= x.ts <= item.starts_at
 
 
+def test_nothing_is_touched_before_it_exists(community) -> None:  # type: ignore[no-untyped-def]
+    # The evaluation replays requests in time: an item seen before it was posted, or a member
+    # followed before joining, would be a choice no recommender could have made.
+    for x in community.interactions:
+        item = community.items.get(x.target)
+        if item is not None:
+            assert item.created_at is not None and item.created_at <= x.ts, x
+        else:
+            joined = community.members[x.target].joined_at
+            assert joined is not None and joined <= x.ts, x
+        assert (community.members[x.member].joined_at or x.ts) <= x.ts, x
+
+
 def test_interest_groups_cross_languages(community) -> None:  # type: ignore[no-untyped-def]
     # Members interact with items in other languages than their own (a zh-CN hiker joins a
     # zh-TW hiking meetup), and mostly with items of their own interests.
