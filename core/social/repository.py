@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy import Select, delete, exists, func, or_, select, union
 from sqlalchemy.orm import Session
 
-from core.models import Block, Embedding, EmbeddingEntity, Follow, Membership, MembershipStatus
+from core.models import (
+    Block,
+    ConversationParticipant,
+    Embedding,
+    EmbeddingEntity,
+    Follow,
+    Membership,
+    MembershipStatus,
+)
 
 
 def active_membership(session: Session, community_id: int, user_id: int) -> Membership | None:
@@ -30,6 +38,18 @@ def follow(session: Session, community_id: int, follower_id: int, followee_id: i
 
 def block(session: Session, blocker_id: int, blocked_id: int) -> Block | None:
     return session.scalar(select(Block).where(Block.blocker_id == blocker_id, Block.blocked_id == blocked_id))
+
+
+def reachable(session: Session, a: int, b: int) -> bool:
+    """Whether two users ever met: memberships (any status) of one community, or one DM
+    conversation. Someone who left a community may still need to block a member of it."""
+    other = select(Membership.community_id).where(Membership.user_id == b)
+    shared = select(Membership.id).where(Membership.user_id == a, Membership.community_id.in_(other))
+    theirs = select(ConversationParticipant.conversation_id).where(ConversationParticipant.user_id == b)
+    dm = select(ConversationParticipant.id).where(
+        ConversationParticipant.user_id == a, ConversationParticipant.conversation_id.in_(theirs)
+    )
+    return bool(session.scalar(select(exists(shared) | exists(dm))))
 
 
 def blocked_either_way(session: Session, a: int, b: int) -> bool:

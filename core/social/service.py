@@ -110,14 +110,17 @@ def _block_out(session: Session, block: Block, *, replayed: bool) -> BlockOut:
 
 
 def block(session: Session, actor: Actor, user_id: int) -> BlockOut:
+    """Block a user the actor shares a community or a DM conversation with (404 otherwise)."""
     actor.require_personal()
     if user_id == actor.id:
         raise errors.cannot_block_self()
-    if session.get(User, user_id) is None:
-        raise errors.user_not_found()
     existing = repo.block(session, actor.id, user_id)
     if existing is not None:
         return _block_out(session, existing, replayed=True)
+    # Only someone the actor could have met (a shared community, a DM): blocking anyone else
+    # would reveal that the account exists and its name. Unknown and unreachable answer alike.
+    if session.get(User, user_id) is None or not repo.reachable(session, actor.id, user_id):
+        raise errors.user_not_found()
     row = Block(blocker_id=actor.id, blocked_id=user_id)
     session.add(row)
     try:

@@ -7,7 +7,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Community, Embedding, EmbeddingEntity, Follow, Membership, User
+from core.access import Actor
+from core.conversation import dm_service
+from core.conversation.schemas import ConversationIn
+from core.models import Community, Embedding, EmbeddingEntity, Follow, Membership, User, Visibility
 from recommender import store
 from tests.api.test_channels import api_key
 from tests.factories import add_member, auth, make_community, make_user
@@ -163,3 +166,35 @@ def test_opting_out_deletes_every_embedding_at_once(client: TestClient, session:
     assert r.json() == {"opted_out": False, "profiles_kept": 0}  # recomputed by the next embed job
     r = client.put("/me/recommendation-settings", json={"opted_out": "yes please"}, headers=headers)
     assert r.status_code == 422
+
+
+def test_only_someone_one_could_have_met_can_be_blocked(client: TestClient, session: Session) -> None:
+    """Blocking an arbitrary id must not reveal that the account exists, nor its name."""
+    private = make_community(session, visibility=Visibility.PRIVATE)
+    carol = add_member(session, private)
+    carol.display_name = "Carol (private only)"
+    session.flush()
+    stranger = make_user(session)
+    headers = auth(session, stranger)
+    unreachable = client.post("/me/blocks", json={"user_id": carol.id}, headers=headers)
+    unknown = client.post("/me/blocks", json={"user_id": 2**62}, headers=headers)
+    assert unreachable.status_code == unknown.status_code == 404
+    assert unreachable.json() == unknown.json()
+    assert "Carol" not in unreachable.text
+
+    # A co-member may block.
+    dan = add_member(session, private)
+    r = client.post("/me/blocks", json={"user_id": carol.id}, headers=auth(session, dan))
+    assert r.status_code == 201 and r.json()["user"]["display_name"] == "Carol (private only)"
+    # Someone met only in a DM conversation may be blocked too.
+    public = make_community(session)
+    erin, fay = add_member(session, public), add_member(session, public)
+    dm_service.create_conversation(session, Actor(erin), public.id, ConversationIn(participant_ids=[fay.id]))
+    membership = session.scalar(
+        select(Membership).where(Membership.user_id == fay.id, Membership.community_id == public.id)
+    )
+    assert membership is not None
+    session.delete(membership)
+    session.flush()
+    r = client.post("/me/blocks", json={"user_id": fay.id}, headers=auth(session, erin))
+    assert r.status_code == 201
