@@ -91,7 +91,8 @@ class Snapshot:
     authors: dict[str, int] = field(default_factory=dict)  # item id -> user id of its author/host
     ends_at: dict[str, datetime] = field(default_factory=dict)  # event id -> end
     # Indexes for request-time filters, so that a request costs O(what it filters), not O(items).
-    threads_by_author: dict[int, list[str]] = field(default_factory=dict)
+    # Every item (thread, event, course) by the user who wrote or hosts it: a block hides them all.
+    items_by_author: dict[int, list[str]] = field(default_factory=dict)
     role_gated: dict[str, Role] = field(default_factory=dict)  # items only some roles may open
 
     def texts(self) -> dict[tuple[EmbeddingEntity, int], str]:
@@ -485,8 +486,7 @@ def load_snapshot(session: Session, community_id: int, *, now: datetime | None =
         snap.entities[row.item.id] = row.entity
         snap.gates[row.item.id] = row.gate
         snap.authors[row.item.id] = row.author
-        if row.item.kind == "thread":
-            snap.threads_by_author.setdefault(row.author, []).append(row.item.id)
+        snap.items_by_author.setdefault(row.author, []).append(row.item.id)
         if row.gate.min_role != Role.MEMBER:
             snap.role_gated[row.item.id] = row.gate.min_role
         if row.ends_at is not None:
@@ -682,6 +682,10 @@ def fingerprint(session: Session, community_id: int) -> tuple[Any, ...]:
 
 def membership_user_id(session: Session, membership_id: int) -> int | None:
     return session.scalar(select(Membership.user_id).where(Membership.id == membership_id))
+
+
+def membership_community(session: Session, membership_id: int) -> int | None:
+    return session.scalar(select(Membership.community_id).where(Membership.id == membership_id))
 
 
 def item_community(session: Session, prefix: str, row_id: int) -> int | None:

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,6 +69,9 @@ REFRESH_BUDGET = 2000
 CHECK_EVERY_S = 15.0
 MAX_FIT_SHARE = 0.05
 MAX_COMMUNITIES = 64  # fitted models held per process
+# A request-time (or API background) fit embeds at most this many texts that the store lacks;
+# more means the worker is filling the store (a model change) and the fit waits for it.
+FIT_EMBED_MAX = 64
 NOT_PERSONALISED = "not_personalised"
 # The opt-out is the live service's rule, not the model's: its note is worded here and appended
 # to the model's own (non-personalised) reason, e.g. "Popular: 12 members (you turned off ...)".
@@ -106,6 +109,7 @@ class IndexChange:
     kind: str
     index_id: int
     vector: np.ndarray | None
+    content_hash: str | None = None
 
 
 _KIND = {
@@ -116,10 +120,24 @@ _KIND = {
 }
 
 
-def _index_id(session: Session, key: store.Key) -> int:
+def _index_id(session: Session, key: store.Key) -> int | None:
+    """A member's id in people indexes is their user id; None when the membership row is gone
+    (its vector cannot be found by id any more: the next refresh rewrites the file)."""
     if key[0] == EmbeddingEntity.MEMBER:
-        return repo.membership_user_id(session, key[1]) or 0
+        return repo.membership_user_id(session, key[1])
     return key[1]
+
+
+def _entity_communities(session: Session, key: store.Key) -> set[int]:
+    """Every community whose index may hold this entity: where rows are stored, and its own."""
+    found = store.communities_of(session, key)
+    if key[0] == EmbeddingEntity.MEMBER:
+        own = repo.membership_community(session, key[1])
+    else:
+        own = repo.item_community(session, key[0].value, key[1])
+    if own is not None:
+        found.add(own)
+    return found
 
 
 def _keys(session: Session, entity_type: str, entity_id: int) -> list[store.Key]:
@@ -138,12 +156,14 @@ def embed_entity(session: Session, entity_type: str, entity_id: int, embedder: E
     for key in _keys(session, entity_type, entity_id):
         found = repo.entity_texts(session, *key)
         if found is None:
-            communities = store.communities_of(session, key)
+            # A removal is emitted even when no row was left to delete: the opt-out deletes
+            # the rows itself, and the vector must still leave every saved index.
+            communities = _entity_communities(session, key)
             if store.remove(session, [key]):
-                index_id = _index_id(session, key)
-                for cid in communities:
-                    touched.add(cid)
-                    changes.append(IndexChange(cid, _KIND[key[0]], index_id, None))
+                touched.update(communities)
+            index_id = _index_id(session, key)
+            if index_id is not None:
+                changes.extend(IndexChange(cid, _KIND[key[0]], index_id, None) for cid in sorted(communities))
             continue
         community_id, text = found
         text_hash = content_hash(text)
@@ -161,21 +181,32 @@ def embed_entity(session: Session, entity_type: str, entity_id: int, embedder: E
             vector=vector,
         )
         touched.add(community_id)
-        changes.append(IndexChange(community_id, _KIND[key[0]], _index_id(session, key), vector))
+        index_id = _index_id(session, key)
+        if index_id is not None:
+            changes.append(IndexChange(community_id, _KIND[key[0]], index_id, vector, text_hash))
     for community_id in touched:
         store.bump_version(session, community_id)
     return changes
 
 
 def apply_index_changes(changes: Iterable[IndexChange], model_id: str) -> None:
-    """Incremental updates of saved indexes (after commit); a missing index waits for the refresh."""
+    """Incremental updates of saved indexes (after commit); a missing index waits for the refresh.
+
+    A removal leaves the indexes of every model of the community, not only the current one:
+    the folder of a previous model still holds the vector of someone who has since opted out.
+    """
     for change in changes:
         if change.vector is None:
-            store.update_index(change.community_id, model_id, change.kind, remove_ids=[change.index_id])
+            for model in {model_id, *store.model_ids(change.community_id)}:
+                store.update_index(change.community_id, model, change.kind, remove_ids=[change.index_id])
         else:
             ids = np.asarray([change.index_id], dtype=np.int64)
             store.update_index(
-                change.community_id, model_id, change.kind, upsert=(ids, change.vector[None, :])
+                change.community_id,
+                model_id,
+                change.kind,
+                upsert=(ids, change.vector[None, :]),
+                upsert_hashes=[change.content_hash] if change.content_hash is not None else None,
             )
 
 
@@ -207,7 +238,7 @@ def refresh(
         result.remaining += synced.remaining
         if synced.changed:
             store.bump_version(session, community_id)
-        if synced.changed or not _indexes_present(community_id, embedder.model_id):
+        if synced.changed or not _indexes_present(session, snapshot, community_id, embedder.model_id):
             result.reindex.append(community_id)
     return result
 
@@ -241,12 +272,24 @@ def communities_to_rebuild(session: Session, community_id: int | None) -> list[i
     return [community_id]
 
 
+def _expected_hashes(snapshot: repo.Snapshot, stored: Mapping[store.Key, str], kind: str) -> dict[int, str]:
+    """Index id -> content hash of what the saved index of `kind` must hold (the stored rows
+    of the snapshot's entities of that kind)."""
+    out: dict[int, str] = {}
+    for cid, key in snapshot.entities.items():
+        if _KIND[key[0]] != kind or key not in stored:
+            continue
+        out[int(cid.split(":", 1)[1])] = stored[key]
+    return out
+
+
 def _saved_indexes(
-    snapshot: repo.Snapshot, community_id: int, embedder: Embedder, vectors: Collection[str]
+    snapshot: repo.Snapshot, community_id: int, embedder: Embedder, stored: Mapping[store.Key, store.Stored]
 ) -> dict[ItemKind, tuple[VectorIndex, dict[str, int]]]:
     """The item indexes the worker keeps on disk, with each item's id in them (its row id):
     a fit searches them as they are instead of training new ones."""
     found: dict[ItemKind, tuple[VectorIndex, dict[str, int]]] = {}
+    hashes = {key: value.content_hash for key, value in stored.items()}
     for kind in ITEM_KINDS:
         saved = store.read_index(community_id, embedder.model_id, kind)
         if saved is None:
@@ -254,19 +297,29 @@ def _saved_indexes(
         ids = {
             cid: key[1]
             for cid, key in snapshot.entities.items()
-            if (item := snapshot.corpus.items.get(cid)) is not None and item.kind == kind and cid in vectors
+            if (item := snapshot.corpus.items.get(cid)) is not None and item.kind == kind and key in stored
         }
-        # A file that does not hold exactly what is stored (a missed update, a data directory
-        # left from another database) is not trusted: the fit builds its own index instead.
-        if len(saved) != len(ids) or not all(i in saved for i in ids.values()):
+        # A file that does not hold exactly what is stored (a missed update, a vector of an
+        # older text under the same id, a data directory left from another database) is not
+        # trusted: the fit builds its own index instead.
+        expected = _expected_hashes(snapshot, hashes, kind)
+        on_disk = store.read_hashes(community_id, embedder.model_id, kind)
+        if on_disk != expected or len(saved) != len(ids) or not all(i in saved for i in ids.values()):
             log.info("saved %s index of community %s is out of step; fitting without it", kind, community_id)
             continue
         found[kind] = (saved, ids)
     return found
 
 
-def _indexes_present(community_id: int, model_id: str) -> bool:
-    return all(store.index_path(community_id, model_id, kind).exists() for kind in store.INDEX_KINDS)
+def _indexes_present(session: Session, snapshot: repo.Snapshot, community_id: int, model_id: str) -> bool:
+    """Every index file loads and holds exactly the stored vectors (by content hash)."""
+    stored = store.stored_hashes(session, community_id, model_id)
+    for kind in store.INDEX_KINDS:
+        if store.read_index(community_id, model_id, kind) is None:
+            return False
+        if store.read_hashes(community_id, model_id, kind) != _expected_hashes(snapshot, stored, kind):
+            return False
+    return True
 
 
 def write_indexes(
@@ -277,7 +330,10 @@ def write_indexes(
     stored = store.load(session, community_id, embedder.model_id)
     ids = {key: int(cid.split(":", 1)[1]) for cid, key in snapshot.entities.items()}
     groups = store.vectors_by_kind(stored, ids)
-    return store.write_indexes(community_id, embedder.model_id, embedder.dim, groups, progress=progress)
+    hashes = store.hashes_by_kind(stored, ids)
+    return store.write_indexes(
+        community_id, embedder.model_id, embedder.dim, groups, hashes=hashes, progress=progress
+    )
 
 
 # --- serving --------------------------------------------------------------------------
@@ -293,6 +349,10 @@ class _Fitted:
     fitted_at: float = 0.0
     fit_seconds: float = 0.0
     stale: bool = False  # a live check found the model out of date: refit whatever the fingerprint says
+    # Kept serving under a previous model id while the store fills with the current model's
+    # vectors (a model change): refitted when the worker's stamp moves, not on every request.
+    awaiting: bool = False
+    members_by_name: dict[str, set[int]] | None = None  # built on first use (hidden names)
 
 
 class Recommender:
@@ -314,6 +374,7 @@ class Recommender:
         max_fit_share: float | None = MAX_FIT_SHARE,
         max_communities: int = MAX_COMMUNITIES,
         background: Callable[[], Session] | None = None,
+        fit_embed_max: int = FIT_EMBED_MAX,
     ) -> None:
         self._embedder = embedder
         self.check_every = check_every
@@ -322,10 +383,11 @@ class Recommender:
         # With a session factory, a stale model keeps serving (live checks cover the gap)
         # while its successor is fitted in a thread: no request waits for a large fit.
         self._background = background
+        self.fit_embed_max = fit_embed_max
         # Least recently used first: a process serving many communities keeps the busiest.
         self._fitted: OrderedDict[int, _Fitted] = OrderedDict()
         self._refitting: dict[int, threading.Thread] = {}
-        self._locks: dict[int, threading.Lock] = {}
+        self._locks: OrderedDict[int, threading.Lock] = OrderedDict()
         self._guard = threading.Lock()
 
     @property
@@ -341,7 +403,16 @@ class Recommender:
 
     def _lock(self, community_id: int) -> threading.Lock:
         with self._guard:
-            return self._locks.setdefault(community_id, threading.Lock())
+            lock = self._locks.setdefault(community_id, threading.Lock())
+            self._locks.move_to_end(community_id)
+            # Bounded like the models: a process that saw many communities keeps the locks of
+            # the recent ones (a lock in use is never dropped, so no fit runs twice at once).
+            while len(self._locks) > 2 * self.max_communities:
+                oldest, old_lock = next(iter(self._locks.items()))
+                if old_lock.locked() or oldest == community_id:
+                    break
+                del self._locks[oldest]
+            return lock
 
     def fitted(self, session: Session, community_id: int, *, now: datetime | None = None) -> _Fitted:
         embedder = self.embedder
@@ -350,7 +421,7 @@ class Recommender:
             if held is not None:
                 self._fitted.move_to_end(community_id)
         clock = time.monotonic()
-        usable = held is not None and held.model_id == embedder.model_id
+        usable = held is not None and (held.model_id == embedder.model_id or held.awaiting)
         if held is not None and usable and not held.stale:
             if clock - held.checked_at < self.check_every:
                 return held
@@ -362,11 +433,13 @@ class Recommender:
             if held is not None and usable and not held.stale and held.fingerprint == stamp:
                 held.checked_at = clock
                 return held
-            if held is not None and usable and self._background is not None:
+            if held is not None and self._background is not None:
+                # Also after a model change: the previous model serves while its successor
+                # is fitted (and waits for the store to fill, see _fit).
                 held.checked_at = clock  # no fingerprint query per request while refitting
                 self._refit_in_background(community_id, embedder)
                 return held
-            fresh = self._fit(session, community_id, embedder, stamp, now)
+            fresh = self._fit(session, community_id, embedder, stamp, now, fallback=held)
             self._keep(community_id, fresh)
             return fresh
 
@@ -395,7 +468,9 @@ class Recommender:
         try:
             with session_scope(factory=self._background) as session:
                 stamp = repo.fingerprint(session, community_id)
-                fresh = self._fit(session, community_id, embedder, stamp, None)
+                with self._guard:
+                    held = self._fitted.get(community_id)
+                fresh = self._fit(session, community_id, embedder, stamp, None, fallback=held)
             self._keep(community_id, fresh)
         except Exception:  # the held model keeps serving; the next stale check tries again
             log.exception("background refit of community %s failed", community_id)
@@ -417,7 +492,17 @@ class Recommender:
         embedder: Embedder,
         stamp: tuple[Any, ...],
         now: datetime | None,
+        *,
+        fallback: _Fitted | None = None,
     ) -> _Fitted:
+        """Fit from the stored vectors, embedding at most `fit_embed_max` missing ones.
+
+        When more are missing (a model change, a forced rebuild: the worker's refresh is
+        filling the store), nothing is embedded here: `fallback`, the model already held,
+        keeps serving and is retried when the worker's stamp moves; with nothing held, the
+        missing vectors are left empty, so those entities are ranked by behaviour and
+        popularity alone until the store has them.
+        """
         started = time.perf_counter()
         snapshot = repo.load_snapshot(session, community_id, now=now)
         corpus = snapshot.corpus
@@ -427,12 +512,29 @@ class Recommender:
             # Stored vectors are used even when their text has since changed: the worker is
             # re-embedding it and will bump the stamp; only what has none is embedded here.
             vectors = {cid: stored[key].vector for cid, key in snapshot.entities.items() if key in stored}
+            missing = [cid for cid in snapshot.entities if cid not in vectors]
+            if len(missing) > self.fit_embed_max:
+                log.info(
+                    "community %s: %d of %d vectors of %s not stored yet; waiting for the worker",
+                    community_id,
+                    len(missing),
+                    len(snapshot.entities),
+                    embedder.model_id,
+                )
+                if fallback is not None and fallback.model is not None:
+                    fallback.fingerprint = stamp  # retried when the worker's stamp moves
+                    fallback.checked_at = time.monotonic()
+                    fallback.stale = False
+                    fallback.awaiting = fallback.model_id != embedder.model_id
+                    return fallback
+                empty = np.zeros(embedder.dim, np.float32)
+                vectors.update((cid, empty) for cid in missing)
             model = RecommenderModel.fit(
                 corpus,
                 embedder,
                 vectors=vectors,
                 now=now,
-                indexes=_saved_indexes(snapshot, community_id, embedder, vectors),
+                indexes=_saved_indexes(snapshot, community_id, embedder, stored),
             )
         log.info(
             "fitted community %s (%d members, %d items) in %.0f ms",
@@ -466,12 +568,6 @@ class Recommender:
         snapshot = held.snapshot
         blocked = social.blocked_ids(session, actor.id)
         exclude = _excluded(ctx, snapshot, blocked, now)
-        # A reason must not name someone hidden from the member either.
-        hidden_names = {
-            member.name
-            for uid in blocked
-            if (member := snapshot.corpus.members.get(repo.member_id(uid))) is not None and member.name
-        }
         not_interested = repo.feedback_targets(session, community_id, actor.id)
 
         def can_access(item: Item) -> bool:
@@ -492,8 +588,11 @@ class Recommender:
             upgrade_slots=1,
             now=now,
         )
-        recs = self._still_valid(session, ctx, community_id, [r for r in recs if r.id not in exclude], now)
-        items = [self._present(ctx, snapshot, rec, opted_out, hidden_names) for rec in recs[:limit]]
+        recs = self._still_valid(session, ctx, community_id, [r for r in recs if r.id not in exclude], now)[
+            :limit
+        ]
+        hidden_names = _hidden_names(session, held, community_id, blocked, recs)
+        items = [self._present(ctx, snapshot, rec, opted_out, hidden_names) for rec in recs]
         return RecommendationsOut(kind=kind, personalised=not opted_out, items=items)
 
     def _still_valid(
@@ -571,13 +670,36 @@ class Recommender:
         )
 
 
+def _hidden_names(
+    session: Session, held: _Fitted, community_id: int, blocked: Collection[int], recs: list[Recommendation]
+) -> set[str]:
+    """Names in this page's reasons that belong to someone the member must not see named:
+    blocked either way, or (since the fit) opted out, left or disabled. Checked live, once
+    for the people the page names, since the model may be minutes old. Reasons carry names,
+    not ids: a name shared by a hidden and a visible member is hidden (the safe side)."""
+    named = {name for rec in recs if isinstance(name := rec.reason.params.get("name"), str) and name}
+    if not named:
+        return set()
+    if held.members_by_name is None:
+        by_name: dict[str, set[int]] = {}
+        for mid, member in held.snapshot.corpus.members.items():
+            if member.name:
+                by_name.setdefault(member.name, set()).add(int(mid.split(":", 1)[1]))
+        held.members_by_name = by_name
+    people = {uid: name for name in named for uid in held.members_by_name.get(name, ())}
+    if not people:
+        return set()
+    visible = repo.live_members(session, community_id, set(people) - set(blocked))
+    return {name for uid, name in people.items() if uid not in visible}
+
+
 def _excluded(
     ctx: CommunityContext, snapshot: repo.Snapshot, blocked: Collection[int], now: datetime
 ) -> set[str]:
     """Everything the request must never show, whatever the model thinks of it."""
     out = {repo.member_id(uid) for uid in blocked}
     for uid in blocked:
-        out.update(snapshot.threads_by_author.get(uid, ()))
+        out.update(snapshot.items_by_author.get(uid, ()))
     role = ctx.role
     # A role gate (an admins-only room) is not something to upgrade to: never shown.
     out |= {iid for iid, needed in snapshot.role_gated.items() if role is None or not role.at_least(needed)}
@@ -588,22 +710,30 @@ def _excluded(
 # --- feedback -------------------------------------------------------------------------
 
 
-def _target_exists(session: Session, community_id: int, target: str) -> bool:
+def _target_visible(session: Session, ctx: CommunityContext, community_id: int, target: str) -> bool:
+    """Whether the member may see the target: an item of this community that is live (not
+    deleted, archived, cancelled or unpublished) behind no role gate the member lacks. A tier
+    gate is no secret (its items are shown as upgrade suggestions), so it does not count.
+    Anything else answers exactly like a target that does not exist."""
     parsed = repo.parse_target(target)
     if parsed is None:
         return False
     prefix, row_id = parsed
     if prefix == "m":
         return repo.is_active_member(session, community_id, row_id)
-    return repo.item_community(session, prefix, row_id) == community_id
+    if repo.item_community(session, prefix, row_id) != community_id:
+        return False
+    gate = repo.live_gates(session, [target]).get(target)
+    return gate is not None and ctx.role is not None and ctx.role.at_least(gate.min_role)
 
 
 def add_feedback(session: Session, actor: Actor, community_id: int, target: str, kind: str) -> FeedbackOut:
     """Remember "not interested" (idempotent: a repeat answers replayed=true)."""
-    community_context(session, actor, community_id).require_member()
+    ctx = community_context(session, actor, community_id)
+    ctx.require_member()
     if target == repo.member_id(actor.id):
         raise _invalid_target()
-    if not _target_exists(session, community_id, target):
+    if not _target_visible(session, ctx, community_id, target):
         raise _target_not_found()
     feedback_kind = FeedbackKind(kind)
     existing = repo.feedback(session, community_id, actor.id, target, feedback_kind)

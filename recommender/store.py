@@ -9,18 +9,31 @@ Indexes are files under `Settings.data_dir/recommender/c<community>/<model>/<kin
 one per recommendation kind, written atomically by `VectorIndex.save` and keyed by the
 model id so that a model change never mixes vector spaces. They are derived data: any of
 them can be deleted and rebuilt from the database (`hearth recommend rebuild`).
+
+Several workers write the same files (embed jobs, refresh chains), so every read-modify-write
+of an index holds an exclusive `flock` on `<kind>.index.lock` next to it: a load-modify-save
+without it loses the other writer's update and can leave an index whose manifest no longer
+matches. Next to each index, `<kind>.index.hashes.json` records the content hash of every
+vector it holds (index id -> hash), written under the same lock: a reader trusts an index
+only when those hashes equal the stored rows', so a file that missed an update (a crash
+between the database commit and the file write) is detected, not served.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -73,6 +86,16 @@ def load(session: Session, community_id: int, model_id: str) -> dict[Key, Stored
         ).where(Embedding.community_id == community_id, Embedding.model_id == model_id)
     )
     return {(t, i): Stored(h, from_bytes(v, d)) for t, i, h, d, v in rows}
+
+
+def stored_hashes(session: Session, community_id: int, model_id: str) -> dict[Key, str]:
+    """The content hash of every embedding of a community under one model (no vectors read)."""
+    rows = session.execute(
+        select(Embedding.entity_type, Embedding.entity_id, Embedding.content_hash).where(
+            Embedding.community_id == community_id, Embedding.model_id == model_id
+        )
+    )
+    return {(t, i): h for t, i, h in rows}
 
 
 def get(session: Session, entity: EmbeddingEntity, entity_id: int, model_id: str) -> Embedding | None:
@@ -316,16 +339,78 @@ def vectors_by_kind(
     return out
 
 
+IndexHashes = dict[int, str]
+
+
+def hashes_path(path: Path) -> Path:
+    return path.with_name(path.name + ".hashes.json")
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive lock of one index file (every process and thread), held while it is rewritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _write_hashes(path: Path, hashes: Mapping[int, str]) -> None:
+    target = hashes_path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump({str(i): h for i, h in sorted(hashes.items())}, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_hashes(
+    community_id: int, model_id: str, kind: str, *, data_dir: Path | None = None
+) -> IndexHashes | None:
+    """Index id -> content hash of what the saved index of a kind holds; None when unknown."""
+    target = hashes_path(index_path(community_id, model_id, kind, data_dir))
+    try:
+        raw = json.loads(target.read_text(encoding="utf-8"))
+        return {int(i): str(h) for i, h in raw.items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def hashes_by_kind(stored: Mapping[Key, Stored], ids: Mapping[Key, int]) -> dict[str, list[str]]:
+    """The content hashes of `vectors_by_kind(stored, ids)`, kind by kind, in the same order."""
+    out: dict[str, list[str]] = {k: [] for k in INDEX_KINDS}
+    for key, value in stored.items():
+        if key in ids:
+            out[_ENTITY_KIND[key[0]]].append(value.content_hash)
+    return out
+
+
 def write_indexes(
     community_id: int,
     model_id: str,
     dim: int,
     groups: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
+    hashes: Mapping[str, Sequence[str]] | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Build and save one index per kind from scratch; returns the size of each."""
+    """Build and save one index per kind from scratch; returns the size of each.
+
+    `hashes[kind]` are the content hashes of the vectors, in the order of their ids; without
+    them the index is written with no hashes, and readers that check them will not trust it.
+    """
     from recommender.index import VectorIndex
 
     sizes = {}
@@ -333,8 +418,14 @@ def write_indexes(
         matrix = vectors if len(ids) else np.zeros((0, dim), np.float32)
         index = VectorIndex.build(ids, matrix, dim=dim, model_id=model_id, progress=progress)
         path = index_path(community_id, model_id, kind, data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        index.save(path)
+        kind_hashes = (hashes or {}).get(kind)
+        with _locked(path):
+            # The hashes go first: a crash after them leaves an index that does not match
+            # them (not trusted, rewritten by the next refresh), never the other way round.
+            hashes_path(path).unlink(missing_ok=True)
+            index.save(path)
+            if kind_hashes is not None:
+                _write_hashes(path, dict(zip(ids.tolist(), kind_hashes, strict=True)))
         sizes[kind] = len(index)
     return sizes
 
@@ -360,18 +451,85 @@ def update_index(
     kind: str,
     *,
     upsert: tuple[np.ndarray, np.ndarray] | None = None,
+    upsert_hashes: Sequence[str] | None = None,
     remove_ids: Iterable[int] = (),
     data_dir: Path | None = None,
 ) -> bool:
-    """Apply one change to a saved index without a rebuild; False when there is none to change
-    (the next refresh writes it)."""
-    index = read_index(community_id, model_id, kind, data_dir=data_dir)
-    if index is None:
+    """Apply one change to a saved index without a rebuild, under the file's lock; False when
+    there is none to change (the next refresh writes it).
+
+    `upsert_hashes` are the content hashes of the upserted vectors; without them the index's
+    recorded hashes are dropped, so that readers stop trusting it until it is rewritten.
+    """
+    path = index_path(community_id, model_id, kind, data_dir)
+    if not path.exists():
         return False
-    removed = list(remove_ids)
-    if removed:
-        index.remove(removed)
-    if upsert is not None and len(upsert[0]):
-        index.upsert(upsert[0], upsert[1])
-    index.save(index_path(community_id, model_id, kind, data_dir))
+    with _locked(path):
+        index = read_index(community_id, model_id, kind, data_dir=data_dir)
+        if index is None:
+            return False
+        hashes = read_hashes(community_id, model_id, kind, data_dir=data_dir)
+        removed = list(remove_ids)
+        if removed:
+            index.remove(removed)
+        upserted = upsert is not None and len(upsert[0])
+        if upsert is not None and upserted:
+            index.upsert(upsert[0], upsert[1])
+        hashes_path(path).unlink(missing_ok=True)
+        index.save(path)
+        if hashes is not None and (not upserted or upsert_hashes is not None):
+            for i in removed:
+                hashes.pop(int(i), None)
+            if upsert is not None and upsert_hashes is not None:
+                hashes.update(zip(upsert[0].tolist(), upsert_hashes, strict=True))
+            _write_hashes(path, hashes)
     return True
+
+
+def model_ids(community_id: int, *, data_dir: Path | None = None) -> list[str]:
+    """The model ids of every index folder of a community (read from their manifests)."""
+    from recommender.index import manifest_path
+
+    root = (data_dir or get_settings().data_dir) / "recommender" / f"c{community_id}"
+    found: set[str] = set()
+    for path in root.glob("*/*.index"):
+        try:
+            model = json.loads(manifest_path(path).read_text(encoding="utf-8")).get("model_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(model, str):
+            found.add(model)
+    return sorted(found)
+
+
+# --- one refresh at a time per deployment ------------------------------------------------
+
+
+@contextmanager
+def refresh_guard(*, data_dir: Path | None = None) -> Iterator[bool]:
+    """Yields whether this process may refresh now (non-blocking): a file lock under the data
+    directory, which every worker of a deployment shares (the index files live there)."""
+    path = (data_dir or get_settings().data_dir) / "recommender" / "refresh.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+REFRESH_LOCK_KEY = 0x6865617274680001  # "hearth" + 1: the advisory lock of the refresh
+
+
+def try_refresh_lock(session: Session) -> bool:
+    """On PostgreSQL, a transaction-scoped advisory lock (workers on several machines share
+    only the database); True at once elsewhere (SQLite deployments are one machine, covered
+    by `refresh_guard`)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(sql_text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK_KEY}))

@@ -40,12 +40,24 @@ def embed(entity_type: str, entity_id: int) -> int:
 
 @celery_app.task(name=REFRESH, **TASK_DEFAULTS)
 def refresh(budget: int = service.REFRESH_BUDGET) -> dict[str, int]:
+    """One bounded batch; skipped (`skipped: 1`) while another refresh of the deployment runs.
+
+    Beat starts a refresh every interval and a backlog re-sends itself, so chains overlap:
+    without the lock they embed the same stale slice twice and race on the index files. The
+    lock is a file lock under the shared data directory plus, on PostgreSQL, an advisory lock
+    held by the refresh transaction (workers on other machines share only the database).
+    """
     embedder = get_embedder()
-    with session_scope() as session:
-        result = service.refresh(session, embedder, budget=budget)
-    for community_id in result.reindex:
+    with service.store.refresh_guard() as mine:
+        if not mine:
+            return _skipped()
         with session_scope() as session:
-            service.write_indexes(session, community_id, embedder)
+            if not service.store.try_refresh_lock(session):
+                return _skipped()
+            result = service.refresh(session, embedder, budget=budget)
+        for community_id in result.reindex:
+            with session_scope() as session:
+                service.write_indexes(session, community_id, embedder)
     if result.remaining and not celery_app.conf.task_always_eager:
         # A backlog (a model change, a big import) continues at once, one bounded batch at a time.
         celery_app.send_task(REFRESH, kwargs={"budget": budget})
@@ -54,7 +66,13 @@ def refresh(budget: int = service.REFRESH_BUDGET) -> dict[str, int]:
         "deleted": result.deleted,
         "remaining": result.remaining,
         "reindexed": len(result.reindex),
+        "skipped": 0,
     }
+
+
+def _skipped() -> dict[str, int]:
+    # The running chain re-sends itself while a backlog remains: nothing is lost by skipping.
+    return {"embedded": 0, "deleted": 0, "remaining": 0, "reindexed": 0, "skipped": 1}
 
 
 def rebuild(

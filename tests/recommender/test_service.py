@@ -22,7 +22,7 @@ from core.db import session_scope
 from core.errors import DomainError
 from core.events import service as events
 from core.events.schemas import EventIn, RsvpIn
-from core.models import Community, Language, Role, User
+from core.models import Community, EmbeddingEntity, Language, Membership, MembershipStatus, Role, Thread, User
 from core.social import service as social
 from recommender import repository as repo
 from recommender import service, store
@@ -451,22 +451,63 @@ def test_a_slow_fit_is_not_repeated_on_every_change(session: Session, world: Wor
     assert rec.fitted(session, cid) is not held
 
 
-def test_a_reason_never_names_someone_hidden_by_a_block(
-    session: Session, world: World, recommender: service.Recommender
-) -> None:
-    from core.access import community_context
-    from recommender.model import Reason, Recommendation
+def _kim_named_for_sam(session: Session, world: World, rec: service.Recommender) -> list[object]:
+    hike = repo.item_id("event", world.events["hike"])
+    out = rec.recommend(session, world.actor("sam"), world.community.id, "event", limit=10)
+    return [item.reason for item in out.items if item.id == hike]
 
-    cid = world.community.id
-    held = recommender.fitted(session, cid)
-    ctx = community_context(session, world.actor("mei"), cid)
-    lin = repo.member_id(world.users["lin"].id)
-    rec = Recommendation(lin, "people", 0.9, Reason("co_tipped", {"name": "wen"}))
-    shown = recommender._present(ctx, held.snapshot, rec, False, hidden_names={"wen"})
-    assert shown.reason.code == "for_you" and "wen" not in shown.reason.text
-    assert shown.reason.text == "為你推薦"  # mei reads zh-TW
-    plain = recommender._present(ctx, held.snapshot, rec, False, hidden_names=set())
-    assert plain.reason.code == "co_tipped" and "wen" in plain.reason.text
+
+def _hide_kim(session: Session, world: World, how: str) -> None:
+    kim = world.users["kim"]
+    if how == "sam blocks kim":
+        social.block(session, world.actor("sam"), kim.id)
+    elif how == "kim blocks sam":
+        social.block(session, world.actor("kim"), world.users["sam"].id)
+    elif how == "kim opts out":
+        social.set_recommendation_opt_out(session, world.actor("kim"), True)
+    elif how == "kim leaves":
+        membership = session.scalar(
+            select(Membership).where(
+                Membership.user_id == kim.id, Membership.community_id == world.community.id
+            )
+        )
+        assert membership is not None
+        membership.status = MembershipStatus.LEFT
+    else:
+        kim.disabled_at = utcnow()
+    session.flush()
+
+
+@pytest.mark.parametrize(
+    "how", ["sam blocks kim", "kim blocks sam", "kim opts out", "kim leaves", "kim is disabled"]
+)
+def test_a_reason_never_names_someone_hidden_since_the_fit(session: Session, world: World, how: str) -> None:
+    """The held model may be 15 s old: the names in a page's reasons are checked live."""
+    social.follow(session, world.actor("sam"), world.community.id, world.users["kim"].id)
+    events.rsvp(session, world.actor("kim"), world.events["hike"], RsvpIn())
+    session.flush()
+    rec = service.Recommender(EMBEDDER)  # production defaults: the model is not refitted below
+    before = _kim_named_for_sam(session, world, rec)
+    assert before and before[0].params.get("name") == "kim"  # type: ignore[attr-defined]
+    _hide_kim(session, world, how)
+    after = _kim_named_for_sam(session, world, rec)
+    assert after, "the event itself stays recommendable"
+    assert after[0].params.get("name") != "kim" and "kim" not in after[0].text  # type: ignore[attr-defined]
+    assert after[0].code == "for_you"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("blocker", ["mei", "owner"])
+def test_events_and_courses_of_a_blocked_host_are_never_shown(
+    session: Session, world: World, recommender: service.Recommender, blocker: str
+) -> None:
+    hike_event = repo.item_id("event", world.events["hike"])  # both hosted by "owner"
+    hike_course = repo.item_id("course", world.courses["hike"])
+    assert hike_event in recommend(session, recommender, world, "mei", "event", limit=20)
+    assert hike_course in recommend(session, recommender, world, "mei", "course", limit=20)
+    other = "owner" if blocker == "mei" else "mei"
+    social.block(session, world.actor(blocker), world.users[other].id)
+    assert hike_event not in recommend(session, recommender, world, "mei", "event", limit=20)
+    assert hike_course not in recommend(session, recommender, world, "mei", "course", limit=20)
 
 
 def test_a_stale_model_keeps_serving_while_its_successor_is_fitted(committed_engine: Engine) -> None:
@@ -507,3 +548,149 @@ def test_a_fit_searches_the_index_files_the_worker_keeps(session: Session, world
     rec.invalidate(cid)
     assert not isinstance(rec.fitted(session, cid).model.index["event"], _Translated)  # type: ignore[union-attr]
     assert recommend(session, rec, world, "mei", "event") == built
+
+
+# --- saved index files follow opt-outs and never serve a vector the store no longer has ---
+
+
+def test_opting_out_removes_the_member_from_every_saved_people_index(session: Session, world: World) -> None:
+    cid = world.community.id
+    lin = world.users["lin"].id
+    previous = HashingEmbedder(32)  # a model the deployment used before: its folder is still there
+    for embedder in (previous, EMBEDDER):
+        store.sync(session, cid, repo.load_snapshot(session, cid).texts(), embedder)
+        service.write_indexes(session, cid, embedder)
+    for embedder in (previous, EMBEDDER):
+        assert lin in store.read_index(cid, embedder.model_id, "people")  # type: ignore[operator]
+
+    social.set_recommendation_opt_out(session, world.actor("lin"), True)  # deletes the rows itself
+    # What the after-commit embed job of the opt-out does.
+    changes = service.embed_entity(session, "user", lin, EMBEDDER)
+    service.apply_index_changes(changes, EMBEDDER.model_id)
+    for embedder in (previous, EMBEDDER):
+        people = store.read_index(cid, embedder.model_id, "people")
+        assert people is not None and lin not in people
+        assert world.users["mei"].id in people
+
+
+def test_a_saved_index_holding_an_older_vector_is_not_trusted_and_refresh_rewrites_it(
+    session: Session, world: World
+) -> None:
+    cid = world.community.id
+    service.refresh(session, EMBEDDER, community_ids=[cid])
+    service.write_indexes(session, cid, EMBEDDER)
+    assert service.refresh(session, EMBEDDER, community_ids=[cid]).reindex == []
+    rec = service.Recommender(EMBEDDER, check_every=0, max_fit_share=None)
+    assert isinstance(rec.fitted(session, cid).model.index["thread"], _Translated)  # type: ignore[union-attr]
+
+    # The thread's new vector is stored but its file update was lost: same ids, old vector.
+    code = world.threads["code"]
+    new_vec = EMBEDDER.embed([HIKING_TW], role="passage")[0]
+    store.put(
+        session, cid, EmbeddingEntity.THREAD, code, model_id=EMBEDDER.model_id, text_hash="x", vector=new_vec
+    )
+    rec.invalidate(cid)
+    model = rec.fitted(session, cid).model
+    assert model is not None and not isinstance(model.index["thread"], _Translated)
+    scores, found = model.index["thread"].search(new_vec[None, :], 10)
+    col = model.item_col[repo.item_id("thread", code)]
+    assert dict(zip(found[0].tolist(), scores[0].tolist(), strict=True))[col] == pytest.approx(1.0, abs=1e-4)
+    # The beat refresh sees the file out of step and rewrites it.
+    assert service.refresh(session, EMBEDDER, community_ids=[cid]).reindex == [cid]
+
+
+def test_an_unreadable_index_file_is_rewritten_by_the_refresh(session: Session, world: World) -> None:
+    cid = world.community.id
+    service.refresh(session, EMBEDDER, community_ids=[cid])
+    service.write_indexes(session, cid, EMBEDDER)
+    path = store.index_path(cid, EMBEDDER.model_id, "event")
+    path.write_bytes(path.read_bytes()[:-8])  # torn write: exists, does not load
+    assert service.refresh(session, EMBEDDER, community_ids=[cid]).reindex == [cid]
+
+
+# --- feedback on what the member may not see -------------------------------------------
+
+
+def test_not_interested_in_an_item_one_may_not_see_answers_like_no_such_item(
+    session: Session, world: World
+) -> None:
+    cid = world.community.id
+    draft = courses.create_course(
+        session, world.actor("owner"), cid, CourseIn(title="Secret launch", description="x")
+    )
+    deleted = conversation.create_thread(
+        session, world.actor("owner"), world.channels["general"], ThreadIn(title="gone", body="gone")
+    )
+    thread_row = session.get(Thread, deleted.id)
+    assert thread_row is not None
+    thread_row.deleted_at = utcnow()
+    session.flush()
+
+    def answer(target: str) -> str:
+        try:
+            service.add_feedback(session, world.actor("mei"), cid, target, "not_interested")
+        except DomainError as exc:
+            return f"{exc.status_code} {exc.code}"
+        return "ok"
+
+    missing = answer("thread:999999999")
+    assert missing == "404 target_not_found"
+    assert answer(repo.item_id("thread", world.threads["staff"])) == missing  # role gate
+    assert answer(repo.item_id("course", draft.id)) == missing  # unpublished
+    assert answer(repo.item_id("thread", deleted.id)) == missing
+    # A tier gate is shown as an upgrade suggestion: not being interested in it is allowed.
+    assert answer(repo.item_id("thread", world.threads["viphike"])) == "ok"
+    # A moderator may see the staff room, so may say not interested.
+    staff = service.add_feedback(
+        session, world.actor("owner"), cid, repo.item_id("thread", world.threads["staff"]), "not_interested"
+    )
+    assert staff.replayed is False
+
+
+# --- a model change never makes a request embed the community -----------------------------
+
+
+class _Counting(HashingEmbedder):
+    def __init__(self, dim: int, tag: str) -> None:
+        super().__init__(dim)
+        self.model_id = f"{self.model_id}+{tag}"
+        self.texts = 0
+
+    def embed(self, texts, *, role="passage"):  # type: ignore[no-untyped-def]
+        self.texts += len(texts)
+        return super().embed(texts, role=role)
+
+
+def test_a_model_change_keeps_the_previous_model_while_the_store_fills(
+    session: Session, world: World
+) -> None:
+    cid = world.community.id
+    old, new = _Counting(256, "v1"), _Counting(256, "v2")
+    service.refresh(session, old, community_ids=[cid])
+    rec = service.Recommender(old, check_every=0, max_fit_share=None, fit_embed_max=4)
+    first = rec.fitted(session, cid)
+    rec._embedder = new  # the engine was upgraded: its model id changed
+    assert rec.fitted(session, cid) is first and new.texts == 0
+    assert recommend(session, rec, world, "mei", "event")  # still served, by the previous model
+    assert new.texts == 0
+    # The worker fills the store; once little is missing the request-time fit takes over.
+    service.refresh(
+        session, new, community_ids=[cid], budget=len(repo.load_snapshot(session, cid).entities) - 3
+    )
+    new.texts = 0
+    second = rec.fitted(session, cid)
+    assert second is not first and second.model_id == new.model_id and new.texts == 3
+
+
+def test_a_fit_with_most_vectors_missing_embeds_nothing(session: Session, world: World) -> None:
+    embedder = _Counting(256, "fresh")
+    rec = service.Recommender(embedder, check_every=0, max_fit_share=None, fit_embed_max=4)
+    assert recommend(session, rec, world, "mei", "event")  # behaviour and popularity only
+    assert embedder.texts == 0
+
+
+def test_the_per_community_locks_are_bounded(session: Session, world: World) -> None:
+    rec = service.Recommender(EMBEDDER, max_communities=2)
+    for community_id in range(1, 20):
+        rec._lock(community_id)
+    assert len(rec._locks) <= 4 and 19 in rec._locks

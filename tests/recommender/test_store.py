@@ -138,7 +138,10 @@ def test_embed_entity_is_idempotent_and_bumps_the_stamp(session: Session, world:
     assert [(c.kind, c.index_id) for c in user_changes] == [("people", world.users["mei"].id)]
     social.set_recommendation_opt_out(session, world.actor("mei"), True)
     gone = service.embed_entity(session, "user", world.users["mei"].id, embedder)
-    assert gone == []  # the opt-out already deleted it
+    # The opt-out already deleted the rows; the removal from saved indexes is still emitted.
+    assert [(c.community_id, c.kind, c.index_id, c.vector) for c in gone] == [
+        (cid, "people", world.users["mei"].id, None)
+    ]
     assert session.scalar(select(func.count()).select_from(RecommenderState)) >= 1
     with pytest.raises(Exception, match="unknown entity type"):
         service.embed_entity(session, "dm", 1, embedder)
@@ -175,3 +178,45 @@ def test_index_files_are_written_updated_and_keyed_by_model(
         threads is not None and 999 in threads and world.threads["hike"] not in threads and len(threads) == 5
     )
     assert not store.update_index(cid + 1000, embedder.model_id, "thread", remove_ids=[1], data_dir=tmp_path)
+
+
+def test_concurrent_index_updates_are_all_applied(tmp_path: Path) -> None:
+    """Embed jobs of several workers update one file at once: none may lose another's update."""
+    import threading
+
+    store.write_indexes(
+        1,
+        "m@1",
+        16,
+        {"people": (np.zeros(0, np.int64), np.zeros((0, 16), np.float32))},
+        hashes={"people": []},
+        data_dir=tmp_path,
+    )
+    applied: list[bool] = []
+
+    def writer(start: int) -> None:
+        rng = np.random.default_rng(start)
+        for i in range(start, start + 60):
+            vector = rng.normal(size=(1, 16)).astype(np.float32)
+            vector /= np.linalg.norm(vector)
+            applied.append(
+                store.update_index(
+                    1,
+                    "m@1",
+                    "people",
+                    upsert=(np.array([i], np.int64), vector),
+                    upsert_hashes=[f"h{i}"],
+                    data_dir=tmp_path,
+                )
+            )
+
+    threads = [threading.Thread(target=writer, args=(start,)) for start in (1000, 5000, 9000)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    index = store.read_index(1, "m@1", "people", data_dir=tmp_path)
+    assert all(applied) and len(applied) == 180
+    assert index is not None and len(index) == 180
+    hashes = store.read_hashes(1, "m@1", "people", data_dir=tmp_path)
+    assert hashes is not None and hashes[1000] == "h1000" and len(hashes) == 180

@@ -256,3 +256,31 @@ def test_the_api_and_the_worker_install_the_hooks() -> None:
     finally:
         hooks.uninstall()
         jobs.set_dispatcher(previous)
+
+
+def test_a_refresh_is_skipped_while_another_runs(committed_engine: Engine, hashing_settings: None) -> None:
+    """Beat and a backlog chain overlap: the second refresh embeds nothing and leaves."""
+    with session_scope(committed_engine) as s:
+        world = build_world(s)
+    cid = world.community.id
+    embedder = get_embedder()
+    with store.refresh_guard() as mine:  # another worker of this deployment is refreshing
+        assert mine
+        outcome = tasks.refresh.run(budget=100_000)
+    assert outcome["skipped"] == 1 and outcome["embedded"] == 0
+    with session_scope(committed_engine) as s:
+        assert store.load(s, cid, embedder.model_id) == {}
+    assert tasks.refresh.run(budget=100_000)["skipped"] == 0
+    with session_scope(committed_engine) as s:
+        assert store.load(s, cid, embedder.model_id)
+
+
+def test_a_refresh_on_another_machine_holds_the_advisory_lock(committed_engine: Engine) -> None:
+    if committed_engine.dialect.name != "postgresql":
+        pytest.skip("the advisory lock exists on PostgreSQL only (SQLite deployments are one machine)")
+    with session_scope(committed_engine) as first:
+        assert store.try_refresh_lock(first)
+        with session_scope(committed_engine) as second:
+            assert not store.try_refresh_lock(second)
+    with session_scope(committed_engine) as later:
+        assert store.try_refresh_lock(later)  # released when the refresh transaction ends
