@@ -12,17 +12,25 @@ slow is refitted only as often as keeps fitting under `max_fit_share` of the tim
 API a stale model keeps serving while its successor is fitted in a background thread.
 
 Whatever the model's age, each request checks what it returns against the database: blocks
-(both ways: people and the threads they wrote), members who left, were disabled or opted
-out, deleted threads, archived channels, cancelled or ended events, unpublished courses,
-and gates that moved since the fit. Role-gated threads (an admins-only room) are never
-shown; tier-gated items become at most one labelled upgrade suggestion. "Not interested" is
-passed to the model, which drops the target and pushes look-alikes down. A member who
-opted out gets non-personalised results, labelled so. Reasons are rendered in the member's
-language and never name someone hidden by a block. Nothing here reads direct messages.
+(both ways: people, the threads they wrote, the events and courses they host), members who
+left, were disabled or opted out, deleted threads, archived channels, cancelled or ended
+events, unpublished courses, and gates that moved since the fit. Role-gated threads (an
+admins-only room) are never shown; tier-gated items become at most one labelled upgrade
+suggestion. "Not interested" is passed to the model, which drops the target and pushes
+look-alikes down; on something the member may not see it answers like a target that does
+not exist. A member who opted out gets non-personalised results, labelled so. Reasons are
+rendered in the member's language and never name someone blocked (either way), opted out,
+departed or disabled: the names of each page are checked live. Nothing here reads direct
+messages.
+
+A fit embeds at most `fit_embed_max` texts the store lacks. After a model change (the model
+id carries the engine's version) the previous model keeps serving until the worker has
+filled the store; with nothing held, what has no vector yet is ranked by behaviour alone.
 
 Upkeep. `embed_entity` (the after-commit job) and `refresh` (the beat job) keep stored
 embeddings equal to the current texts, recomputing only what changed; `rebuild` does a
-whole community with progress. Index files are written after commit by the tasks.
+whole community with progress. Index files are written after commit by the tasks, under a
+per-file lock (see `recommender.store`); a refresh runs once at a time per deployment.
 """
 
 from __future__ import annotations
@@ -291,7 +299,7 @@ def _saved_indexes(
     found: dict[ItemKind, tuple[VectorIndex, dict[str, int]]] = {}
     hashes = {key: value.content_hash for key, value in stored.items()}
     for kind in ITEM_KINDS:
-        saved = store.read_index(community_id, embedder.model_id, kind)
+        saved, on_disk = store.read_index_and_hashes(community_id, embedder.model_id, kind)
         if saved is None:
             continue  # not written yet: the fit builds its own from the stored vectors
         ids = {
@@ -303,7 +311,6 @@ def _saved_indexes(
         # older text under the same id, a data directory left from another database) is not
         # trusted: the fit builds its own index instead.
         expected = _expected_hashes(snapshot, hashes, kind)
-        on_disk = store.read_hashes(community_id, embedder.model_id, kind)
         if on_disk != expected or len(saved) != len(ids) or not all(i in saved for i in ids.values()):
             log.info("saved %s index of community %s is out of step; fitting without it", kind, community_id)
             continue
@@ -315,9 +322,8 @@ def _indexes_present(session: Session, snapshot: repo.Snapshot, community_id: in
     """Every index file loads and holds exactly the stored vectors (by content hash)."""
     stored = store.stored_hashes(session, community_id, model_id)
     for kind in store.INDEX_KINDS:
-        if store.read_index(community_id, model_id, kind) is None:
-            return False
-        if store.read_hashes(community_id, model_id, kind) != _expected_hashes(snapshot, stored, kind):
+        index, hashes = store.read_index_and_hashes(community_id, model_id, kind)
+        if index is None or hashes != _expected_hashes(snapshot, stored, kind):
             return False
     return True
 

@@ -351,12 +351,13 @@ def lock_path(path: Path) -> Path:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive lock of one index file (every process and thread), held while it is rewritten."""
+def _locked(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Lock of one index file (every process and thread): exclusive while it is rewritten,
+    shared while an index and its hashes are read together."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -443,6 +444,20 @@ def read_index(
         return VectorIndex.load(path, model_id=model_id)
     except IndexStale:
         return None
+
+
+def read_index_and_hashes(
+    community_id: int, model_id: str, kind: str, *, data_dir: Path | None = None
+) -> tuple[VectorIndex | None, IndexHashes | None]:
+    """The saved index of a kind and its recorded hashes, read as one (no writer in between)."""
+    path = index_path(community_id, model_id, kind, data_dir)
+    if not path.exists():
+        return None, None
+    with _locked(path, shared=True):
+        return (
+            read_index(community_id, model_id, kind, data_dir=data_dir),
+            read_hashes(community_id, model_id, kind, data_dir=data_dir),
+        )
 
 
 def update_index(
