@@ -7,11 +7,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import jobs
 from core.access import Actor
 from core.conversation import dm_service
 from core.conversation.schemas import ConversationIn
 from core.models import Community, Embedding, EmbeddingEntity, Follow, Membership, User, Visibility
-from recommender import store
+from recommender import hooks, service, store
+from recommender import repository as repo
+from recommender.embedder import HashingEmbedder
 from tests.api.test_channels import api_key
 from tests.factories import add_member, auth, make_community, make_user
 
@@ -198,3 +201,28 @@ def test_only_someone_one_could_have_met_can_be_blocked(client: TestClient, sess
     session.flush()
     r = client.post("/me/blocks", json={"user_id": fay.id}, headers=auth(session, erin))
     assert r.status_code == 201
+
+
+def test_opting_out_takes_the_member_out_of_the_saved_people_index(
+    client: TestClient, session: Session, recorded_jobs: list[jobs.Job]
+) -> None:
+    """Through the API: the opt-out's after-commit embed job takes the vector off disk too."""
+    embedder = HashingEmbedder(64)
+    community = make_community(session)
+    ann, bob = add_member(session, community), add_member(session, community)
+    snapshot = repo.load_snapshot(session, community.id)
+    store.sync(session, community.id, snapshot.texts(), embedder)
+    service.write_indexes(session, community.id, embedder)
+    assert ann.id in store.read_index(community.id, embedder.model_id, "people")  # type: ignore[operator]
+    hooks.install()
+    try:
+        r = client.put("/me/recommendation-settings", json={"opted_out": True}, headers=auth(session, ann))
+    finally:
+        hooks.uninstall()
+    assert r.status_code == 200
+    queued = [job.args for job in recorded_jobs if job.name == hooks.EMBED_JOB]
+    assert queued == [("user", ann.id)]
+    changes = service.embed_entity(session, "user", ann.id, embedder)  # what the worker runs
+    service.apply_index_changes(changes, embedder.model_id)
+    people = store.read_index(community.id, embedder.model_id, "people")
+    assert people is not None and ann.id not in people and bob.id in people
