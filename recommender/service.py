@@ -224,6 +224,7 @@ class RefreshResult:
     deleted: int = 0
     remaining: int = 0
     reindex: list[int] = field(default_factory=list)  # communities whose index files must be rewritten
+    communities: list[int] = field(default_factory=list)  # every community looked at
 
 
 def refresh(
@@ -237,6 +238,7 @@ def refresh(
     """Find stale or missing embeddings (text or model changed) and recompute up to `budget`."""
     result = RefreshResult()
     ids = list(community_ids) if community_ids is not None else repo.community_ids(session)
+    result.communities = ids
     for community_id in ids:
         left = max(0, budget - result.embedded)
         snapshot = repo.load_snapshot(session, community_id)

@@ -517,6 +517,25 @@ def model_ids(community_id: int, *, data_dir: Path | None = None) -> list[str]:
     return sorted(found)
 
 
+def prune_models(community_id: int, keep: str, *, data_dir: Path | None = None) -> list[str]:
+    """Delete the index files of every model but `keep` (a previous engine's folders hold
+    vectors nobody serves any more); returns the model ids pruned. The lock files stay: a
+    writer still waiting on one must keep excluding the others."""
+    from recommender.index import manifest_path
+
+    pruned = []
+    for model in model_ids(community_id, data_dir=data_dir):
+        if model == keep:
+            continue
+        for kind in INDEX_KINDS:
+            path = index_path(community_id, model, kind, data_dir)
+            with _locked(path):
+                for name in (path, manifest_path(path), hashes_path(path)):
+                    name.unlink(missing_ok=True)
+        pruned.append(model)
+    return pruned
+
+
 # --- one refresh at a time per deployment ------------------------------------------------
 
 

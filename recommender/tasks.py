@@ -58,6 +58,11 @@ def refresh(budget: int = service.REFRESH_BUDGET) -> dict[str, int]:
         for community_id in result.reindex:
             with session_scope() as session:
                 service.write_indexes(session, community_id, embedder)
+        if not result.remaining:
+            # Every community is served from the current model's files now: the folders of a
+            # previous model go (they would keep vectors of what has since been deleted).
+            for community_id in result.communities:
+                service.store.prune_models(community_id, embedder.model_id)
     if result.remaining and not celery_app.conf.task_always_eager:
         # A backlog (a model change, a big import) continues at once, one bounded batch at a time.
         celery_app.send_task(REFRESH, kwargs={"budget": budget})

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -284,3 +285,22 @@ def test_a_refresh_on_another_machine_holds_the_advisory_lock(committed_engine: 
             assert not store.try_refresh_lock(second)
     with session_scope(committed_engine) as later:
         assert store.try_refresh_lock(later)  # released when the refresh transaction ends
+
+
+def test_a_complete_refresh_prunes_the_index_folders_of_previous_models(
+    committed_engine: Engine, hashing_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    continued: list[str] = []
+    monkeypatch.setattr(tasks.celery_app, "send_task", lambda name, **_: continued.append(name))
+    with session_scope(committed_engine) as s:
+        world = build_world(s)
+    cid = world.community.id
+    embedder = get_embedder()
+    empty = (np.zeros(0, np.int64), np.zeros((0, 8), np.float32))
+    store.write_indexes(cid, "old-engine@0.1", 8, {"people": empty}, hashes={"people": []})
+    assert store.model_ids(cid) == ["old-engine@0.1"]
+    tasks.refresh.run(budget=5)  # a backlog remains: the previous folder is kept meanwhile
+    assert continued == [tasks.REFRESH] and "old-engine@0.1" in store.model_ids(cid)
+    tasks.refresh.run(budget=100_000)
+    assert store.model_ids(cid) == [embedder.model_id]
+    assert store.read_index(cid, "old-engine@0.1", "people") is None
