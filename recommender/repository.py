@@ -414,10 +414,20 @@ def _interactions(session: Session, community_id: int, corpus: Corpus) -> list[I
         .group_by(Post.author_id, Post.thread_id)
     ):
         add(a, item_id("thread", thread), "reply", ts)
+    # A reply ties two members only where the thread is still visible to members: not deleted,
+    # nor in an archived or role-gated room (a staff room's talk must not surface as a reason).
     for a, b, ts in session.execute(
         select(Post.author_id, Thread.author_id, func.max(Post.created_at))
         .join(Thread, Thread.id == Post.thread_id)
-        .where(live_posts, Post.is_opening.is_(False), Post.author_id != Thread.author_id)
+        .join(Channel, Channel.id == Thread.channel_id)
+        .where(
+            live_posts,
+            Post.is_opening.is_(False),
+            Post.author_id != Thread.author_id,
+            Thread.deleted_at.is_(None),
+            Channel.archived_at.is_(None),
+            Channel.min_role == Role.MEMBER,
+        )
         .group_by(Post.author_id, Thread.author_id)
     ):
         add(a, member_id(b), "reply", ts)

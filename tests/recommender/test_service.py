@@ -694,3 +694,25 @@ def test_the_per_community_locks_are_bounded(session: Session, world: World) -> 
     for community_id in range(1, 20):
         rec._lock(community_id)
     assert len(rec._locks) <= 4 and 19 in rec._locks
+
+
+def test_replies_tie_members_only_in_threads_members_can_see(session: Session, world: World) -> None:
+    cid = world.community.id
+    mod = _member(session, world, "mod", Language.EN, CODING, ["python"], role=Role.MODERATOR)
+    conversation.create_reply(session, Actor(mod), world.threads["staff"], ReplyIn(body="staff only"))
+    conversation.create_reply(session, world.actor("mei"), world.threads["hike"], ReplyIn(body="好"))
+    session.flush()
+
+    def ties() -> set[tuple[str, str]]:
+        corpus = repo.load_snapshot(session, cid).corpus
+        return {(x.member, x.target) for x in corpus.interactions if x.kind == "reply"}
+
+    owner, wen = repo.member_id(world.users["owner"].id), repo.member_id(world.users["wen"].id)
+    mei = repo.member_id(world.users["mei"].id)
+    assert (repo.member_id(mod.id), owner) not in ties()  # the staff room stays private
+    assert (mei, wen) in ties()
+    thread = session.get(Thread, world.threads["hike"])
+    assert thread is not None
+    thread.deleted_at = utcnow()
+    session.flush()
+    assert (mei, wen) not in ties()
