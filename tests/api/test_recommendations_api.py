@@ -133,3 +133,16 @@ def test_opted_out_member_gets_labelled_popular_results(
     mei = auth(session, world.users["mei"])
     people = client.get(_url(world), params={"kind": "people", "limit": 50}, headers=mei).json()["items"]
     assert world.users["lin"].id not in [i["entity_id"] for i in people]
+
+
+def test_feedback_on_a_hidden_item_is_the_same_404_as_on_no_item(
+    client: TestClient, session: Session, world: World
+) -> None:
+    mei = auth(session, world.users["mei"])
+    url = f"{_url(world)}/feedback"
+    none = client.post(url, json={"target": "thread:999999999"}, headers=mei)
+    staff = client.post(url, json={"target": repo.item_id("thread", world.threads["staff"])}, headers=mei)
+    assert none.status_code == staff.status_code == 404
+    assert none.json() == staff.json() and none.json()["error"] == "target_not_found"
+    vip = client.post(url, json={"target": repo.item_id("event", world.events["viphike"])}, headers=mei)
+    assert vip.status_code == 201  # a tier gate is an upgrade suggestion, no secret
