@@ -564,6 +564,9 @@ class Recommender:
         limit: int = 10,
         now: datetime | None = None,
     ) -> RecommendationsOut:
+        # Personal, like follows and blocks: reasons show whom the member follows and tips,
+        # which an integration holding a community API key has no business reading.
+        actor.require_personal()
         ctx = community_context(session, actor, community_id)
         ctx.require_member()
         if not 1 <= limit <= 50:
@@ -737,6 +740,7 @@ def _target_visible(session: Session, ctx: CommunityContext, community_id: int, 
 
 def add_feedback(session: Session, actor: Actor, community_id: int, target: str, kind: str) -> FeedbackOut:
     """Remember "not interested" (idempotent: a repeat answers replayed=true)."""
+    actor.require_personal()
     ctx = community_context(session, actor, community_id)
     ctx.require_member()
     if target == repo.member_id(actor.id):
@@ -763,5 +767,6 @@ def add_feedback(session: Session, actor: Actor, community_id: int, target: str,
 
 
 def remove_feedback(session: Session, actor: Actor, community_id: int, target: str) -> None:
+    actor.require_personal()
     community_context(session, actor, community_id).require_member()
     repo.delete_feedback(session, community_id, actor.id, target)

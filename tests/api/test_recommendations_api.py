@@ -90,15 +90,22 @@ def test_refusals_have_stable_codes(client: TestClient, session: Session, world:
     assert (r.status_code, r.json()["error"]) == (404, "target_not_found")
 
 
-def test_an_api_key_reads_as_its_owner_but_feedback_needs_write(
+def test_recommendations_and_feedback_need_a_personal_login(
     client: TestClient, session: Session, world: World
 ) -> None:
-    read_only = api_key(session, world.users["owner"], world.community, ["read"])
-    assert client.get(_url(world), params={"kind": "thread"}, headers=read_only).status_code == 200
-    r = client.post(
-        f"{_url(world)}/feedback", json={"target": f"event:{world.events['hike']}"}, headers=read_only
-    )
-    assert (r.status_code, r.json()["error"]) == (403, "insufficient_scope")
+    """Like follows and blocks: reasons show whom a member follows and tips, so a community
+    API key (an integration acting as the admin who made it) gets none of it."""
+    target = {"target": f"event:{world.events['hike']}"}
+    for scopes in (["read"], ["read", "write"]):
+        key = api_key(session, world.users["owner"], world.community, scopes)
+        r = client.get(_url(world), params={"kind": "thread"}, headers=key)
+        assert (r.status_code, r.json()["error"]) == (403, "api_key_not_allowed")
+        r = client.post(f"{_url(world)}/feedback", json=target, headers=key)
+        assert r.status_code == 403 and r.json()["error"] in {"insufficient_scope", "api_key_not_allowed"}
+        r = client.delete(f"{_url(world)}/feedback/{target['target']}", headers=key)
+        assert r.status_code == 403 and r.json()["error"] in {"insufficient_scope", "api_key_not_allowed"}
+    owner = auth(session, world.users["owner"])
+    assert client.get(_url(world), params={"kind": "thread"}, headers=owner).status_code == 200
 
 
 def test_not_interested_round_trip(client: TestClient, session: Session, world: World) -> None:
