@@ -836,7 +836,8 @@ class _Request:
             if p in locked:
                 reason = Reason("upgrade", {"tier": m.items[idx].tier})
             else:
-                reason = explain(self, idx, {name: float(v[p]) for name, v in channels.items()})
+                said = [r.reason for r in chosen]
+                reason = explain(self, idx, {name: float(v[p]) for name, v in channels.items()}, said)
             eid = m.members[idx].id if self.people else m.items[idx].id
             chosen.append(Recommendation(eid, self.kind, round(float(score[p]), 6), reason, p in locked))
         return chosen
@@ -938,17 +939,25 @@ def _top(values: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
 ACTION: dict[ItemKind, str] = {"event": "rsvp", "course": "enrol", "thread": "reply"}
 
 
-def explain(req: _Request, idx: int, contrib: Mapping[str, float]) -> Reason:
+def explain(req: _Request, idx: int, contrib: Mapping[str, float], said: Collection[Reason] = ()) -> Reason:
     """One reason from the strongest channel, with concrete names or titles; a personal channel
-    (content, behaviour, friends) goes first when it carries a fair share of the score."""
+    (content, behaviour, friends) goes first when it carries a fair share of the score.
+
+    A reason already given on the page (`said`) yields to the next channel's: four results
+    all "chosen by people who replied to X" tell the member less than four different reasons.
+    """
     ranked = [name for name, v in sorted(contrib.items(), key=lambda kv: -kv[1]) if v > 0]
     top = contrib[ranked[0]] if ranked else 0.0
     personal = [name for name in ranked if name in PERSONAL and contrib[name] >= PERSONAL_SHARE * top]
+    first: Reason | None = None
     for channel in personal + [name for name in ranked if name not in personal]:
         reason = _REASONS[channel](req, idx)
-        if reason is not None:
+        if reason is None:
+            continue
+        if reason not in said:
             return reason
-    return _popular(req, idx) or Reason("for_you", {})
+        first = first or reason
+    return first or _popular(req, idx) or Reason("for_you", {})
 
 
 def _col(req: _Request, idx: int, people: bool | None = None) -> int | None:

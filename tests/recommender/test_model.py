@@ -380,3 +380,24 @@ def test_a_saved_item_index_is_searched_through_its_own_ids() -> None:
     assert len(saved) == len(events) + 2 and "ev:new" in ids(with_saved.recommend("a", "event", 10))
     assert with_saved.remove("ev:new") and len(saved) == len(events) + 1
     assert "ev:new" not in ids(with_saved.recommend("a", "event", 10))
+
+
+def test_a_page_does_not_repeat_one_reason_when_another_is_true() -> None:
+    c = Corpus()
+    c.members["g"] = member("g", "我喜歡登山和健行", ("登山",))
+    c.items["th:x"] = item("th:x", "thread", "大家週末都去哪裡")
+    c.items["ev:1"] = item("ev:1", "event", "登山 健行 一日遊")
+    c.items["ev:2"] = item("ev:2", "event", "登山 露營 週末")
+    c.interactions.append(x("g", "th:x", "reply"))
+    for n in range(4):
+        c.members[f"p{n}"] = member(f"p{n}")
+        c.interactions += [
+            x(f"p{n}", "th:x", "reply"),
+            x(f"p{n}", "ev:1", "rsvp"),
+            x(f"p{n}", "ev:2", "rsvp"),
+        ]
+    add_fillers(c)
+    recs = {r.id: r.reason for r in RecommenderModel.fit(c, EMB, now=NOW).recommend("g", "event", 10)}
+    first, second = recs["ev:1"], recs["ev:2"]
+    assert first != second  # the same crowd chose both: one says so, the other gives its next reason
+    assert "also_joined" in {first.code, second.code}
