@@ -9,10 +9,12 @@ community they were issued for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.clock import utcnow
 from core.errors import NotFound, PermissionDenied
 from core.models import (
     AccessToken,
@@ -62,9 +64,10 @@ class CommunityContext:
 
     @property
     def tier_rank(self) -> int:
+        """The rank every tier gate compares: the member's own tier, or a running trial's if higher."""
         if not self.is_member or self.membership is None:
             return -1
-        return self.tiers[self.membership.tier_id].rank
+        return effective_tier_rank(self.membership, self.tiers)
 
     @property
     def is_staff(self) -> bool:
@@ -100,6 +103,18 @@ class CommunityContext:
             if tier.id == key_or_id or tier.key == key_or_id:
                 return tier
         raise NotFound("no such tier in this community", code="tier_not_found")
+
+
+def effective_tier_rank(membership: Membership, tiers: dict[int, Tier], now: datetime | None = None) -> int:
+    """The higher of the member's own tier and the tier of a trial still running (-1: unknown).
+
+    A trial never changes `membership.tier_id`: once `trial_ends_at` passes, this is the
+    member's own tier again, with nothing to undo.
+    """
+    own = tiers[membership.tier_id].rank if membership.tier_id in tiers else -1
+    if membership.trial_running(now or utcnow()) and membership.trial_tier_id in tiers:
+        return max(own, tiers[membership.trial_tier_id].rank)
+    return own
 
 
 def community_context(session: Session, actor: Actor, community_id: int) -> CommunityContext:

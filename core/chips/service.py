@@ -63,6 +63,7 @@ from core.models import (
     TxKind,
 )
 from core.pagination import paginate
+from core.redemption import access as redemption_access
 from core.schemas import PageOut
 
 log = logging.getLogger(__name__)
@@ -525,6 +526,9 @@ def reverse(
     ctx = context_via(session, actor, tx.community_id, missing)
     ctx.require_role(Role.MODERATOR)
     posted = ledger.reverse(session, tx.id, key=key, actor_id=actor.id, memo=data.reason)
+    if not posted.replayed and tx.kind == TxKind.REDEEM and tx.subject_id is not None:
+        # The member has their chips back: what the order bought goes too (a seat, a trial).
+        redemption_access.withdraw(session, tx.subject_id, actor.id, utcnow())
     if not posted.replayed:
         audit.record(
             session,

@@ -76,6 +76,9 @@ class CommunityOut(Output):
     member_count: int = 0
     my_role: Role | None = None
     my_tier: str | None = None
+    # A tier trial bought with chips, while it runs (access checks use the higher tier).
+    my_trial_tier: str | None = None
+    my_trial_ends_at: datetime | None = None
 
 
 class JoinIn(Input):
@@ -85,7 +88,9 @@ class JoinIn(Input):
 class MembershipOut(Output):
     user: UserOut
     role: Role
-    tier: str
+    tier: str  # the tier the member holds; a trial never changes it
+    trial_tier: str | None = None  # a running trial's tier (null when none runs)
+    trial_ends_at: datetime | None = None
     status: MembershipStatus
     joined_at: datetime
 

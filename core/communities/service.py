@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -47,7 +48,8 @@ def community_views(session: Session, actor: Actor, items: list[Community]) -> l
     ids = [c.id for c in items]
     counts = repo.member_counts(session, ids)
     mine = repo.memberships_of(session, actor.id, ids)
-    tiers = repo.tiers_by_id(session, [m.tier_id for m in mine.values()])
+    tiers = repo.tiers_by_id(session, _tier_ids(mine.values()))
+    now = utcnow()
     out = []
     for community in items:
         view = CommunityOut.model_validate(community)
@@ -55,23 +57,38 @@ def community_views(session: Session, actor: Actor, items: list[Community]) -> l
         if (membership := mine.get(community.id)) is not None:
             view.my_role = membership.role
             view.my_tier = tiers[membership.tier_id].key
+            if membership.trial_running(now) and membership.trial_tier_id is not None:
+                view.my_trial_tier = tiers[membership.trial_tier_id].key
+                view.my_trial_ends_at = membership.trial_ends_at
         out.append(view)
     return out
 
 
+def _tier_ids(memberships: Iterable[Membership]) -> list[int]:
+    """The tiers the memberships hold, and their trials' tiers."""
+    ids = {m.tier_id for m in memberships} | {m.trial_tier_id for m in memberships if m.trial_tier_id}
+    return sorted(ids)
+
+
 def membership_views(session: Session, items: list[Membership]) -> list[MembershipOut]:
     users = repo.users_by_id(session, [m.user_id for m in items])
-    tiers = repo.tiers_by_id(session, list({m.tier_id for m in items}))
-    return [
-        MembershipOut(
-            user=UserOut.model_validate(users[m.user_id]),
-            role=m.role,
-            tier=tiers[m.tier_id].key,
-            status=m.status,
-            joined_at=m.joined_at,
+    tiers = repo.tiers_by_id(session, _tier_ids(items))
+    now = utcnow()
+    out = []
+    for m in items:
+        trial = m.trial_running(now) and m.trial_tier_id is not None
+        out.append(
+            MembershipOut(
+                user=UserOut.model_validate(users[m.user_id]),
+                role=m.role,
+                tier=tiers[m.tier_id].key,
+                trial_tier=tiers[m.trial_tier_id].key if trial and m.trial_tier_id else None,
+                trial_ends_at=m.trial_ends_at if trial else None,
+                status=m.status,
+                joined_at=m.joined_at,
+            )
         )
-        for m in items
-    ]
+    return out
 
 
 def create_community(session: Session, actor: Actor, data: CommunityIn) -> Community:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, jobs
-from core.access import Actor, CommunityContext, community_context, context_via
+from core.access import Actor, CommunityContext, community_context, context_via, effective_tier_rank
 from core.clock import utcnow
 from core.conversation import markdown
 from core.conversation import repository as repo
@@ -91,8 +91,7 @@ def can_see(ctx: CommunityContext, channel: Channel) -> bool:
 
 
 def member_sees(membership: Membership, channel: Channel, tiers: dict[int, Tier]) -> bool:
-    tier = tiers.get(membership.tier_id)
-    return _sees(membership.role, tier.rank if tier else -1, channel, tiers)
+    return _sees(membership.role, effective_tier_rank(membership, tiers), channel, tiers)
 
 
 def can_post(ctx: CommunityContext, channel: Channel) -> bool:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from core.models import Course, Enrollment, Lesson, LessonCompletion
+from core.models import AccessGrant, Course, Enrollment, Lesson, LessonCompletion
 
 
 def courses_of(community_id: int, *, published_only: bool) -> Select[Course]:
@@ -122,5 +122,20 @@ def completion(session: Session, enrollment_id: int, lesson_id: int) -> LessonCo
     return session.scalar(
         select(LessonCompletion).where(
             LessonCompletion.enrollment_id == enrollment_id, LessonCompletion.lesson_id == lesson_id
+        )
+    )
+
+
+def seat_course_ids(session: Session, course_ids: Sequence[int], user_id: int) -> set[int]:
+    """Those of `course_ids` in which the member holds a live seat bought with chips."""
+    if not course_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(AccessGrant.course_id).where(
+                AccessGrant.course_id.in_(course_ids),
+                AccessGrant.user_id == user_id,
+                AccessGrant.revoked_at.is_(None),
+            )
         )
     )

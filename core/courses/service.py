@@ -57,10 +57,24 @@ def _lesson(session: Session, course: Course, lesson_id: int) -> Lesson:
 # --- reading -----------------------------------------------------------------
 
 
+def _seated(session: Session, ctx: CommunityContext, courses: Sequence[Course]) -> set[int]:
+    """Courses the member's tier does not admit but a seat bought with chips does."""
+    gated = [c.id for c in courses if not ctx.meets_tier(c.min_tier_id)]
+    return repo.seat_course_ids(session, gated, ctx.actor.id) if ctx.is_member else set()
+
+
+def _require_access(session: Session, ctx: CommunityContext, course: Course) -> None:
+    """The course's tier, or a seat in it (a redeemed course-seat offer) for any tier."""
+    ctx.require_member()
+    if course.id not in _seated(session, ctx, [course]):
+        ctx.require_tier(course.min_tier_id)
+
+
 def _views(session: Session, ctx: CommunityContext, courses: Sequence[Course]) -> list[CourseOut]:
     ids = [c.id for c in courses]
     totals = repo.lesson_totals(session, ids)
     enrolled = repo.enrolled_course_ids(session, ids, ctx.actor.id)
+    seated = _seated(session, ctx, courses)
     out = []
     for course in courses:
         tier = ctx.tiers.get(course.min_tier_id) if course.min_tier_id is not None else None
@@ -75,7 +89,7 @@ def _views(session: Session, ctx: CommunityContext, courses: Sequence[Course]) -
                 published_at=course.published_at,
                 lesson_count=count,
                 total_minutes=minutes,
-                locked=not ctx.meets_tier(course.min_tier_id),
+                locked=not ctx.meets_tier(course.min_tier_id) and course.id not in seated,
                 enrolled=course.id in enrolled,
                 created_by=course.created_by,
                 created_at=course.created_at,
@@ -137,7 +151,7 @@ def get_course(session: Session, actor: Actor, course_id: int) -> CourseDetailOu
 def get_lesson(session: Session, actor: Actor, course_id: int, lesson_id: int) -> LessonOut:
     course, ctx = _load(session, actor, course_id)
     lesson = _lesson(session, course, lesson_id)
-    ctx.require_tier(course.min_tier_id)
+    _require_access(session, ctx, course)
     return _lesson_out(lesson)
 
 
@@ -309,7 +323,7 @@ def enrol(session: Session, actor: Actor, course_id: int) -> EnrollmentOut:
     course, ctx = _load(session, actor, course_id)
     if course.published_at is None:
         raise Conflict("this course is not published yet", code="course_not_published")
-    ctx.require_tier(course.min_tier_id)
+    _require_access(session, ctx, course)
     existing = repo.enrollment(session, course.id, actor.id, include_left=True)
     if existing is not None:
         if existing.unenrolled_at is None or not repo.mark_reenrolled(session, existing.id):
@@ -339,7 +353,7 @@ def complete_lesson(session: Session, actor: Actor, course_id: int, lesson_id: i
     actor.require_personal()
     course, ctx = _load(session, actor, course_id)
     lesson = _lesson(session, course, lesson_id)
-    ctx.require_tier(course.min_tier_id)
+    _require_access(session, ctx, course)
     # Locked so that two last lessons completed at once still see each other.
     enrollment = repo.enrollment(session, course.id, actor.id, lock=True)
     if enrollment is None:

@@ -36,6 +36,7 @@ from core.models.earning import (
     GrantStatus,
 )
 from core.models.event import Event, EventRsvp, EventStatus, RsvpStatus
+from core.models.grant import AccessGrant, GrantKind
 from core.models.ledger import (
     AccountKind,
     Chip,
@@ -77,6 +78,7 @@ from core.models.trading import (
 )
 
 __all__ = [
+    "AccessGrant",
     "AccessToken",
     "AccountKind",
     "ApiKey",
@@ -108,6 +110,7 @@ __all__ = [
     "EventStatus",
     "FeedbackKind",
     "Follow",
+    "GrantKind",
     "GrantStatus",
     "HoldStatus",
     "Invite",

@@ -88,6 +88,14 @@ class Membership(IdMixin, Base):
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A moderator froze the member's whole wallet here: accounts opened later start frozen too.
     wallet_frozen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A tier trial bought with chips (see `core.models.grant`): while `trial_ends_at` is in the
+    # future, access checks use the higher of `tier_id` and `trial_tier_id`. The tier the
+    # member holds (`tier_id`) never changes for a trial; once it ends these are just history.
+    trial_tier_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("tiers.id"))
+    trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def trial_running(self, now: datetime) -> bool:
+        return self.trial_tier_id is not None and self.trial_ends_at is not None and now < self.trial_ends_at
 
 
 class Invite(IdMixin, CreatedMixin, Base):

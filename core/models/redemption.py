@@ -38,6 +38,7 @@ class RedemptionOffer(IdMixin, CreatedMixin, Base):
         CheckConstraint("stock IS NULL OR stock >= 0", name="stock_nonnegative"),
         CheckConstraint("per_member_limit IS NULL OR per_member_limit > 0", name="limit_positive"),
         CheckConstraint("hold_seconds IS NULL OR hold_seconds > 0", name="hold_positive"),
+        CheckConstraint("trial_days IS NULL OR trial_days > 0", name="trial_days_positive"),
         Index("ix_redemption_offers_community_chip", "community_id", "chip_id"),
     )
 
@@ -47,8 +48,11 @@ class RedemptionOffer(IdMixin, CreatedMixin, Base):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[OfferKind] = mapped_column(str_enum(OfferKind, "offer_kind"))
-    # What an access offer unlocks (a tier key, a course id); recorded, not yet wired.
+    # What an access offer unlocks: a tier key (vip_trial) or a course id (course_seat);
+    # fulfilling the order grants it (`core.redemption.access`). Free text for other kinds.
     access_ref: Mapped[str | None] = mapped_column(String(100))
+    # How long a vip_trial lasts (required for that kind, NULL for every other).
+    trial_days: Mapped[int | None] = mapped_column(Integer)
     price: Mapped[int] = mapped_column(BigInteger)
     stock: Mapped[int | None] = mapped_column(Integer)
     per_member_limit: Mapped[int | None] = mapped_column(Integer)

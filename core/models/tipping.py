@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -65,6 +66,13 @@ class Tip(IdMixin, CreatedMixin, Base):
         CheckConstraint("reputation_points >= 0", name="points_nonnegative"),
         Index("ix_tips_pair_time", "community_id", "tipper_id", "recipient_id", "created_at"),
         Index("ix_tips_community_time", "community_id", "created_at"),
+        # The ring sweep's queue: tips no detection run has examined yet (see ring_scanned).
+        Index(
+            "ix_tips_ring_unscanned",
+            "community_id",
+            sqlite_where=text("NOT ring_scanned"),
+            postgresql_where=text("NOT ring_scanned"),
+        ),
     )
 
     community_id: Mapped[int] = mapped_column(BigId, ForeignKey("communities.id", ondelete="CASCADE"))
@@ -80,6 +88,10 @@ class Tip(IdMixin, CreatedMixin, Base):
     reputation_points: Mapped[int] = mapped_column(Integer, default=0)
     # Set when a moderator confirms a ring this tip belongs to: its points were taken back.
     discounted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # False until a ring detection run has claimed this tip (`core.tipping.service.sweep_rings`).
+    # The flag commits with the tip, so a tip whose id is lower than one already examined
+    # but which committed later is still waiting here: no high-water mark can skip it.
+    ring_scanned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MemberReputation(IdMixin, Base):

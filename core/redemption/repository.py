@@ -13,12 +13,17 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import (
+    AccessGrant,
     Chip,
+    GrantKind,
     HoldStatus,
     LedgerHold,
+    Membership,
     OrderStatus,
     RedemptionOffer,
     RedemptionOrder,
+    Tier,
+    User,
 )
 
 LIVE = (OrderStatus.PENDING, OrderStatus.FULFILLED)
@@ -147,3 +152,78 @@ def expired_order_ids(session: Session, now: datetime, limit: int) -> list[int]:
             .limit(limit)
         )
     )
+
+
+# --- access grants -----------------------------------------------------------------------
+
+
+def lock_membership(session: Session, community_id: int, user_id: int) -> Membership | None:
+    """The member's row under a lock: trials of one member are granted and withdrawn in turn."""
+    return session.scalar(
+        select(Membership)
+        .where(Membership.community_id == community_id, Membership.user_id == user_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+def membership(session: Session, community_id: int, user_id: int) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(Membership.community_id == community_id, Membership.user_id == user_id)
+    )
+
+
+def tiers_of(session: Session, community_id: int) -> Sequence[Tier]:
+    return session.scalars(select(Tier).where(Tier.community_id == community_id)).all()
+
+
+def grant_of_order(session: Session, order_id: int) -> AccessGrant | None:
+    return session.scalar(
+        select(AccessGrant).where(AccessGrant.order_id == order_id).execution_options(populate_existing=True)
+    )
+
+
+def grants_of_orders(session: Session, order_ids: Sequence[int]) -> dict[int, AccessGrant]:
+    if not order_ids:
+        return {}
+    return {
+        g.order_id: g for g in session.scalars(select(AccessGrant).where(AccessGrant.order_id.in_(order_ids)))
+    }
+
+
+def has_live_seat(session: Session, course_id: int, user_id: int) -> bool:
+    found = session.scalar(
+        select(AccessGrant.id).where(
+            AccessGrant.kind == GrantKind.COURSE_SEAT,
+            AccessGrant.course_id == course_id,
+            AccessGrant.user_id == user_id,
+            AccessGrant.revoked_at.is_(None),
+        )
+    )
+    return found is not None
+
+
+def trial_grants_after(
+    session: Session, community_id: int, user_id: int, after: datetime
+) -> list[AccessGrant]:
+    """The member's live trial grants that end after `after` (call under the membership lock)."""
+    return list(
+        session.scalars(
+            select(AccessGrant).where(
+                AccessGrant.community_id == community_id,
+                AccessGrant.user_id == user_id,
+                AccessGrant.kind == GrantKind.TIER_TRIAL,
+                AccessGrant.revoked_at.is_(None),
+                AccessGrant.ends_at > after,
+            )
+        )
+    )
+
+
+def user_names(session: Session, user_ids: Sequence[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    return {
+        uid: name
+        for uid, name in session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids)))
+    }

@@ -5,13 +5,14 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from core.models import OfferKind, OrderStatus, Settlement
+from core.models import GrantKind, OfferKind, OrderStatus, Settlement
 from core.schemas import Id, Input, LongText, Output, Title
 
 Price = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 Stock = Annotated[int, Field(ge=0, le=10**9, strict=True)]
 PerMember = Annotated[int, Field(ge=1, le=10**6, strict=True)]
 HoldSeconds = Annotated[int, Field(ge=60, le=365 * 86400, strict=True)]
+TrialDays = Annotated[int, Field(ge=1, le=365, strict=True)]
 Quantity = Annotated[int, Field(ge=1, le=1000, strict=True)]
 AccessRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Note = Annotated[str, StringConstraints(max_length=500)]
@@ -22,7 +23,9 @@ class OfferIn(Input):
     title: Title
     description: LongText = ""
     kind: OfferKind
+    # vip_trial: a tier key of the community; course_seat: a course id; free text otherwise.
     access_ref: AccessRef | None = None
+    trial_days: TrialDays | None = None  # vip_trial only (required there)
     price: Price
     stock: Stock | None = None
     per_member_limit: PerMember | None = None
@@ -37,6 +40,7 @@ class OfferPatch(Input):
     title: Title | None = None
     description: LongText | None = None
     access_ref: AccessRef | None = None
+    trial_days: TrialDays | None = None
     price: Price | None = None
     stock: Stock | None = None
     per_member_limit: PerMember | None = None
@@ -53,6 +57,7 @@ class OfferOut(Output):
     description: str
     kind: OfferKind
     access_ref: str | None
+    trial_days: int | None
     price: int
     stock: int | None
     per_member_limit: int | None
@@ -68,6 +73,16 @@ class RedeemIn(Input):
     note: Note = ""
 
 
+class AccessOut(Output):
+    """What a fulfilled access order granted."""
+
+    kind: GrantKind
+    tier: str | None  # a trial's tier key
+    course_id: int | None  # a seat's course
+    ends_at: datetime | None  # a trial: when the member's trial ran until with this order
+    revoked_at: datetime | None  # a moderator reversed the order's payment
+
+
 class OrderOut(Output):
     id: int
     community_id: int
@@ -75,6 +90,7 @@ class OrderOut(Output):
     offer_title: str
     offer_kind: OfferKind
     member_id: int
+    member_name: str  # whom the issuer delivers to (for a 1:1 call: whom to call)
     chip_id: int
     quantity: int
     unit_price: int
@@ -88,3 +104,4 @@ class OrderOut(Output):
     resolved_by: int | None
     resolved_at: datetime | None
     created_at: datetime
+    access: AccessOut | None = None

@@ -25,6 +25,7 @@ from core.ledger import service as ledger
 from core.ledger.errors import key_reused
 from core.ledger.types import Entry, HoldUse, Leg
 from core.models import (
+    AccessGrant,
     Chip,
     HoldStatus,
     LedgerHold,
@@ -36,8 +37,9 @@ from core.models import (
     TxKind,
 )
 from core.pagination import paginate
+from core.redemption import access
 from core.redemption import repository as repo
-from core.redemption.schemas import OfferIn, OfferOut, OfferPatch, OrderOut, RedeemIn
+from core.redemption.schemas import AccessOut, OfferIn, OfferOut, OfferPatch, OrderOut, RedeemIn
 from core.schemas import PageOut
 
 ORDER_CHANGED_JOB = "hearth.redemption.order_changed"
@@ -45,6 +47,7 @@ _OFFER_FIELDS = [
     "title",
     "description",
     "access_ref",
+    "trial_days",
     "price",
     "stock",
     "per_member_limit",
@@ -100,6 +103,7 @@ def create_offer(session: Session, actor: Actor, community_id: int, data: OfferI
     if data.settlement == Settlement.ISSUER and chip.issuer_id is None:
         # The community chip has no issuer wallet: its redemptions can only be burned.
         raise InvalidInput("community chip offers settle by burning", code="invalid_settlement")
+    access.validate_offer(session, ctx, data.kind, data.access_ref, data.trial_days)
     offer = RedemptionOffer(community_id=community_id, created_by=actor.id, **data.model_dump())
     session.add(offer)
     session.flush()
@@ -125,6 +129,14 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
     for name in ("title", "description", "price", "active"):
         if name in changes and changes[name] is None:
             raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
+    if {"access_ref", "trial_days"} & changes.keys() or locked.kind in access.ACCESS_KINDS:
+        access.validate_offer(
+            session,
+            ctx,
+            locked.kind,
+            changes.get("access_ref", locked.access_ref),
+            changes.get("trial_days", locked.trial_days),
+        )
     audit.apply_changes(
         session,
         actor,
@@ -167,6 +179,17 @@ def list_offers(
 def _order_views(session: Session, orders: Sequence[RedemptionOrder]) -> list[OrderOut]:
     offers = repo.offers_by_id(session, sorted({o.offer_id for o in orders}))
     expiries = repo.hold_expiries(session, [o.hold_id for o in orders if o.hold_id is not None])
+    names = repo.user_names(session, sorted({o.member_id for o in orders}))
+    grants = repo.grants_of_orders(session, [o.id for o in orders if o.status == OrderStatus.FULFILLED])
+    tier_keys = (
+        {
+            t.id: t.key
+            for t in repo.tiers_of(session, orders[0].community_id)
+            if any(g.tier_id == t.id for g in grants.values())
+        }
+        if grants
+        else {}
+    )
     return [
         OrderOut(
             id=o.id,
@@ -175,6 +198,7 @@ def _order_views(session: Session, orders: Sequence[RedemptionOrder]) -> list[Or
             offer_title=offers[o.offer_id].title,
             offer_kind=offers[o.offer_id].kind,
             member_id=o.member_id,
+            member_name=names.get(o.member_id, ""),
             chip_id=o.chip_id,
             quantity=o.quantity,
             unit_price=o.unit_price,
@@ -188,9 +212,22 @@ def _order_views(session: Session, orders: Sequence[RedemptionOrder]) -> list[Or
             resolved_by=o.resolved_by,
             resolved_at=o.resolved_at,
             created_at=o.created_at,
+            access=_access_out(grants.get(o.id), tier_keys),
         )
         for o in orders
     ]
+
+
+def _access_out(grant: AccessGrant | None, tier_keys: dict[int, str]) -> AccessOut | None:
+    if grant is None:
+        return None
+    return AccessOut(
+        kind=grant.kind,
+        tier=tier_keys.get(grant.tier_id) if grant.tier_id is not None else None,
+        course_id=grant.course_id,
+        ends_at=grant.ends_at,
+        revoked_at=grant.revoked_at,
+    )
 
 
 def order_view(session: Session, order: RedemptionOrder) -> OrderOut:
@@ -244,6 +281,7 @@ def redeem(
                 code="redemption_limit_reached",
                 extra={"limit": offer.per_member_limit, "used": used},
             )
+    access.check_redeemable(session, offer, actor.id, data.quantity)
     total = offer.price * data.quantity
     now = utcnow()
     expires_at = now + timedelta(seconds=offer.hold_seconds) if offer.hold_seconds else None
@@ -355,9 +393,15 @@ def get_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
 
 def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     """The issuer delivered: capture the hold (burn or pay the issuer). Idempotent."""
-    order, chip, _, issuer_side = _load_order(session, actor, order_id)
+    order, chip, ctx, issuer_side = _load_order(session, actor, order_id)
     if not issuer_side:
         raise PermissionDenied("only the chip's issuer fulfils orders", code="not_issuer")
+    offer = session.get(RedemptionOffer, order.offer_id)
+    assert offer is not None
+    if offer.kind in access.ACCESS_KINDS and not (ctx.role is not None and ctx.role.at_least(Role.ADMIN)):
+        raise PermissionDenied(
+            "only admins grant access to the community's tiers and courses", code="access_offer_not_allowed"
+        )
     locked = repo.lock_order(session, order_id)
     assert locked is not None and locked.hold_id is not None
     order = locked
@@ -369,6 +413,10 @@ def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     assert hold is not None
     if hold.status != HoldStatus.PENDING or (hold.expires_at is not None and hold.expires_at <= utcnow()):
         raise Conflict("this order's hold has expired", code="order_expired")
+    now = utcnow()
+    # The access first (it locks the membership, which comes before ledger accounts); a
+    # refusal here leaves the order pending and nothing written.
+    granted = access.grant(session, order, offer, now)
     if order.settlement == Settlement.ISSUER and chip.issuer_id is not None:
         target = ledger.open_account(session, chip, chip.issuer_id).id
     else:
@@ -390,16 +438,12 @@ def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     order.status = OrderStatus.FULFILLED
     order.transaction_id = posted.transaction_id
     order.resolved_by = actor.id
-    order.resolved_at = utcnow()
+    order.resolved_at = now
     session.flush()
-    audit.record(
-        session,
-        actor,
-        "redemption.fulfilled",
-        order,
-        community_id=order.community_id,
-        after={"transaction_id": posted.transaction_id, "settlement": order.settlement.value},
-    )
+    after: dict[str, object] = {"transaction_id": posted.transaction_id, "settlement": order.settlement.value}
+    if granted is not None:
+        after["access_grant_id"] = granted.id
+    audit.record(session, actor, "redemption.fulfilled", order, community_id=order.community_id, after=after)
     jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "fulfilled")
     return order_view(session, order)
 

@@ -152,3 +152,37 @@ def test_api_keys_cannot_redeem(client: TestClient, session: Session) -> None:
     )
     assert personal.status_code == 201, personal.text
     assert _wallet(session, chip, owner) == (100, 40)
+
+
+def test_a_vip_trial_over_http_shows_on_the_membership(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    member = add_member(session, community)
+    gold = make_chip(session, community, symbol="GOLD")
+    fund(session, gold, member, 50)
+    offers = f"/communities/{community.id}/redemption/offers"
+    body = {"chip_id": gold.id, "title": "VIP week", "kind": "vip_trial", "access_ref": "vip", "price": 10}
+    missing = client.post(offers, json=body, headers=auth(session, owner))
+    assert missing.status_code == 422 and missing.json()["error"] == "trial_days_required"
+    unknown = client.post(
+        offers, json={**body, "trial_days": 7, "access_ref": "gold"}, headers=auth(session, owner)
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_tier"
+    created = client.post(offers, json={**body, "trial_days": 7}, headers=auth(session, owner))
+    assert created.status_code == 201 and created.json()["trial_days"] == 7
+    h = {**auth(session, member), "Idempotency-Key": "vip-week"}
+    order = client.post(f"/redemption/offers/{created.json()['id']}/redeem", headers=h).json()
+    done = client.post(f"/redemption/orders/{order['id']}/fulfil", headers=auth(session, owner))
+    assert done.status_code == 200, done.text
+    assert done.json()["access"]["tier"] == "vip" and done.json()["member_id"] == member.id
+    me = client.get(f"/communities/{community.id}/members/{member.id}", headers=auth(session, member)).json()
+    assert (me["tier"], me["trial_tier"]) == ("free", "vip")
+    assert me["trial_ends_at"] == done.json()["access"]["ends_at"]
+    mine = client.get(f"/communities/{community.id}", headers=auth(session, member)).json()
+    assert (mine["my_tier"], mine["my_trial_tier"]) == ("free", "vip")
+    again = client.post(
+        f"/redemption/offers/{created.json()['id']}/redeem",
+        json={"quantity": 2},
+        headers={**auth(session, member), "Idempotency-Key": "vip-2"},
+    )
+    assert again.status_code == 422 and again.json()["error"] == "access_quantity"

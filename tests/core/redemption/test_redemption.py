@@ -97,7 +97,7 @@ def test_community_chip_offers_are_run_by_admins_and_burn(session: Session, mark
     with pytest.raises(InvalidInput) as bad:
         market.offer(session, market.gold, settlement=Settlement.ISSUER)
     assert bad.value.code == "invalid_settlement"
-    offer = market.offer(session, market.gold, kind="vip_trial", access_ref="vip", price=10)
+    offer = market.offer(session, market.gold, kind="vip_trial", access_ref="vip", trial_days=7, price=10)
     order, _ = redemption.redeem(session, Actor(market.members[0]), offer.id, RedeemIn(), "vip")
     # Issuer side: the admins see and fulfil the community chip's orders; a plain member does not.
     issued = redemption.issuer_orders(
@@ -302,7 +302,7 @@ def test_both_sides_see_the_order_and_are_notified(session: Session, market: Mar
 
 def test_offer_listing_and_patch(session: Session, market: Market) -> None:
     offer = market.offer(session, stock=3)
-    other = market.offer(session, market.gold, title="Course seat", kind="course_seat", access_ref="course:1")
+    other = market.offer(session, market.gold, title="Portfolio review", kind="service", access_ref="zoom")
     page = redemption.list_offers(
         session,
         Actor(market.members[0]),

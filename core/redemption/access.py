@@ -1,0 +1,254 @@
+"""Access offers: what a `vip_trial` or `course_seat` order unlocks, and taking it back.
+
+- Only admins list access offers: tiers and courses are the community's, so a member's
+  personal chip cannot be used to hand out the VIP tier or a gated course.
+- `vip_trial`: `access_ref` is a tier key, `trial_days` how long one order lasts. Fulfilling
+  the order runs the trial: the member's own tier (`memberships.tier_id`) is untouched; every
+  tier check uses the higher of it and the trial tier until `trial_ends_at`, then the member
+  is back on their own tier with nothing to undo. A second trial of the same tier extends the
+  running one (its days are added at the end); a trial of another tier while one runs is
+  refused (`trial_running`), and so is a trial of a tier the member already holds
+  (`tier_already_held`).
+- `course_seat`: `access_ref` is the id of a course of the community. Fulfilling enrols the
+  member whatever their tier (a member already enrolled stays enrolled; the order still
+  fulfils) and the seat keeps admitting them to the course; one live seat per course.
+- Access is checked when the member redeems (so nobody pays for what cannot be granted) and
+  again when the issuer fulfils (things may have changed meanwhile: the order then stays
+  pending and the issuer or the member cancels it, which returns the chips).
+- Cancelled and expired orders grant nothing. A moderator's reversal of a fulfilled order's
+  ledger transaction returns the chips, so it withdraws the access too: the trial loses the
+  days that order added and not yet used, the seat is revoked and the member is unenrolled
+  unless their tier admits the course (progress is kept).
+- A 1:1 call is delivered by the issuer: the order (which names the member) is the record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.access import CommunityContext, effective_tier_rank
+from core.clock import utcnow
+from core.courses import repository as courses_repo
+from core.errors import Conflict, InvalidInput, PermissionDenied
+from core.models import (
+    AccessGrant,
+    Course,
+    Enrollment,
+    GrantKind,
+    Membership,
+    MembershipStatus,
+    OfferKind,
+    RedemptionOffer,
+    RedemptionOrder,
+    Role,
+    Tier,
+)
+from core.redemption import repository as repo
+
+ACCESS_KINDS = (OfferKind.VIP_TRIAL, OfferKind.COURSE_SEAT)
+
+
+# --- offers ----------------------------------------------------------------------------------
+
+
+def validate_offer(
+    session: Session,
+    ctx: CommunityContext,
+    kind: OfferKind,
+    access_ref: str | None,
+    trial_days: int | None,
+) -> None:
+    """Refuse an offer (new, or as a patch leaves it) whose access cannot be granted."""
+    if kind != OfferKind.VIP_TRIAL and trial_days is not None:
+        raise InvalidInput("`trial_days` is for vip_trial offers only", code="trial_days_not_applicable")
+    if kind not in ACCESS_KINDS:
+        return
+    if not (ctx.role is not None and ctx.role.at_least(Role.ADMIN)):
+        raise PermissionDenied(
+            "only admins sell access to the community's tiers and courses", code="access_offer_not_allowed"
+        )
+    if not access_ref:
+        what = "a tier key" if kind == OfferKind.VIP_TRIAL else "a course id"
+        raise InvalidInput(f"a {kind.value} offer needs `access_ref`: {what}", code="access_ref_required")
+    if kind == OfferKind.VIP_TRIAL:
+        if trial_days is None:
+            raise InvalidInput("a vip_trial offer needs `trial_days`", code="trial_days_required")
+        _tier(session, ctx.community.id, access_ref, InvalidInput)
+    else:
+        _course(session, ctx.community.id, access_ref, InvalidInput)
+
+
+def _tier(session: Session, community_id: int, key: str, error: type[InvalidInput | Conflict]) -> Tier:
+    tier = next((t for t in repo.tiers_of(session, community_id) if t.key == key), None)
+    if tier is None:
+        raise error(f"this community has no tier `{key}`", code="unknown_tier")
+    return tier
+
+
+def _course(session: Session, community_id: int, ref: str, error: type[InvalidInput | Conflict]) -> Course:
+    course = session.get(Course, int(ref)) if ref.isdecimal() and len(ref) < 19 else None
+    if course is None or course.community_id != community_id:
+        raise error(f"this community has no course `{ref}`", code="unknown_course")
+    return course
+
+
+# --- redeeming and fulfilling ----------------------------------------------------------------------
+
+
+def check_redeemable(session: Session, offer: RedemptionOffer, member_id: int, quantity: int) -> None:
+    """Refuse a redemption whose access could not be granted (nothing is held yet)."""
+    if offer.kind not in ACCESS_KINDS:
+        return
+    if quantity != 1:
+        raise InvalidInput("access is redeemed one at a time", code="access_quantity")
+    membership = repo.membership(session, offer.community_id, member_id)
+    assert membership is not None  # the caller checked the member
+    _check(session, offer, membership, utcnow())
+
+
+def _check(session: Session, offer: RedemptionOffer, membership: Membership, now: datetime) -> Tier | Course:
+    """The tier or course the offer grants this member, or a Conflict saying why it cannot."""
+    ref = offer.access_ref or ""
+    if offer.kind == OfferKind.VIP_TRIAL:
+        tier = _tier(session, offer.community_id, ref, Conflict)
+        own = next(t for t in repo.tiers_of(session, offer.community_id) if t.id == membership.tier_id)
+        if own.rank >= tier.rank:
+            raise Conflict("you already hold this tier or a higher one", code="tier_already_held")
+        if membership.trial_running(now) and membership.trial_tier_id != tier.id:
+            raise Conflict(
+                "another tier's trial is running: it can be extended, not replaced", code="trial_running"
+            )
+        return tier
+    course = _course(session, offer.community_id, ref, Conflict)
+    if course.published_at is None:
+        raise Conflict("this course is not published yet", code="course_not_published")
+    if repo.has_live_seat(session, course.id, membership.user_id):
+        raise Conflict("you already hold a seat in this course", code="seat_already_held")
+    return course
+
+
+def grant(
+    session: Session, order: RedemptionOrder, offer: RedemptionOffer, now: datetime
+) -> AccessGrant | None:
+    """Grant what a fulfilled access order bought (None for other kinds). Call before the
+    ledger post: lock order is order, membership, accounts. Raises Conflict, changing
+    nothing, when the access cannot be granted (any more)."""
+    if offer.kind not in ACCESS_KINDS:
+        return None
+    membership = repo.lock_membership(session, order.community_id, order.member_id)
+    if membership is None or membership.status != MembershipStatus.ACTIVE:
+        raise Conflict("the member has left the community", code="member_left")
+    target = _check(session, offer, membership, now)
+    if isinstance(target, Tier):
+        assert offer.trial_days is not None
+        seconds = offer.trial_days * 86400
+        start = now
+        if membership.trial_running(now) and membership.trial_ends_at is not None:
+            start = membership.trial_ends_at  # the same tier: the days are added at the end
+        membership.trial_tier_id = target.id
+        membership.trial_ends_at = start + timedelta(seconds=seconds)
+        row = AccessGrant(
+            community_id=order.community_id,
+            order_id=order.id,
+            user_id=order.member_id,
+            kind=GrantKind.TIER_TRIAL,
+            tier_id=target.id,
+            seconds=seconds,
+            ends_at=membership.trial_ends_at,
+        )
+        session.add(row)
+        session.flush()
+        return row
+    row = AccessGrant(
+        community_id=order.community_id,
+        order_id=order.id,
+        user_id=order.member_id,
+        kind=GrantKind.COURSE_SEAT,
+        course_id=target.id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError as exc:  # another order's seat in this course was granted meanwhile
+        raise Conflict("the member already holds a seat in this course", code="seat_already_held") from exc
+    _enrol(session, target.id, order.member_id, now)
+    return row
+
+
+def _enrol(session: Session, course_id: int, user_id: int, now: datetime) -> None:
+    """Enrolled, whatever the tier; already enrolled changes nothing (progress is kept)."""
+    existing = courses_repo.enrollment(session, course_id, user_id, include_left=True)
+    if existing is not None:
+        if existing.unenrolled_at is not None:
+            courses_repo.mark_reenrolled(session, existing.id)
+        return
+    try:
+        with session.begin_nested():
+            session.add(Enrollment(course_id=course_id, user_id=user_id, enrolled_at=now))
+            session.flush()
+    except IntegrityError:  # the member enrolled by their tier at the same moment
+        pass
+
+
+# --- reversal ---------------------------------------------------------------------------------------
+
+
+def withdraw(session: Session, order_id: int, by: int | None, now: datetime) -> bool:
+    """Take back what the order granted (a moderator reversed its payment). Idempotent:
+    False when it granted nothing or was withdrawn already."""
+    found = repo.grant_of_order(session, order_id)
+    if found is None or found.revoked_at is not None:
+        return False
+    # The membership lock first (as `grant`), then re-read the grant under it.
+    membership = repo.lock_membership(session, found.community_id, found.user_id)
+    row = repo.grant_of_order(session, order_id)
+    assert row is not None
+    if row.revoked_at is not None:
+        return False
+    row.revoked_at, row.revoked_by = now, by
+    if row.kind == GrantKind.TIER_TRIAL:
+        _shorten_trial(session, row, membership, now)
+    else:
+        assert row.course_id is not None
+        course = session.get(Course, row.course_id)
+        assert course is not None
+        if membership is None or not _tier_admits(session, membership, course):
+            courses_repo.mark_unenrolled(session, course.id, row.user_id, now)
+    session.flush()
+    return True
+
+
+def _shorten_trial(session: Session, row: AccessGrant, membership: Membership | None, now: datetime) -> None:
+    """Take the grant's days not used yet out of the running trial.
+
+    Grants of one trial are stacked end to end; the one withdrawn covered
+    [ends_at - seconds, ends_at]. What of it lies ahead of `now` is taken out, and the grants
+    stacked after it move earlier by as much, so a later withdrawal of those is right too.
+    """
+    assert row.ends_at is not None and row.seconds is not None
+    start = row.ends_at - timedelta(seconds=row.seconds)
+    unused = row.ends_at - max(start, now)
+    if unused <= timedelta(0):
+        return  # it was used up already
+    for later in repo.trial_grants_after(session, row.community_id, row.user_id, row.ends_at):
+        assert later.ends_at is not None
+        later.ends_at = later.ends_at - unused
+    if (
+        membership is not None
+        and membership.trial_ends_at is not None
+        and membership.trial_tier_id == row.tier_id
+    ):
+        membership.trial_ends_at = max(now, membership.trial_ends_at - unused)
+
+
+def _tier_admits(session: Session, membership: Membership, course: Course) -> bool:
+    if membership.status != MembershipStatus.ACTIVE:
+        return False
+    if course.min_tier_id is None or membership.role.at_least(Role.MODERATOR):
+        return True
+    tiers = {t.id: t for t in repo.tiers_of(session, course.community_id)}
+    return effective_tier_rank(membership, tiers) >= tiers[course.min_tier_id].rank
