@@ -90,6 +90,11 @@ def community_chip(session: Session, community_id: int) -> Chip | None:
     )
 
 
+def symbols_of(session: Session, community_id: int) -> set[str]:
+    """The symbols of the community's chips, in capitals (symbols are unique ignoring case)."""
+    return {s.upper() for s in session.scalars(select(Chip.symbol).where(Chip.community_id == community_id))}
+
+
 def symbol_taken(session: Session, community_id: int, symbol: str) -> bool:
     found = session.scalar(
         select(Chip.id).where(Chip.community_id == community_id, func.upper(Chip.symbol) == symbol.upper())

@@ -16,7 +16,6 @@ wallet's lock while it waits for another's.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -53,7 +52,6 @@ from core.models import (
     AccountKind,
     Chip,
     ChipKind,
-    Community,
     EmissionPeriod,
     Language,
     LedgerAccount,
@@ -119,32 +117,6 @@ def _require_live(chip: Chip) -> None:
 
 
 # --- issuing --------------------------------------------------------------------------------
-
-
-def community_symbol(community: Community) -> str:
-    return re.sub(r"[^A-Z0-9]", "", community.slug.upper())[:12] or "POINTS"
-
-
-def create_community_chip(session: Session, community: Community) -> Chip:
-    """The community's own chip, made with the community (owners and admins mint it)."""
-    existing = repo.community_chip(session, community.id)
-    if existing is not None:
-        return existing
-    chip = Chip(
-        community_id=community.id,
-        kind=ChipKind.COMMUNITY,
-        issuer_id=None,
-        name=community.name[:60],
-        symbol=community_symbol(community),
-        description="",
-        emission_period=EmissionPeriod.DAY,
-        decay_bps=0,
-    )
-    session.add(chip)
-    session.flush()
-    session.add(LedgerAccount(community_id=community.id, chip_id=chip.id, kind=AccountKind.ISSUANCE))
-    session.flush()
-    return chip
 
 
 def issue_chip(session: Session, actor: Actor, community_id: int, data: ChipIn) -> ChipOut:

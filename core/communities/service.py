@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.access import Actor, CommunityContext, community_context
 from core.accounts.schemas import UserOut
-from core.chips import service as chips
+from core.chips.community import ensure_community_chip
 from core.clock import utcnow
 from core.communities import repository as repo
 from core.communities.schemas import (
@@ -122,7 +122,7 @@ def create_community(session: Session, actor: Actor, data: CommunityIn) -> Commu
         )
     )
     session.flush()
-    chips.create_community_chip(session, community)  # every community has its chip from the start
+    ensure_community_chip(session, community)  # every community has its chip from the start
     audit.record(
         session,
         actor,

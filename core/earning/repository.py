@@ -11,8 +11,6 @@ from sqlalchemy.orm import Session
 from core.models import (
     Challenge,
     ChallengeCompletion,
-    Chip,
-    ChipKind,
     CompletionStatus,
     EarnGrant,
     EarnRule,
@@ -21,12 +19,6 @@ from core.models import (
     LedgerTransaction,
     Post,
 )
-
-
-def community_chip(session: Session, community_id: int) -> Chip | None:
-    return session.scalar(
-        select(Chip).where(Chip.community_id == community_id, Chip.kind == ChipKind.COMMUNITY)
-    )
 
 
 def active_rules(

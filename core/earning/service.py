@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from core import audit, jobs
 from core.access import Actor, CommunityContext, community_context, context_via
 from core.chips import service as chips
+from core.chips.community import ensure_community_chip
 from core.clock import as_utc, utcnow
 from core.communities import repository as community_repo
 from core.earning import repository as repo
@@ -377,10 +378,8 @@ def _wallet(session: Session, account_id: int) -> LedgerAccount:
 def _rule_chip(session: Session, ctx: CommunityContext, chip_id: int | None) -> Chip:
     """The community chip by default; a personal chip only when the admin is its issuer."""
     if chip_id is None:
-        chip = repo.community_chip(session, ctx.community.id)
-        if chip is None:
-            raise Conflict("this community has no community chip yet", code="no_community_chip")
-        return chip
+        # A community from before the chip economy gets its chip now.
+        return ensure_community_chip(session, ctx.community)
     chip = session.get(Chip, chip_id)
     if chip is None or chip.community_id != ctx.community.id:
         raise NotFound("chip not found", code="chip_not_found")

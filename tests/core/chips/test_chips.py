@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.chips import service as chips
+from core.chips.community import ensure_community_chip
 from core.chips.schemas import BurnIn, ChipIn, ChipPatch, MintIn, ReasonIn, TransferIn, WalletFreezeIn
 from core.clock import utcnow
 from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
@@ -43,7 +44,7 @@ def test_every_community_is_created_with_one_community_chip(session: Session) ->
     issuance = ledger.issuance_account(session, found[0].id)
     assert issuance.kind == AccountKind.ISSUANCE and issuance.balance == 0
     # Idempotent: asking again returns the same chip.
-    assert chips.create_community_chip(session, community).id == found[0].id
+    assert ensure_community_chip(session, community).id == found[0].id
 
 
 def test_owner_and_admins_mint_the_community_chip_moderators_do_not(session: Session, town: Town) -> None:
