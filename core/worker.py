@@ -41,6 +41,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "ledger-seal-digests": {"task": "hearth.chips.seal_digests", "schedule": 3600.0},
     "redemption-expire-orders": {"task": "hearth.redemption.expire_orders", "schedule": 300.0},
     "trading-expire-swaps": {"task": "hearth.trading.expire_swaps", "schedule": 300.0},
+    # Ring detection is coalesced here (tips only mark themselves unscanned): one run per
+    # community with new tips per tick, however many tips arrived.
+    "tipping-sweep-rings": {"task": "hearth.tipping.sweep_rings", "schedule": 60.0},
     "recommender-refresh": {"task": "hearth.recommender.refresh", "schedule": 600.0},
 }
 

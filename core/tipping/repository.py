@@ -218,3 +218,24 @@ def lock_tips(session: Session, tip_ids: Sequence[int]) -> Sequence[Tip]:
 
 def lock_membership(session: Session, membership_id: int) -> None:
     session.execute(select(Membership.id).where(Membership.id == membership_id).with_for_update())
+
+
+def communities_with_unscanned_tips(session: Session) -> list[int]:
+    """Communities with tips no ring detection has claimed yet (read via a partial index)."""
+    return list(session.scalars(select(Tip.community_id).where(~Tip.ring_scanned).distinct()))
+
+
+def claim_unscanned_tips(session: Session, community_id: int) -> int:
+    """Mark the community's committed, unscanned tips as scanned; returns how many.
+
+    Only rows committed when the UPDATE runs are claimed: a tip still in flight (even one
+    with a lower id) keeps its flag and is claimed by a later sweep. A concurrent sweep
+    waits on the rows this one claimed and then finds them claimed.
+    """
+    result = session.execute(
+        update(Tip)
+        .where(Tip.community_id == community_id, ~Tip.ring_scanned)
+        .values(ring_scanned=True)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -18,6 +18,8 @@ Reputation resists farming:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -59,7 +61,6 @@ from core.tipping.schemas import (
 )
 
 TIP_RECEIVED_JOB = "hearth.tipping.tip_received"
-DETECT_RINGS_JOB = "hearth.tipping.detect_rings"
 
 MAX_CYCLE = 4
 RING_SCAN_LIMIT = 20_000  # tips read per detection run: bounds the job on a very busy community
@@ -204,7 +205,7 @@ def _tip_in_savepoint(
     session.flush()
     repo.add_reputation(session, community_id, recipient_id, points, 1)
     jobs.enqueue(session, TIP_RECEIVED_JOB, tip.id)
-    jobs.enqueue(session, DETECT_RINGS_JOB, community_id)
+    # No ring detection here: the tip waits (`ring_scanned` false) for the next sweep.
     return TipOut.model_validate(tip)
 
 
@@ -330,6 +331,38 @@ def update_policy(session: Session, actor: Actor, community_id: int, patch: Poli
 
 # --- ring detection ---------------------------------------------------------------------------
 
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+def _units(target: Session | UnitOfWork) -> UnitOfWork:
+    """A factory of units of work (the beat task passes `session_scope`), or one session for all."""
+    if isinstance(target, Session):
+        return lambda: nullcontext(target)
+    return target
+
+
+def sweep_rings(units: Session | UnitOfWork) -> list[int]:
+    """Run ring detection once for each community that has tips no run has examined yet.
+
+    Tips do no detection work themselves; this beat job (`tipping-sweep-rings`, every minute) does,
+    so a burst of any size costs each community one detection per sweep. Each community is
+    one unit of work: it claims its unscanned tips (`ring_scanned`, committed with the tip)
+    and runs `detect_rings` over the window in the same transaction, so a failed run leaves
+    its tips unclaimed for the next sweep. A tip that commits after the claim, even with a
+    lower id than tips already examined, is still unclaimed then: nothing is skipped.
+    Returns the ids of the communities examined.
+    """
+    run = _units(units)
+    with run() as session:
+        due = repo.communities_with_unscanned_tips(session)
+    examined = []
+    for community_id in due:
+        with run() as session:
+            if repo.claim_unscanned_tips(session, community_id):
+                detect_rings(session, community_id)
+                examined.append(community_id)
+    return examined
+
 
 def detect_rings(session: Session, community_id: int) -> list[int]:
     """Find reciprocal tipping cycles (length 2 to 4) in the window and report each once.
@@ -339,6 +372,9 @@ def detect_rings(session: Session, community_id: int) -> list[int]:
     (its smallest edge volume) reaches `ring_min_volume`. An open report of the
     same members is refreshed; a resolved one is reopened only by tips made
     after it was resolved. Returns the ids of reports created or refreshed.
+
+    `sweep_rings` runs it; run alone (the `hearth.tipping.detect_rings` task) it examines
+    the window now without claiming anything.
     """
     policy = repo.policy(session, community_id)
     now = utcnow()

@@ -14,7 +14,17 @@ def tip_received(tip_id: int) -> int:
         return notifications.tip_received(session, tip_id)
 
 
+@celery_app.task(name="hearth.tipping.sweep_rings", **TASK_DEFAULTS)
+def sweep_rings() -> int:
+    """Ring detection for every community with new tips (beat, every minute; safe to run twice).
+
+    One short read lists them; each community is claimed and examined in its own transaction.
+    """
+    return len(service.sweep_rings(session_scope))
+
+
 @celery_app.task(name="hearth.tipping.detect_rings", **TASK_DEFAULTS)
 def detect_rings(community_id: int) -> int:
+    """One community's window, examined now (for operators; the beat sweep is the usual path)."""
     with session_scope() as session:
         return len(service.detect_rings(session, community_id))
