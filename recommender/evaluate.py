@@ -67,6 +67,7 @@ from recommender.corpus import (
 )
 from recommender.embedder import Embedder
 from recommender.model import RecommenderModel, Weights
+from recommender.reference import REFERENCES, References
 
 TIER_RANK = {"free": 0, "member": 1, "vip": 2}
 METHODS = ("hearth", "popularity", "recent", "random")
@@ -212,10 +213,13 @@ class _Baselines:
         rng = random.Random(seed)
         self.by_pop: dict[Kind, list[str]] = {}
         self.tie: dict[Kind, np.ndarray] = {}
+        self.pop_rank: dict[Kind, np.ndarray] = {}  # position of each pool target in by_pop
         for kind, ids in self.pool.items():
             tie = {t: rng.random() for t in ids}
             self.by_pop[kind] = sorted(ids, key=lambda t: (-len(chooser.get(t, ())), tie[t]))
             self.tie[kind] = np.array([tie[t] for t in ids])
+            rank = {t: n for n, t in enumerate(self.by_pop[kind])}
+            self.pop_rank[kind] = np.array([rank[t] for t in ids], dtype=np.int64)
         # For recent popularity: every first choice of a target, by time, per kind.
         first: dict[tuple[str, str], datetime] = {}
         for x in train.interactions:
@@ -272,6 +276,20 @@ class _Baselines:
                 break
         return out
 
+    def rank(
+        self, member: str, kind: Kind, k: int, scores: np.ndarray, unavailable: Collection[str]
+    ) -> list[str]:
+        """The top k of a reference method's scores over `pool[kind]`, under the same rules as
+        popularity; ties (a member the method knows nothing about) go in popularity's order."""
+        order = np.lexsort((self.pop_rank[kind], -scores))
+        ids = self.pool[kind]
+        out: list[str] = []
+        for t in self._eligible(member, kind, (ids[n] for n in order), unavailable):
+            out.append(t)
+            if len(out) == k:
+                break
+        return out
+
     def random(self, member: str, kind: Kind, k: int, unavailable: Collection[str]) -> list[str]:
         eligible = list(self._eligible(member, kind, self.pool[kind], unavailable))
         rng = random.Random(f"{self.seed}:{member}:{kind}")
@@ -293,11 +311,14 @@ def evaluate(
     seed: int = 0,
     fraction: float = 0.2,
     weights: Weights | Mapping[Kind, Weights] | None = None,
+    references: bool = True,
     progress: Callable[[str], None] | None = None,
     trace: Callable[[str, Kind, datetime, Mapping[str, list[str]]], None] | None = None,
 ) -> dict[str, Any]:
     """Recall@k and NDCG@k per kind for Hearth and the baselines, as one JSON-ready dict.
 
+    `references`: also the standard reference methods of `recommender.reference` (user-kNN,
+    item-kNN, EASE, personalised PageRank, Adamic-Adar for people), under the same rules.
     `trace(member, kind, request_time, ranked)` sees every request's lists, per method.
     """
     say = progress or (lambda _m: None)
@@ -307,10 +328,9 @@ def evaluate(
     model = RecommenderModel.fit(sp.train, embedder, now=sp.now, progress=say, weights=weights)
     fitted = time.perf_counter()
     base = _Baselines(sp.train, seed)
+    refs = References(sp.train, base.pool) if references else None
     available = Availability(corpus)
-    sums: dict[Kind, dict[str, list[float]]] = {
-        kind: {f"{m}:{metric}": [] for m in METHODS for metric in ("recall", "ndcg")} for kind in KINDS
-    }
+    sums: dict[Kind, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     hidden_n: dict[Kind, int] = defaultdict(int)
     out_of_reach: dict[Kind, int] = defaultdict(int)  # hidden, but not yet there at the request
     keys = sorted(sp.hidden)
@@ -339,6 +359,9 @@ def evaluate(
             "recent": base.recent(member, kind, k, at, gone),
             "random": base.random(member, kind, k, gone),
         }
+        if refs is not None:
+            for method in refs.methods(kind):
+                ranked[method] = base.rank(member, kind, k, refs.scores(method, member, kind), gone)
         if trace is not None:
             trace(member, kind, at, ranked)
         for method, ids in ranked.items():
@@ -357,15 +380,17 @@ def evaluate(
             "hidden": hidden_n[kind],
             "hidden_unavailable": out_of_reach[kind],
         }
-        for method in METHODS:
+        methods = [m for m in (*METHODS, *REFERENCES) if f"{m}:recall" in values]
+        for method in methods:
             entry[method] = {
                 f"recall@{k}": round(float(np.mean(values[f"{method}:recall"])), 4),
                 f"ndcg@{k}": round(float(np.mean(values[f"{method}:ndcg"])), 4),
             }
         pop = entry["popularity"][f"ndcg@{k}"]
-        entry["ndcg_lift_vs_popularity"] = (
-            round(entry["hearth"][f"ndcg@{k}"] / pop - 1, 4) if pop > 0 else None
-        )
+        entry["ndcg_lifts_vs_popularity"] = {
+            m: round(entry[m][f"ndcg@{k}"] / pop - 1, 4) if pop > 0 else None for m in methods
+        }
+        entry["ndcg_lift_vs_popularity"] = entry["ndcg_lifts_vs_popularity"]["hearth"]
         kinds_out[kind] = entry
     lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
     return {
@@ -389,17 +414,99 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['members']} members, {result['items']} items, {result['interactions']} interactions; "
         f"embedder {result['embedder']}",
-        f"{'kind':<8} {'members':>7}  {'method':<10} {f'recall@{k}':>9} {f'ndcg@{k}':>8}",
+        f"{'kind':<8} {'members':>7}  {'method':<11} {f'recall@{k}':>9} {f'ndcg@{k}':>8} {'vs pop':>7}",
     ]
     for kind, entry in result["kinds"].items():
-        for n, method in enumerate(METHODS):
+        lifts = entry["ndcg_lifts_vs_popularity"]
+        for n, method in enumerate(m for m in (*METHODS, *REFERENCES) if m in entry):
             scores = entry[method]
+            lift = "" if method == "popularity" else _percent(lifts[method])
             lines.append(
-                f"{kind if n == 0 else '':<8} {entry['members'] if n == 0 else '':>7}  {method:<10} "
-                f"{scores[f'recall@{k}']:>9.4f} {scores[f'ndcg@{k}']:>8.4f}"
+                f"{kind if n == 0 else '':<8} {entry['members'] if n == 0 else '':>7}  {method:<11} "
+                f"{scores[f'recall@{k}']:>9.4f} {scores[f'ndcg@{k}']:>8.4f} {lift:>7}"
             )
-        lift = entry["ndcg_lift_vs_popularity"]
-        lines.append(f"{'':<8} {'':>7}  NDCG lift vs popularity: {'n/a' if lift is None else f'{lift:+.0%}'}")
+        lines.append(
+            f"{'':<8} {'':>7}  NDCG lift vs popularity: {_percent(entry['ndcg_lift_vs_popularity'])}"
+        )
+    return "\n".join(lines)
+
+
+def _percent(lift: float | None) -> str:
+    return "n/a" if lift is None else f"{lift:+.0%}"
+
+
+# ---------------------------------------------------------------------- several seeds
+
+TARGET_LIFT = 0.30
+
+
+def evaluate_seeds(
+    load: Callable[[int], Corpus],
+    embedder: Embedder,
+    seeds: Sequence[int],
+    *,
+    k: int = 10,
+    references: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`evaluate` on `load(seed)` with baselines seeded alike, for each seed; per kind and
+    method, NDCG@k and its lift over popularity summarised over the seeds (mean, min, max, and
+    on how many seeds the lift reaches the +30% target). A small graph's figure at one seed is
+    one split of a few dozen choices; the summary says whether a lead holds across splits.
+    """
+    if not seeds:
+        raise ValueError("give at least one seed")
+    say = progress or (lambda _m: None)
+    runs = []
+    for seed in seeds:
+        say(f"seed {seed}")
+        runs.append(evaluate(load(seed), embedder, k=k, seed=seed, references=references))
+    kinds: dict[str, Any] = {}
+    for kind in runs[0]["kinds"]:
+        entries = [r["kinds"][kind] for r in runs if kind in r["kinds"]]
+        methods = [m for m in (*METHODS, *REFERENCES) if all(m in e for e in entries)]
+        summary: dict[str, Any] = {}
+        for method in methods:
+            ndcg = [e[method][f"ndcg@{k}"] for e in entries]
+            lifts = [e["ndcg_lifts_vs_popularity"][method] for e in entries]
+            known = [x for x in lifts if x is not None]
+            summary[method] = {
+                f"ndcg@{k}": {"mean": round(float(np.mean(ndcg)), 4), "min": round(min(ndcg), 4)},
+                "lift": {
+                    "values": lifts,
+                    "mean": round(float(np.mean(known)), 4) if known else None,
+                    "min": round(min(known), 4) if known else None,
+                    "max": round(max(known), 4) if known else None,
+                    "at_target": sum(x >= TARGET_LIFT for x in known),
+                },
+            }
+        kinds[kind] = {"seeds": len(entries), "methods": summary}
+    return {
+        "embedder": embedder.model_id,
+        "k": k,
+        "seeds": list(seeds),
+        "target_lift": TARGET_LIFT,
+        "kinds": kinds,
+    }
+
+
+def format_seeds_table(result: dict[str, Any]) -> str:
+    k = result["k"]
+    seeds = result["seeds"]
+    lines = [
+        f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}); embedder {result['embedder']}; "
+        f"NDCG@{k} lift vs popularity",
+        f"{'kind':<8} {'method':<11} {f'ndcg@{k}':>8} {'mean':>7} {'min':>7} {'max':>7} "
+        f"{f'>={TARGET_LIFT:.0%}':>6}",
+    ]
+    for kind, entry in result["kinds"].items():
+        for n, (method, s) in enumerate(entry["methods"].items()):
+            lift = s["lift"]
+            lines.append(
+                f"{kind if n == 0 else '':<8} {method:<11} {s[f'ndcg@{k}']['mean']:>8.4f} "
+                f"{_percent(lift['mean']):>7} {_percent(lift['min']):>7} {_percent(lift['max']):>7} "
+                f"{lift['at_target']:>3}/{entry['seeds']:<2}"
+            )
     return "\n".join(lines)
 
 
@@ -442,6 +549,23 @@ def load_source(*, data: Path | None, graph: str | None, synthetic_members: int 
         raise EvalInputError(str(exc)) from exc
 
 
+def parse_seeds(spec: str) -> list[int]:
+    """`--seeds`: "0-9" (a range, both ends included), "1,4,7", or a mix ("0-3,8")."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in spec.split(",")):
+            lo, sep, hi = part.partition("-")
+            if sep:
+                if int(hi) < int(lo):
+                    raise ValueError(part)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise EvalInputError(f"--seeds must look like 0-9 or 1,4,7, not {spec!r}") from None
+    return list(dict.fromkeys(seeds))
+
+
 def run_command(
     *,
     data: Path | None,
@@ -452,17 +576,45 @@ def run_command(
     embedder_spec: str | None,
     as_json: bool,
     echo: Callable[[str], None],
+    seeds: str | None = None,
 ) -> int:
-    """`hearth eval recommend`: the exit status (0, or 2 for input it cannot use)."""
+    """`hearth eval recommend`: the exit status (0, or 2 for input it cannot use).
+
+    `seeds` ("0-9"): evaluate once per seed (a graph's tie order, a synthetic community, and the
+    baselines' tie-breaks all take the seed; a data file stays the same) and print the
+    per-method summary of `evaluate_seeds` instead of one evaluation.
+    """
     from core.errors import DomainError
     from recommender.embedder import get_embedder
 
     try:
         corpus = load_source(data=data, graph=graph, synthetic_members=synthetic_members, seed=seed)
         embedder = get_embedder(embedder_spec)
+        seed_list = parse_seeds(seeds) if seeds is not None else None
+        if seed_list is not None and write is not None:
+            raise EvalInputError("--write writes one corpus: give --seed with it, not --seeds")
     except (EvalInputError, DomainError) as exc:
         print(f"error: {getattr(exc, 'detail', None) or exc}", file=sys.stderr)
         return 2
+    if seed_list is not None:
+
+        def load(s: int) -> Corpus:
+            if graph is not None:
+                return graphs.load(graph, seed=s)
+            if synthetic_members is not None:
+                return synthetic.generate(members=synthetic_members, seed=s)
+            return corpus
+
+        try:
+            summary = evaluate_seeds(load, embedder, seed_list, progress=_progress)
+        except DomainError as exc:
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 2
+        summary["data"] = (
+            str(data) if data else (f"graph:{graph}" if graph else f"synthetic:{synthetic_members}")
+        )
+        echo(json.dumps(summary, ensure_ascii=False) if as_json else format_seeds_table(summary))
+        return 0
     if write is not None:
         with write.open("w", encoding="utf-8") as fh:
             for line in dump_records(corpus):

@@ -8,14 +8,18 @@ A friendship is mutual, so each edge becomes interactions in both directions. It
 often the two met) becomes kinds of growing strength: always "follow", plus "reply" from weight
 2 and "tip" from weight 4, so the model's interaction weights carry the tie strength.
 
-Timestamps are synthetic and deterministic because the data sets have none and the evaluation
-hides each member's latest 20%:
+None of the three has dates, and the evaluation hides each member's latest 20%, so the
+timestamps are synthetic and deterministic, and their only information is a seeded order: the
+i-th tie (or attendance) of a `random.Random(seed)` shuffle happens on day i (a method that
+reads ages sees made-up ones; every method sees the same). "The latest 20%" is then a
+seeded random fifth of each member's choices, and a figure is reported over seeds 0-9
+(`evaluate.evaluate_seeds`), never from one shuffle. Both directions and all kinds of one tie
+share its timestamp, so a tie is hidden or kept as a whole.
 
-- people graphs: the edges are shuffled with `random.Random(seed)` and the i-th edge of that order
-  happens on day i (both directions and all kinds of one edge share its timestamp, so a tie is
-  hidden or kept as a whole). The split is therefore a seeded random split of ties;
-- Davis: the 14 events keep the order of the published table (E1 .. E14) and E_k takes place on
-  day 7k; an attendance is timestamped at its event. Events carry `starts_at` too.
+Davis's events carry no dates either (`created_at` and `starts_at` unset): we do not know when
+each was announced or held, so every event is a candidate at every request, for every method
+alike. See docs/recommendations.md ("Graphs without dates") for why this protocol and not one
+with invented event dates.
 """
 
 from __future__ import annotations
@@ -68,28 +72,20 @@ def lesmis(seed: int = 0) -> Corpus:
 
 
 def davis(seed: int = 0) -> Corpus:
-    """Davis Southern Women: who attended which of 14 social events (the seed is unused)."""
-    del seed  # event order is the published one; nothing is random
+    """Davis Southern Women: who attended which of 14 social events (undated; order by seed)."""
     graph = nx.davis_southern_women_graph()
     corpus = Corpus()
     women = graph.graph["top"]
-    events = graph.graph["bottom"]
     for name in women:
         corpus.members[f"davis:{name}"] = Member(id=f"davis:{name}", lang="en", name=name)
-    when: dict[str, datetime] = {}
-    for k, event in enumerate(events, 1):
-        when[event] = EPOCH + timedelta(days=7 * k)
-        corpus.items[f"davis:{event}"] = Item(
-            id=f"davis:{event}",
-            kind="event",
-            lang="en",
-            title="",  # behaviour only: a made-up title would be content noise
-            created_at=when[event] - timedelta(days=14),
-            starts_at=when[event],
-        )
-    for name in women:
-        for event in sorted(graph.neighbors(name), key=lambda e: when[e]):
-            corpus.interactions.append(Interaction(f"davis:{name}", f"davis:{event}", "attend", when[event]))
+    for event in graph.graph["bottom"]:
+        # Behaviour only: a made-up title would be content noise, made-up dates a made-up protocol.
+        corpus.items[f"davis:{event}"] = Item(id=f"davis:{event}", kind="event", lang="en", title="")
+    attended = sorted((name, event) for name in women for event in graph.neighbors(name))
+    random.Random(seed).shuffle(attended)
+    for day, (name, event) in enumerate(attended):
+        ts = EPOCH + timedelta(days=day)
+        corpus.interactions.append(Interaction(f"davis:{name}", f"davis:{event}", "attend", ts))
     return corpus
 
 

@@ -15,7 +15,16 @@ from api.cli import app
 from recommender import graphs, synthetic
 from recommender.corpus import Corpus, Interaction, InteractionKind, Item, Member, dump_records
 from recommender.embedder import HashingEmbedder
-from recommender.evaluate import evaluate, ndcg_at, recall_at, split
+from recommender.evaluate import (
+    evaluate,
+    evaluate_seeds,
+    format_seeds_table,
+    ndcg_at,
+    parse_seeds,
+    recall_at,
+    run_command,
+    split,
+)
 from recommender.model import freshness_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -273,25 +282,55 @@ def test_karate_lift_over_ten_timestamp_seeds() -> None:
     assert sum(found) / len(found) >= 0.22, found
 
 
-def test_davis_hearth_only_ties_popularity_under_the_same_availability_rule() -> None:
-    """Davis misses the +30% target: Hearth ties popularity (0.959 NDCG@10 each, lift 0).
+def test_davis_no_method_reaches_the_target_on_any_of_ten_seeds() -> None:
+    """Davis misses the +30% target, and so does every standard method: the evidence.
 
-    Under the rule every method follows (nothing posted after the request, no event that has
-    started), a woman's request is replayed just before her first hidden event, when only the
-    next two or so of the 14 weekly events are open (each is posted two weeks ahead). Every
-    method then has every hidden event in its ten (recall@10 1.0, random included); what is
-    left to measure is the order of about two candidates, where Hearth's blend comes out as
-    popularity's and "recent" does a little better here (0.980; 0.877 with the command's
-    baseline seed 7, which breaks its ties otherwise). Before the rule, popularity spent
-    its top places on events that were already over while Hearth's freshness pushed those down:
-    the +33% it showed then came from that, not from a better order. Pinned as it is, so a
-    change shows.
+    Davis has no dates, so its events are undated (all candidates at every request) and a
+    seeded shuffle orders the attendances: each seed hides a random fifth of each woman's
+    events (docs/recommendations.md, "Graphs without dates"). Over seeds 0-9 (hashing
+    embedder; Davis has no text) NDCG@10 lifts over popularity, mean (min, max): Hearth +4%
+    (-4%, +8%), user-kNN +4%, item-kNN +1%, EASE +2%, personalised PageRank +6% (-7%, +16%);
+    no method reaches +30% on any seed. Eighteen women, fourteen events and E8 attended by 14
+    of 18: popularity is a strong answer to "which of the other events will she go to".
     """
-    result = evaluate(graphs.davis(), HashingEmbedder(128))
-    entry = result["kinds"]["event"]
-    assert all(entry[m]["recall@10"] == 1.0 for m in ("hearth", "popularity", "recent", "random"))
-    assert entry["hearth"]["ndcg@10"] >= entry["popularity"]["ndcg@10"] > entry["random"]["ndcg@10"]
-    assert entry["ndcg_lift_vs_popularity"] < 0.30
+    result = evaluate_seeds(graphs.davis, HashingEmbedder(128), range(10))
+    methods = result["kinds"]["event"]["methods"]
+    assert set(methods) == {"hearth", "popularity", "recent", "random", "user_knn", "item_knn", "ease", "ppr"}
+    for method, summary in methods.items():
+        assert summary["lift"]["max"] < 0.30 and summary["lift"]["at_target"] == 0, method
+    assert methods["hearth"]["lift"]["mean"] >= 0.0  # Hearth does not lose to popularity on average
+    assert methods["random"]["lift"]["mean"] < -0.2
+
+
+def test_karate_hearth_leads_every_reference_method_on_average() -> None:
+    """Karate over seeds 0-9: Hearth +24% mean, personalised PageRank +22%, Adamic-Adar +6%,
+    EASE -5%, user-kNN -3%, item-kNN -29% (NDCG@10 lift over popularity). The target is missed
+    by every method, Hearth included; what Hearth adds over the best reference is small."""
+    result = evaluate_seeds(graphs.karate, HashingEmbedder(128), range(10))
+    methods = result["kinds"]["people"]["methods"]
+    hearth = methods["hearth"]["lift"]["mean"]
+    for method in ("user_knn", "item_knn", "ease", "ppr", "adamic_adar"):
+        assert methods[method]["lift"]["mean"] < hearth, (method, methods[method]["lift"], hearth)
+        assert methods[method]["lift"]["at_target"] < 10, method
+
+
+def test_evaluate_seeds_summarises_each_seed_s_evaluation() -> None:
+    seeds = [3, 4, 5]
+    result = evaluate_seeds(graphs.karate, HashingEmbedder(32), seeds, references=False)
+    single = [evaluate(graphs.karate(s), HashingEmbedder(32), seed=s, references=False) for s in seeds]
+    lifts = [r["kinds"]["people"]["ndcg_lift_vs_popularity"] for r in single]
+    summary = result["kinds"]["people"]["methods"]["hearth"]
+    assert result["seeds"] == seeds and result["kinds"]["people"]["seeds"] == 3
+    assert summary["lift"]["values"] == lifts
+    assert summary["lift"]["min"] == min(lifts) and summary["lift"]["max"] == max(lifts)
+    assert summary["lift"]["mean"] == pytest.approx(sum(lifts) / 3, abs=1e-4)
+    assert summary["lift"]["at_target"] == sum(x >= 0.30 for x in lifts)
+    ndcg = [r["kinds"]["people"]["hearth"]["ndcg@10"] for r in single]
+    assert summary["ndcg@10"] == {"mean": pytest.approx(sum(ndcg) / 3, abs=1e-4), "min": min(ndcg)}
+    assert set(result["kinds"]["people"]["methods"]) == {"hearth", "popularity", "recent", "random"}
+    assert "hearth" in format_seeds_table(result)
+    with pytest.raises(ValueError, match="at least one seed"):
+        evaluate_seeds(graphs.karate, HashingEmbedder(32), [])
 
 
 def test_hearth_beats_popularity_on_a_synthetic_community() -> None:
@@ -317,7 +356,49 @@ def test_graph_corpora_have_the_documented_shape() -> None:
     davis = graphs.davis()
     assert len(davis.members) == 18 and len(davis.items) == 14
     assert len(davis.interactions) == 89 and all(x.kind == "attend" for x in davis.interactions)
+    # Undated events (every one a candidate at every request); the seed orders the attendances.
+    assert all(i.created_at is None and i.starts_at is None for i in davis.items.values())
+    assert len({x.ts for x in davis.interactions}) == 89
+    assert graphs.davis(seed=1).interactions != davis.interactions
+    assert sorted((x.member, x.target) for x in graphs.davis(seed=1).interactions) == sorted(
+        (x.member, x.target) for x in davis.interactions
+    )
     assert graphs.lesmis().interactions == graphs.lesmis().interactions  # deterministic
     assert graphs.karate(seed=1).interactions != karate.interactions  # the seed orders the ties
     with pytest.raises(ValueError, match="unknown graph"):
         graphs.load("facebook")
+
+
+def test_run_command_summarises_seeds_and_refuses_bad_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `hearth eval recommend --seeds 0-9` runs (the CLI flag passes the string through)."""
+    printed: list[str] = []
+
+    def run(seeds: str, *, as_json: bool = True, write: Path | None = None) -> int:
+        return run_command(
+            data=None,
+            graph="davis",
+            synthetic_members=None,
+            seed=7,
+            write=write,
+            embedder_spec="hashing",
+            as_json=as_json,
+            echo=printed.append,
+            seeds=seeds,
+        )
+
+    assert run("0-1,5") == 0
+    payload = json.loads(printed[-1])
+    assert payload["seeds"] == [0, 1, 5] and payload["data"] == "graph:davis"
+    expected = evaluate_seeds(graphs.davis, HashingEmbedder(256), [0, 1, 5])
+    assert payload["kinds"]["event"]["methods"]["ease"] == expected["kinds"]["event"]["methods"]["ease"]
+    assert run("0-1", as_json=False) == 0
+    assert "ease" in printed[-1] and ">=30%" in printed[-1]
+    assert parse_seeds("0-3,8,2") == [0, 1, 2, 3, 8]
+    for bad in ("a-b", "3-1", ""):
+        assert run(bad) == 2
+        assert "--seeds must look like" in capsys.readouterr().err
+    out = tmp_path / "x.jsonl"
+    assert run("0-1", write=out) == 2
+    assert "--write writes one corpus" in capsys.readouterr().err and not out.exists()
