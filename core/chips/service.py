@@ -497,10 +497,13 @@ def reverse(
         raise missing
     ctx = context_via(session, actor, tx.community_id, missing)
     ctx.require_role(Role.MODERATOR)
+    redeemed = tx.subject_id if tx.kind == TxKind.REDEEM and tx.subject_type == "redemption_order" else None
+    if redeemed is not None:
+        redemption_access.lock_order_member(session, redeemed)  # before the ledger's account locks
     posted = ledger.reverse(session, tx.id, key=key, actor_id=actor.id, memo=data.reason)
-    if not posted.replayed and tx.kind == TxKind.REDEEM and tx.subject_id is not None:
+    if not posted.replayed and redeemed is not None:
         # The member has their chips back: what the order bought goes too (a seat, a trial).
-        redemption_access.withdraw(session, tx.subject_id, actor.id, utcnow())
+        redemption_access.withdraw(session, redeemed, actor.id, utcnow())
     if not posted.replayed:
         audit.record(
             session,

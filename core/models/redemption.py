@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
@@ -53,6 +53,8 @@ class RedemptionOffer(IdMixin, CreatedMixin, Base):
     access_ref: Mapped[str | None] = mapped_column(String(100))
     # How long a vip_trial lasts (required for that kind, NULL for every other).
     trial_days: Mapped[int | None] = mapped_column(Integer)
+    # Access offers only: redeeming fulfils the order at once (no step for the issuer).
+    instant: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     price: Mapped[int] = mapped_column(BigInteger)
     stock: Mapped[int | None] = mapped_column(Integer)
     per_member_limit: Mapped[int | None] = mapped_column(Integer)

@@ -14,7 +14,9 @@
   fulfils) and the seat keeps admitting them to the course; one live seat per course.
 - Access is checked when the member redeems (so nobody pays for what cannot be granted) and
   again when the issuer fulfils (things may have changed meanwhile: the order then stays
-  pending and the issuer or the member cancels it, which returns the chips).
+  pending and the issuer or the member cancels it, which returns the chips). An `instant`
+  offer is fulfilled by the redemption itself: the member pays and has the access in one
+  request, with nothing for the issuer to do (only access offers may be instant).
 - Cancelled and expired orders grant nothing. A moderator's reversal of a fulfilled order's
   ledger transaction returns the chips, so it withdraws the access too: the trial loses the
   days that order added and not yet used, the seat is revoked and the member is unenrolled
@@ -35,6 +37,7 @@ from core.courses import repository as courses_repo
 from core.errors import Conflict, InvalidInput, PermissionDenied
 from core.models import (
     AccessGrant,
+    Chip,
     Course,
     Enrollment,
     GrantKind,
@@ -60,11 +63,15 @@ def validate_offer(
     kind: OfferKind,
     access_ref: str | None,
     trial_days: int | None,
+    instant: bool,
 ) -> None:
     """Refuse an offer (new, or as a patch leaves it) whose access cannot be granted."""
     if kind != OfferKind.VIP_TRIAL and trial_days is not None:
         raise InvalidInput("`trial_days` is for vip_trial offers only", code="trial_days_not_applicable")
     if kind not in ACCESS_KINDS:
+        if instant:
+            # Goods, services and calls are delivered by a person: the issuer fulfils them.
+            raise InvalidInput("only access offers are granted instantly", code="instant_not_applicable")
         return
     if not (ctx.role is not None and ctx.role.at_least(Role.ADMIN)):
         raise PermissionDenied(
@@ -98,12 +105,19 @@ def _course(session: Session, community_id: int, ref: str, error: type[InvalidIn
 # --- redeeming and fulfilling ----------------------------------------------------------------------
 
 
-def check_redeemable(session: Session, offer: RedemptionOffer, member_id: int, quantity: int) -> None:
+def check_redeemable(
+    session: Session, offer: RedemptionOffer, chip: Chip, member_id: int, quantity: int
+) -> None:
     """Refuse a redemption whose access could not be granted (nothing is held yet)."""
     if offer.kind not in ACCESS_KINDS:
         return
     if quantity != 1:
         raise InvalidInput("access is redeemed one at a time", code="access_quantity")
+    if chip.issuer_id is not None:
+        seller = repo.membership(session, offer.community_id, chip.issuer_id)
+        if seller is None or seller.status != MembershipStatus.ACTIVE or not seller.role.at_least(Role.ADMIN):
+            # Listed by an admin who is one no longer: nobody could grant it.
+            raise Conflict("this offer is not available", code="offer_inactive")
     membership = repo.membership(session, offer.community_id, member_id)
     assert membership is not None  # the caller checked the member
     _check(session, offer, membership, utcnow())
@@ -128,6 +142,11 @@ def _check(session: Session, offer: RedemptionOffer, membership: Membership, now
     if repo.has_live_seat(session, course.id, membership.user_id):
         raise Conflict("you already hold a seat in this course", code="seat_already_held")
     return course
+
+
+def lock_member(session: Session, community_id: int, user_id: int) -> None:
+    """Take the lock `grant` takes, ahead of ledger accounts (for a redemption granted at once)."""
+    repo.lock_membership(session, community_id, user_id)
 
 
 def grant(
@@ -197,13 +216,21 @@ def _enrol(session: Session, course_id: int, user_id: int, now: datetime) -> Non
 # --- reversal ---------------------------------------------------------------------------------------
 
 
+def lock_order_member(session: Session, order_id: int) -> None:
+    """Lock the membership `withdraw` will lock, before a reversal locks ledger accounts
+    (memberships come before accounts everywhere: tips, fulfilment, instant redemption)."""
+    order = session.get(RedemptionOrder, order_id)
+    if order is not None:
+        repo.lock_membership(session, order.community_id, order.member_id)
+
+
 def withdraw(session: Session, order_id: int, by: int | None, now: datetime) -> bool:
     """Take back what the order granted (a moderator reversed its payment). Idempotent:
     False when it granted nothing or was withdrawn already."""
     found = repo.grant_of_order(session, order_id)
     if found is None or found.revoked_at is not None:
         return False
-    # The membership lock first (as `grant`), then re-read the grant under it.
+    # The membership lock (taken already by `lock_order_member`), then the grant re-read.
     membership = repo.lock_membership(session, found.community_id, found.user_id)
     row = repo.grant_of_order(session, order_id)
     assert row is not None

@@ -26,6 +26,9 @@ class OfferIn(Input):
     # vip_trial: a tier key of the community; course_seat: a course id; free text otherwise.
     access_ref: AccessRef | None = None
     trial_days: TrialDays | None = None  # vip_trial only (required there)
+    # Access offers only: redeeming grants the access at once (the order is fulfilled in the
+    # same request), with no step for the issuer.
+    instant: bool = False
     price: Price
     stock: Stock | None = None
     per_member_limit: PerMember | None = None
@@ -41,6 +44,7 @@ class OfferPatch(Input):
     description: LongText | None = None
     access_ref: AccessRef | None = None
     trial_days: TrialDays | None = None
+    instant: bool | None = None
     price: Price | None = None
     stock: Stock | None = None
     per_member_limit: PerMember | None = None
@@ -58,6 +62,7 @@ class OfferOut(Output):
     kind: OfferKind
     access_ref: str | None
     trial_days: int | None
+    instant: bool
     price: int
     stock: int | None
     per_member_limit: int | None

@@ -53,6 +53,7 @@ _OFFER_FIELDS = [
     "per_member_limit",
     "active",
     "hold_seconds",
+    "instant",
 ]
 
 
@@ -103,7 +104,7 @@ def create_offer(session: Session, actor: Actor, community_id: int, data: OfferI
     if data.settlement == Settlement.ISSUER and chip.issuer_id is None:
         # The community chip has no issuer wallet: its redemptions can only be burned.
         raise InvalidInput("community chip offers settle by burning", code="invalid_settlement")
-    access.validate_offer(session, ctx, data.kind, data.access_ref, data.trial_days)
+    access.validate_offer(session, ctx, data.kind, data.access_ref, data.trial_days, data.instant)
     offer = RedemptionOffer(community_id=community_id, created_by=actor.id, **data.model_dump())
     session.add(offer)
     session.flush()
@@ -126,16 +127,17 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
     locked = repo.lock_offer(session, offer_id)
     assert locked is not None
     changes = patch.model_dump(exclude_unset=True)
-    for name in ("title", "description", "price", "active"):
+    for name in ("title", "description", "price", "active", "instant"):
         if name in changes and changes[name] is None:
             raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
-    if {"access_ref", "trial_days"} & changes.keys() or locked.kind in access.ACCESS_KINDS:
+    if {"access_ref", "trial_days", "instant"} & changes.keys() or locked.kind in access.ACCESS_KINDS:
         access.validate_offer(
             session,
             ctx,
             locked.kind,
             changes.get("access_ref", locked.access_ref),
             changes.get("trial_days", locked.trial_days),
+            changes.get("instant", locked.instant),
         )
     audit.apply_changes(
         session,
@@ -281,16 +283,19 @@ def redeem(
                 code="redemption_limit_reached",
                 extra={"limit": offer.per_member_limit, "used": used},
             )
-    access.check_redeemable(session, offer, actor.id, data.quantity)
+    access.check_redeemable(session, offer, chip, actor.id, data.quantity)
     total = offer.price * data.quantity
     now = utcnow()
     expires_at = now + timedelta(seconds=offer.hold_seconds) if offer.hold_seconds else None
+    if offer.instant:
+        # Granted in this request: the membership is locked before any ledger account (as
+        # in fulfilment), and the wallet with the settlement account at once, in id order.
+        access.lock_member(session, offer.community_id, actor.id)
     # All or nothing: a refusal after the stock is claimed rolls the savepoint back.
     with session.begin_nested():
         if not repo.claim_stock(session, offer.id, data.quantity):
             raise Conflict("this offer is out of stock", code="out_of_stock")
         account = ledger.open_account(session, chip, actor.id)
-        ledger.lock_accounts(session, [account.id])
         order = RedemptionOrder(
             community_id=offer.community_id,
             offer_id=offer.id,
@@ -304,6 +309,10 @@ def redeem(
             idempotency_key=key,
             note=data.note,
         )
+        locked_ids = [account.id]
+        if offer.instant:
+            locked_ids.append(_settlement_account(session, order, chip))
+        ledger.lock_accounts(session, locked_ids)
         session.add(order)
         session.flush()
         hold = ledger.place_hold(
@@ -316,6 +325,10 @@ def redeem(
         )
         order.hold_id = hold.id
         session.flush()
+        granted = None
+        if offer.instant:
+            granted = access.grant(session, order, offer, now)
+            _capture(session, order, chip, hold, now)
     session.refresh(offer)
     audit.record(
         session,
@@ -325,7 +338,10 @@ def redeem(
         community_id=order.community_id,
         after=audit.snapshot(order, ["offer_id", "quantity", "total", "hold_id"]),
     )
-    jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "requested")
+    if offer.instant:
+        _record_fulfilled(session, actor, order, granted)
+    else:
+        jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "requested")
     return order_view(session, order), True
 
 
@@ -417,10 +433,23 @@ def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     # The access first (it locks the membership, which comes before ledger accounts); a
     # refusal here leaves the order pending and nothing written.
     granted = access.grant(session, order, offer, now)
+    _capture(session, order, chip, hold, now)
+    order.resolved_by = actor.id
+    session.flush()
+    _record_fulfilled(session, actor, order, granted)
+    return order_view(session, order)
+
+
+def _settlement_account(session: Session, order: RedemptionOrder, chip: Chip) -> int:
+    """Where the order's chips go: the issuer's wallet, or the issuance account (burned)."""
     if order.settlement == Settlement.ISSUER and chip.issuer_id is not None:
-        target = ledger.open_account(session, chip, chip.issuer_id).id
-    else:
-        target = ledger.issuance_account(session, chip.id).id
+        return ledger.open_account(session, chip, chip.issuer_id).id
+    return ledger.issuance_account(session, chip.id).id
+
+
+def _capture(session: Session, order: RedemptionOrder, chip: Chip, hold: LedgerHold, now: datetime) -> None:
+    """Post the order's REDEEM transaction from its hold and mark it fulfilled."""
+    target = _settlement_account(session, order, chip)
     ledger.lock_accounts(session, [hold.account_id, target])
     posted = ledger.post(
         session,
@@ -437,15 +466,22 @@ def fulfil_order(session: Session, actor: Actor, order_id: int) -> OrderOut:
     )
     order.status = OrderStatus.FULFILLED
     order.transaction_id = posted.transaction_id
-    order.resolved_by = actor.id
     order.resolved_at = now
     session.flush()
-    after: dict[str, object] = {"transaction_id": posted.transaction_id, "settlement": order.settlement.value}
+
+
+def _record_fulfilled(
+    session: Session, actor: Actor, order: RedemptionOrder, granted: AccessGrant | None
+) -> None:
+    after: dict[str, object] = {
+        "transaction_id": order.transaction_id,
+        "settlement": order.settlement.value,
+        "instant": order.resolved_by is None,
+    }
     if granted is not None:
         after["access_grant_id"] = granted.id
     audit.record(session, actor, "redemption.fulfilled", order, community_id=order.community_id, after=after)
     jobs.enqueue(session, ORDER_CHANGED_JOB, order.id, "fulfilled")
-    return order_view(session, order)
 
 
 def _release(session: Session, order: RedemptionOrder, status: OrderStatus, by: int | None) -> None:
@@ -560,8 +596,9 @@ def expire_orders(units: Session | UnitOfWork, now: datetime | None = None, *, l
 
 
 def notify_order(session: Session, order_id: int, change: str) -> int:
-    """Tell the other side about a state change: issuers hear of requests and member
-    cancellations, members of fulfilment, issuer cancellations and expiry."""
+    """Tell the other side about a state change: issuers hear of requests, instant
+    fulfilments (the member's own redemption) and member cancellations; members of
+    fulfilment, issuer cancellations and expiry."""
     from core.notifications import service as notifications
 
     order = session.get(RedemptionOrder, order_id)
@@ -573,7 +610,8 @@ def notify_order(session: Session, order_id: int, change: str) -> int:
     issuer_id = chip.issuer_id if chip.issuer_id is not None else offer.created_by
     recipient: int = order.member_id
     actor_id: int | None = order.resolved_by
-    if change == "requested" or (change == "cancelled" and order.resolved_by == order.member_id):
+    instant = change == "fulfilled" and order.resolved_by is None  # the member's own redemption
+    if change == "requested" or instant or (change == "cancelled" and order.resolved_by == order.member_id):
         recipient, actor_id = issuer_id, order.member_id
     if recipient == actor_id:
         return 0

@@ -214,7 +214,9 @@ def test_reversal_is_for_moderators_and_audited(client: TestClient, session: Ses
     assert (replay.status_code, replay.json()["id"]) == (200, done.json()["id"])
     twice = client.post(url, json={"reason": "minted twice"}, headers=with_key(session, mod, "r-4"))
     assert (twice.status_code, twice.json()["error"]) == (409, "already_reversed")
-    rows = session.scalars(select(AuditLog).where(AuditLog.action == "ledger.reverse")).all()
+    rows = session.scalars(
+        select(AuditLog).where(AuditLog.community_id == community.id, AuditLog.action == "ledger.reverse")
+    ).all()
     assert [(r.actor_user_id, r.target_id, r.after) for r in rows] == [
         (mod.id, minted["id"], {"reversal_id": done.json()["id"], "reason": "minted twice"})
     ]

@@ -2,7 +2,7 @@
 ring-detection queue.
 
 - `access_grants`: what each fulfilled access order granted; `memberships.trial_tier_id` and
-  `trial_ends_at`: the running tier trial; `redemption_offers.trial_days`.
+  `trial_ends_at`: the running tier trial; `redemption_offers.trial_days` and `instant`.
 - every community created before the chip economy gets its community chip (and the chip's
   issuance account), as `core.chips.community.ensure_community_chip` would make it.
 - `tips.ring_scanned`: tips no ring detection has examined yet. Existing tips start
@@ -35,6 +35,7 @@ def upgrade() -> None:
         batch.create_foreign_key("fk_memberships_trial_tier_id_tiers", "tiers", ["trial_tier_id"], ["id"])
     with op.batch_alter_table("redemption_offers") as batch:
         batch.add_column(sa.Column("trial_days", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("instant", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch.create_check_constraint(
             op.f("ck_redemption_offers_trial_days_positive"), "trial_days IS NULL OR trial_days > 0"
         )
@@ -199,6 +200,7 @@ def downgrade() -> None:
     op.drop_table("access_grants")
     with op.batch_alter_table("redemption_offers") as batch:
         batch.drop_constraint(op.f("ck_redemption_offers_trial_days_positive"), type_="check")
+        batch.drop_column("instant")
         batch.drop_column("trial_days")
     with op.batch_alter_table("memberships") as batch:
         batch.drop_constraint("fk_memberships_trial_tier_id_tiers", type_="foreignkey")

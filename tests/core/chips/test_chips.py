@@ -411,7 +411,11 @@ def test_only_moderators_reverse_and_every_reversal_is_audited(session: Session,
     with pytest.raises(Conflict) as exc:
         chips.reverse(session, Actor(town.mod), sent.id, ReasonIn(reason="again"), key())
     assert exc.value.code == "already_reversed"
-    rows = session.scalars(select(AuditLog).where(AuditLog.action == "ledger.reverse")).all()
+    rows = session.scalars(
+        select(AuditLog).where(
+            AuditLog.community_id == town.community.id, AuditLog.action == "ledger.reverse"
+        )
+    ).all()
     assert [(r.target_id, r.actor_user_id, r.after) for r in rows] == [
         (sent.id, town.mod.id, {"reversal_id": out.id, "reason": "sent by mistake"})
     ]
@@ -429,7 +433,11 @@ def test_a_reversal_that_would_overdraw_is_refused_and_changes_nothing(session: 
         chips.reverse(session, Actor(town.mod), minted, ReasonIn(reason="fraud"), key())
     assert exc.value.code == "insufficient_funds"
     assert tx_count(session) == before
-    assert not session.scalars(select(AuditLog).where(AuditLog.action == "ledger.reverse")).all()
+    assert not session.scalars(
+        select(AuditLog).where(
+            AuditLog.community_id == town.community.id, AuditLog.action == "ledger.reverse"
+        )
+    ).all()
 
 
 def test_issuance_accounts_are_not_member_wallets(session: Session, town: Town) -> None:

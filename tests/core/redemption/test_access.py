@@ -18,11 +18,20 @@ from core.conversation.schemas import ChannelIn
 from core.courses import service as courses
 from core.courses.schemas import CourseIn, LessonIn
 from core.errors import Conflict, InvalidInput, PermissionDenied
-from core.models import AccessGrant, Enrollment, Membership, OrderStatus, RedemptionOrder, Role, User
+from core.models import (
+    AccessGrant,
+    Enrollment,
+    Membership,
+    Notification,
+    OrderStatus,
+    RedemptionOrder,
+    Role,
+    User,
+)
 from core.redemption import service as redemption
-from core.redemption.schemas import OfferOut, OfferPatch, RedeemIn
+from core.redemption.schemas import OfferIn, OfferOut, OfferPatch, RedeemIn
 from tests.core.redemption.conftest import Market, assert_invariants
-from tests.factories import add_member, fund, make_community
+from tests.factories import add_member, fund, issue_chip, make_community
 
 
 def _course(session: Session, market: Market, min_tier: str | None = "vip", *, publish: bool = True) -> int:
@@ -361,3 +370,69 @@ def test_the_issuer_sees_whom_to_call(session: Session, market: Market) -> None:
     ).items
     assert (seen.member_id, seen.member_name, seen.note) == (member.id, member.display_name, "evenings")
     assert redemption.fulfil_order(session, Actor(market.creator), order.id).access is None
+
+
+# --- instant access -------------------------------------------------------------------------------
+
+
+def test_an_instant_offer_grants_in_the_redemption_itself(session: Session, market: Market) -> None:
+    member = market.members[0]
+    course_id = _course(session, market, "vip")
+    offer = market.offer(
+        session, market.gold, kind="course_seat", access_ref=str(course_id), price=10, instant=True
+    )
+    assert offer.instant
+    order, created = redemption.redeem(session, Actor(member), offer.id, RedeemIn(), "instant")
+    assert created and order.status == OrderStatus.FULFILLED and order.resolved_by is None
+    assert order.access is not None and order.access.course_id == course_id
+    assert market.wallet(session, member, market.gold) == (90, 0)
+    assert courses.get_course(session, Actor(member), course_id).enrolled
+    # A retry answers with the same order, fulfilled once.
+    again, created_again = redemption.redeem(session, Actor(member), offer.id, RedeemIn(), "instant")
+    assert (again.id, created_again, again.status) == (order.id, False, OrderStatus.FULFILLED)
+    # A refusal changes nothing: no hold, no stock taken, no order.
+    with pytest.raises(Conflict) as held:
+        redemption.redeem(session, Actor(member), offer.id, RedeemIn(), "instant-2")
+    assert held.value.code == "seat_already_held"
+    assert market.wallet(session, member, market.gold) == (90, 0)
+    # The issuer hears of it (there is nothing for them to do).
+    notified = redemption.notify_order(session, order.id, "fulfilled")
+    assert notified == 1
+    note = session.scalars(select(Notification).where(Notification.subject_id == order.id)).one()
+    assert (note.user_id, note.kind, note.actor_id) == (offer.created_by, "redemption_fulfilled", member.id)
+    assert_invariants(session, market.community.id)
+
+
+def test_an_instant_trial_refused_when_another_runs_holds_nothing(session: Session, market: Market) -> None:
+    member = market.members[1]
+    _buy(session, market, member, _trial_offer(session, market, "member", days=3).id, "m")
+    instant = market.offer(
+        session, market.gold, kind="vip_trial", access_ref="vip", trial_days=7, price=10, instant=True
+    )
+    with pytest.raises(Conflict) as running:
+        redemption.redeem(session, Actor(member), instant.id, RedeemIn(), "vip-now")
+    assert running.value.code == "trial_running"
+    assert market.wallet(session, member, market.gold) == (90, 0)
+
+
+def test_instant_is_for_access_offers_and_sellers_must_still_be_admins(
+    session: Session, market: Market
+) -> None:
+    with pytest.raises(InvalidInput) as goods:
+        market.offer(session, kind="goods", instant=True)
+    assert goods.value.code == "instant_not_applicable"
+    admin = add_member(session, market.community, role=Role.ADMIN)
+    chip = issue_chip(session, market.community, admin, symbol="ADM")
+    fund(session, chip, market.members[2], 40)
+    course_id = _course(session, market)
+    offer = redemption.create_offer(
+        session,
+        Actor(admin),
+        market.community.id,
+        OfferIn(chip_id=chip.id, title="Seat", kind="course_seat", access_ref=str(course_id), price=5),
+    )
+    _membership(session, market, admin).role = Role.MEMBER  # demoted since
+    session.flush()
+    with pytest.raises(Conflict) as gone:
+        redemption.redeem(session, Actor(market.members[2]), offer.id, RedeemIn(), "from-ex-admin")
+    assert gone.value.code == "offer_inactive"
