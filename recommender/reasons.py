@@ -30,6 +30,7 @@ CODES: dict[str, tuple[str, ...]] = {
     "shared_interest": ("topic",),
     "friends_joined": ("n", "name", "action"),
     "also_joined": ("title", "action"),
+    "popular_with": ("title", "action"),
     "similar_to": ("title", "action"),
     "popular": ("n",),
     "many_followers": ("n",),
@@ -123,6 +124,8 @@ def _en(code: str, p: Mapping[str, str | int]) -> str:
             return f"{p['name']}, whom you follow, {did}"
         case "also_joined":
             return f"People who {_action(_DID, 'en', p['action'])} {_q('en', p['title'])} chose this too"
+        case "popular_with":
+            return f"Popular with people who {_action(_DID, 'en', p['action'])} {_q('en', p['title'])}"
         case "similar_to":
             return f"Similar to {_q('en', p['title'])}, which you {_action(_DID, 'en', p['action'])}"
         case "popular":
@@ -222,6 +225,9 @@ def _zh(code: str, p: Mapping[str, str | int], lang: Lang) -> str:
         case "also_joined":
             chose = "的人也選了這個" if tw else "的人也选了这个"
             return f"{_action(_DID, lang, p['action'])}{_q(lang, p['title'])}{chose}"
+        case "popular_with":
+            liked = "的人歡迎" if tw else "的人欢迎"
+            return f"很受{_action(_DID, lang, p['action'])}{_q(lang, p['title'])}{liked}"
         case "similar_to":
             return f"和你{_action(_DID, lang, p['action'])}的{_q(lang, p['title'])}相似"
         case "popular":

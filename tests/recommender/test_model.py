@@ -401,3 +401,43 @@ def test_a_page_does_not_repeat_one_reason_when_another_is_true() -> None:
     first, second = recs["ev:1"], recs["ev:2"]
     assert first != second  # the same crowd chose both: one says so, the other gives its next reason
     assert "also_joined" in {first.code, second.code}
+
+
+def test_people_whom_co_participants_follow_come_first_with_their_crowd_as_reason() -> None:
+    """u shares a book club with p1-p3, who all follow the guide and each three friends of their
+    own; a celebrity has more followers, who share nothing with u. The walk from u ranks the
+    co-participants first (the guide is one step further, its mass shared with nine friends);
+    the person they all follow is the better suggestion ("people like you follow them")."""
+    c = Corpus()
+    friends = [(p, f"{p}-q{n}") for p in ("p1", "p2", "p3") for n in range(3)]
+    for mid in (
+        "u",
+        "p1",
+        "p2",
+        "p3",
+        "guide",
+        "celeb",
+        *(f"f{n}" for n in range(6)),
+        *(q for _, q in friends),
+    ):
+        c.members[mid] = member(mid)
+    c.interactions += [x(p, q, "follow") for p, q in friends]
+    c.items["ev:club"] = item("ev:club", "event", "山野讀書會")
+    c.items["ev:gala"] = item("ev:gala", "event", "年度晚會")
+    c.interactions += [x(m, "ev:club", "rsvp") for m in ("u", "p1", "p2", "p3")]
+    c.interactions += [x(p, "guide", "follow") for p in ("p1", "p2", "p3")]
+    c.interactions += [x(f"f{n}", "celeb", "follow") for n in range(6)]
+    c.interactions += [x(f"f{n}", "ev:gala", "rsvp") for n in range(6)]
+    recs = RecommenderModel.fit(c, EMB, now=NOW).recommend("u", "people", 3)
+    assert recs[0].id == "guide", [(r.id, r.score) for r in recs]
+    assert recs[0].reason.code == "popular_with"
+    assert recs[0].reason.params == {"title": "山野讀書會", "action": "rsvp"}
+    # A graph of ties alone (no events, courses or threads) has no such channel: nothing changes.
+    ties = Corpus(members=dict(c.members), interactions=[i for i in c.interactions if i.target in c.members])
+    plain = RecommenderModel.fit(
+        ties, EMB, now=NOW, weights={"people": replace(DEFAULT_WEIGHTS["people"], cf=0.0)}
+    )
+    model = RecommenderModel.fit(ties, EMB, now=NOW)
+    assert [(r.id, r.score) for r in model.recommend("p1", "people", 5)] == [
+        (r.id, r.score) for r in plain.recommend("p1", "people", 5)
+    ]

@@ -18,8 +18,8 @@ SAMPLE: dict[str, str | int] = {
     "tier": "vip",
 }
 # Characters that only one of the two Chinese scripts uses, among those the reasons contain.
-TRADITIONAL_ONLY = set("蹤們賞覆過報發後開會員課選這個參與熱門為薦級興趣")
-SIMPLIFIED_ONLY = set("踪们赏复过报发后开会员课选这个参与热门为荐级兴趣")
+TRADITIONAL_ONLY = set("蹤們賞覆過報發後開會員課選這個參與熱門為薦級興趣歡")
+SIMPLIFIED_ONLY = set("踪们赏复过报发后开会员课选这个参与热门为荐级兴趣欢")
 
 
 def reason(code: str, **override: str | int) -> Reason:
