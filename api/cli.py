@@ -140,7 +140,19 @@ def bench_ledger(
     ] = False,
     members: Annotated[int, typer.Option(min=20)] = 10_000,
     creators: Annotated[int, typer.Option(min=1)] = 10,
-    clients: Annotated[int, typer.Option(min=1, help="concurrent client processes")] = 8,
+    clients: Annotated[
+        int, typer.Option(min=1, help="concurrent clients (single transfers: threads of one API process)")
+    ] = 8,
+    processes: Annotated[
+        int, typer.Option(min=1, help="API processes of the multi-process single-transfer variant (1 = skip)")
+    ] = 2,
+    session_path: Annotated[
+        bool,
+        typer.Option(
+            "--session-path/--no-session-path",
+            help="also measure single transfers with a COMMIT each (the path before group commit)",
+        ),
+    ] = True,
     duration: Annotated[float, typer.Option(help="seconds measured per single-transfer scenario")] = 8.0,
     warmup: Annotated[float, typer.Option(help="seconds of warm-up per client")] = 1.5,
     batch_size: Annotated[int, typer.Option(min=1)] = 1_000,
@@ -162,6 +174,8 @@ def bench_ledger(
         members=members,
         creators=min(creators, members // 2),
         clients=clients,
+        processes=processes,
+        scenarios=("single", *(("single_session",) if session_path else ()), "batch", "matching"),
         duration=duration,
         warmup=warmup,
         batch_size=batch_size,

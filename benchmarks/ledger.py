@@ -2,11 +2,17 @@
 
 What is measured, and why this way:
 
-- Single transfers go through the service layer exactly as a request does:
-  a fresh SQLAlchemy Session per unit of work, `core.ledger.service.transfer`,
-  then `commit()`. Latency is that whole unit of work, commit (fsync) included.
-- Concurrent clients are separate OS processes, each with its own engine, so the
-  figures measure the ledger and PostgreSQL, not the GIL of the benchmark.
+- Single transfers ("single") go through the service layer as an API process runs
+  them: N client threads in one process (each a request thread: a fresh Session,
+  `core.ledger.group.transfer`, one transfer at a time) share that process's group
+  committer, and each waits for its durable result. Latency is that whole unit of
+  work, the COMMIT (fsync) included. "entries_per_commit" says how many transfers
+  one COMMIT carried on average. A multi-process variant (`processes` x clients /
+  processes threads, "uniform_2x4_clients") has several committers lock the same
+  hot accounts at once.
+- "single_session" keeps the path before group commit measured (the one tips still
+  take): `core.ledger.service.transfer` and a COMMIT per transfer, each client a
+  separate OS process with its own engine.
 - "hot" sends 80% of the transfers to 10 creators: contention on a few rows.
 - The batch API is `core.ledger.service.post_batch`, one commit per batch; concurrent
   batch clients work on disjoint slices of the wallets ("sharded": true), as payout
@@ -29,6 +35,7 @@ import platform
 import random
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -53,7 +60,8 @@ class BenchConfig:
     reset: bool = False
     check_chains: bool = True
     seed: int = 7
-    scenarios: tuple[str, ...] = ("single", "batch", "matching")
+    processes: int = 2  # the multi-process variant of single transfers: processes x (clients / processes)
+    scenarios: tuple[str, ...] = ("single", "single_session", "batch", "matching")
     baseline_seconds: float = 8.0  # pgbench -N with the same number of clients; 0 = skip
     progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
@@ -268,13 +276,15 @@ class ClientJob:
     world: World
     mode: str  # "uniform" | "hot"
     kind: str  # "single" | "batch" | "order"
-    client_no: int
+    client_no: int  # the process's number; its threads are clients threads * client_no + t
     run_tag: str
     warmup: float
     duration: float
     batch_size: int
     seed: int
     shard: tuple[int, int] | None = None  # batch clients work on disjoint slices of the wallets
+    threads: int = 1  # concurrent clients in this process, each with one unit of work in flight
+    path: str = "group"  # single transfers: "group" (the process's committer) | "session" (own commit)
 
 
 def _pick(rng: random.Random, job: ClientJob, accounts: list[int]) -> tuple[int, int]:
@@ -290,25 +300,29 @@ def _pick(rng: random.Random, job: ClientJob, accounts: list[int]) -> tuple[int,
 
 
 def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
+    """One client process: `job.threads` threads, each one unit of work at a time.
+
+    Single transfers on the "group" path share this process's group committer, as the
+    request threads of one API process do; on the "session" path each unit of work
+    commits its own transaction (the path before group commit, and the one tips take).
+    """
     from sqlalchemy.orm import Session
 
-    from core.db import make_engine, session_factory
-    from core.ledger import service as ledger
-    from core.models import TxKind
-
-    engine = make_engine(job.url, pool_size=1, max_overflow=0)
-    factory = session_factory(engine)
     from core.access import Actor
-    from core.models import User
+    from core.db import make_engine, session_factory
+    from core.ledger import group
+    from core.ledger import service as ledger
+    from core.models import TxKind, User
 
-    rng = random.Random(job.seed * 1000 + job.client_no)
+    # One connection per thread, and one for the committer.
+    engine = make_engine(job.url, pool_size=job.threads + 1, max_overflow=0)
+    factory = session_factory(engine)
     world = job.world
     traders = world.owners[:TRADERS]
     accounts = world.accounts if job.shard is None else world.accounts[job.shard[0] : job.shard[1]]
-    counter = 0
+    single = group.transfer if job.path == "group" else ledger.transfer
 
-    def one_unit() -> int:
-        nonlocal counter
+    def one_unit(rng: random.Random, client: int, counter: int) -> int:
         session: Session = factory()
         try:
             if job.kind == "order":
@@ -318,40 +332,37 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
 
                 user = session.get(User, traders[rng.randrange(len(traders))])
                 assert user is not None and world.pair_id is not None
-                counter += 1
                 side = "buy" if rng.random() < 0.5 else "sell"
                 placed, _ = trading.place_order(
                     session,
                     Actor(user),
                     world.pair_id,
                     OrderIn.model_validate({"side": side, "price": 100, "amount": rng.randint(1, 5)}),
-                    f"bench:{job.run_tag}:{job.client_no}:{counter}",
+                    f"bench:{job.run_tag}:{client}:{counter}",
                 )
                 done = len(placed.trades)
             elif job.kind == "single":
                 source, target = _pick(rng, job, accounts)
-                counter += 1
-                ledger.transfer(
+                single(
                     session,
                     community_id=world.community_id,
                     chip_id=world.chip_id,
                     source=source,
                     target=target,
                     amount=1,
-                    key=f"bench:{job.run_tag}:{job.client_no}:{counter}",
+                    key=f"bench:{job.run_tag}:{client}:{counter}",
                     kind=TxKind.TIP,
                 )
                 done = 1
             else:
                 entries = []
-                for _ in range(job.batch_size):
+                for n in range(job.batch_size):
                     source, target = _pick(rng, job, accounts)
-                    counter += 1
                     entries.append(
                         ledger.Entry(
                             community_id=world.community_id,
                             kind=TxKind.TRANSFER,
-                            key=f"bench:{job.run_tag}:{job.client_no}:{counter}",
+                            key=f"bench:{job.run_tag}:{client}:{counter}:{n}",
                             legs=(
                                 ledger.Leg(source, world.chip_id, -1),
                                 ledger.Leg(target, world.chip_id, 1),
@@ -368,27 +379,60 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
         finally:
             session.close()
 
+    outcomes: list[tuple[int, float, list[float]]] = []
+    failures: list[str] = []
+    stats_before: dict[str, float] = {}
+
+    def client_thread(t: int) -> None:
+        client = job.client_no * job.threads + t
+        rng = random.Random(job.seed * 1000 + client)
+        counter = 0
+        try:
+            deadline = time.monotonic() + job.warmup
+            while time.monotonic() < deadline:
+                counter += 1
+                one_unit(rng, client, counter)
+            barrier.wait()
+            if t == 0 and job.kind == "single" and job.path == "group":
+                stats_before.update(_committer_stats(engine))
+            latencies: list[float] = []
+            count = 0
+            start = time.monotonic()
+            deadline = start + job.duration
+            now = start
+            while now < deadline:
+                counter += 1
+                t0 = time.perf_counter()
+                count += one_unit(rng, client, counter)
+                latencies.append(time.perf_counter() - t0)
+                now = time.monotonic()
+            outcomes.append((count, now - start, latencies))
+        except BaseException as exc:  # report, never hang the others on the barrier
+            barrier.abort()
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=client_thread, args=(t,)) for t in range(job.threads)]
     try:
-        deadline = time.monotonic() + job.warmup
-        while time.monotonic() < deadline:
-            one_unit()
-        barrier.wait()
-        latencies: list[float] = []
-        count = 0
-        start = time.monotonic()
-        deadline = start + job.duration
-        now = start
-        while now < deadline:
-            t = time.perf_counter()
-            count += one_unit()
-            latencies.append(time.perf_counter() - t)
-            now = time.monotonic()
-        results.put((job.client_no, count, now - start, latencies, None))
-    except BaseException as exc:  # report, never hang the parent on the barrier
-        barrier.abort()
-        results.put((job.client_no, 0, 0.0, [], f"{type(exc).__name__}: {exc}"))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stats = None
+        if job.kind == "single" and job.path == "group" and not failures:
+            after = _committer_stats(engine)
+            stats = (after["commits"] - stats_before["commits"], after["entries"] - stats_before["entries"])
+        results.put((job.client_no, outcomes, stats, failures[0] if failures else None))
     finally:
+        group.stop(engine)
         engine.dispose()
+
+
+def _committer_stats(engine: Any) -> dict[str, float]:
+    from core.ledger import group
+
+    committer = group.committer(engine)
+    assert committer is not None
+    return committer.stats()
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -398,20 +442,31 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[idx]
 
 
-def run_scenario(cfg: BenchConfig, world: World, *, kind: str, mode: str, clients: int) -> dict[str, Any]:
+def run_scenario(
+    cfg: BenchConfig,
+    world: World,
+    *,
+    kind: str,
+    mode: str,
+    processes: int,
+    threads: int = 1,
+    path: str = "group",
+) -> dict[str, Any]:
+    """`processes` client processes of `threads` client threads each, all measured at once."""
     # forkserver: clean children (no inherited connections) that start in milliseconds,
     # because the server imported SQLAlchemy and the ledger once.
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["benchmarks.ledger", "core.db", "core.ledger.service"])
+    ctx.set_forkserver_preload(["benchmarks.ledger", "core.db", "core.ledger.service", "core.ledger.group"])
+    clients = processes * threads
     barrier = ctx.Barrier(clients)
     results = ctx.Queue()
-    tag = f"{kind}-{mode}-{clients}-{os.getpid()}-{time.time_ns()}"
+    tag = f"{kind}-{path}-{mode}-{processes}x{threads}-{os.getpid()}-{time.time_ns()}"
     duration = cfg.duration if kind == "single" else cfg.batch_duration
     jobs = []
-    for n in range(clients):
+    for n in range(processes):
         shard = None
         if kind == "batch":
-            size = len(world.accounts) // clients
+            size = len(world.accounts) // processes
             shard = (n * size, (n + 1) * size)
         jobs.append(
             ClientJob(
@@ -426,6 +481,8 @@ def run_scenario(cfg: BenchConfig, world: World, *, kind: str, mode: str, client
                 batch_size=cfg.batch_size,
                 seed=cfg.seed,
                 shard=shard,
+                threads=threads,
+                path=path,
             )
         )
     procs = [ctx.Process(target=_client_main, args=(job, barrier, results), daemon=True) for job in jobs]
@@ -436,13 +493,16 @@ def run_scenario(cfg: BenchConfig, world: World, *, kind: str, mode: str, client
         p.join()
     errors = [e for *_, e in collected if e]
     if errors:
-        raise RuntimeError(f"{kind}/{mode}/{clients} clients failed: {errors[0]}")
-    total = sum(c for _, c, _, _, _ in collected)
-    elapsed = max(e for _, _, e, _, _ in collected)
-    latencies = sorted(v for *_, lat, _ in collected for v in lat)
+        raise RuntimeError(f"{kind}/{path}/{mode}/{processes}x{threads} clients failed: {errors[0]}")
+    per_client = [one for _, outcomes, _, _ in collected for one in outcomes]
+    total = sum(count for count, _, _ in per_client)
+    elapsed = max(seconds for _, seconds, _ in per_client)
+    latencies = sorted(v for _, _, lat in per_client for v in lat)
     unit = {"single": "transfer", "batch": "batch", "order": "order"}[kind]
     out: dict[str, Any] = {
         "clients": clients,
+        "processes": processes,
+        "threads_per_process": threads,
         "recipients": mode,
         "transfers": total,
         "seconds": round(elapsed, 3),
@@ -454,6 +514,13 @@ def run_scenario(cfg: BenchConfig, world: World, *, kind: str, mode: str, client
             "mean": round(statistics.fmean(latencies) * 1000, 2) if latencies else 0.0,
         },
     }
+    if kind == "single":
+        out["path"] = path
+        stats = [s for _, _, s, _ in collected if s is not None]
+        if stats:
+            commits = sum(c for c, _ in stats)
+            out["commits"] = commits
+            out["entries_per_commit"] = round(sum(e for _, e in stats) / commits, 2) if commits else 0.0
     if kind == "order":
         del out["transfers"], out["transfers_per_s"], out["recipients"]
         out["orders"] = len(latencies)
@@ -568,7 +635,7 @@ def matching_benchmark(cfg: BenchConfig, world: World) -> tuple[dict[str, Any] |
         out: dict[str, Any] = {"pair_id": world.pair_id, "traders": min(TRADERS, len(world.owners))}
         for clients in sorted({1, cfg.clients}):
             cfg.say(f"matching: {clients} client(s), {cfg.duration:g}s")
-            row = run_scenario(cfg, world, kind="order", mode="book", clients=clients)
+            row = run_scenario(cfg, world, kind="order", mode="book", processes=clients)
             out[f"{clients}_clients"] = row
             cfg.say(f"  {row['orders_per_s']:,.0f} orders/s, {row['fills_per_s']:,.0f} fills/s")
         return out, None
@@ -690,22 +757,40 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         result["baseline"] = pgbench_baseline(cfg)
         cfg.say(f"  {result['baseline'].get('pgbench_tps') or result['baseline'].get('skipped')} tps")
     single: dict[str, Any] = {}
+    single_session: dict[str, Any] = {}
     if "single" in cfg.scenarios:
+        # As an API process runs them: client threads of one process share its group committer.
         for clients in sorted({1, cfg.clients}):
             for mode in ("uniform", "hot"):
-                cfg.say(f"single transfers: {clients} client(s), {mode} recipients, {cfg.duration:g}s")
-                row = run_scenario(cfg, world, kind="single", mode=mode, clients=clients)
+                cfg.say(f"single transfers: {clients} client thread(s), {mode} recipients, {cfg.duration:g}s")
+                row = run_scenario(cfg, world, kind="single", mode=mode, processes=1, threads=clients)
                 single[f"{mode}_{clients}_clients"] = row
+                _say_single(cfg, row)
+        processes = max(1, min(cfg.processes, cfg.clients))
+        if processes > 1:
+            # Several API processes: their committers lock the same hot accounts.
+            threads = max(1, cfg.clients // processes)
+            for mode in ("uniform", "hot"):
                 cfg.say(
-                    f"  {row['transfers_per_s']:,.0f} transfers/s,"
-                    f" p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms"
+                    f"single transfers: {processes} processes x {threads} threads, {mode}, {cfg.duration:g}s"
                 )
+                row = run_scenario(cfg, world, kind="single", mode=mode, processes=processes, threads=threads)
+                single[f"{mode}_{processes}x{threads}_clients"] = row
+                _say_single(cfg, row)
+    if "single_session" in cfg.scenarios:
+        # The path before group commit (and the one tips take): a session and a COMMIT per transfer.
+        for mode in ("uniform", "hot"):
+            cfg.say(f"single transfers, one commit each: {cfg.clients} processes, {mode}, {cfg.duration:g}s")
+            row = run_scenario(cfg, world, kind="single", mode=mode, processes=cfg.clients, path="session")
+            single_session[f"{mode}_{cfg.clients}_clients"] = row
+            _say_single(cfg, row)
     result["single"] = single
+    result["single_session"] = single_session
     batch: dict[str, Any] = {}
     if "batch" in cfg.scenarios:
         for clients in sorted({1, cfg.batch_clients}):
             cfg.say(f"batches of {cfg.batch_size}: {clients} client(s), {cfg.batch_duration:g}s")
-            row = run_scenario(cfg, world, kind="batch", mode="uniform", clients=clients)
+            row = run_scenario(cfg, world, kind="batch", mode="uniform", processes=clients)
             batch[f"{clients}_clients"] = row
             cfg.say(f"  {row['transfers_per_s']:,.0f} transfers/s")
     result["batch"] = batch
@@ -737,11 +822,20 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     return result
 
 
+def _say_single(cfg: BenchConfig, row: dict[str, Any]) -> None:
+    per_commit = f", {row['entries_per_commit']} entries per commit" if "entries_per_commit" in row else ""
+    cfg.say(
+        f"  {row['transfers_per_s']:,.0f} transfers/s,"
+        f" p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms{per_commit}"
+    )
+
+
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
     single, batch = result.get("single", {}), result.get("batch", {})
-    multi = [k for k in single if not k.endswith("_1_clients")]
-    uniform = next((single[k] for k in multi if k.startswith("uniform")), None)
-    hot = next((single[k] for k in multi if k.startswith("hot")), None)
+    # The targets are for the configured number of clients in one API process (group commit).
+    clients = (result.get("config") or {}).get("clients", 8)
+    uniform = single.get(f"uniform_{clients}_clients")
+    hot = single.get(f"hot_{clients}_clients")
     best_batch = max((row["transfers_per_s"] for row in batch.values()), default=None)
     p99 = max((row["p99_ms"] for row in single.values()), default=None)
     pgbench = (result.get("baseline") or {}).get("pgbench_tps")
@@ -783,12 +877,15 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"baseline {result['baseline']['command']}: {result['baseline']['pgbench_tps']:,.0f} tps"
         )
-    lines.append(f"{'scenario':<34}{'transfers/s':>14}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, row in result.get("single", {}).items():
-        lines.append(
-            f"{'single ' + name.replace('_', ' '):<34}{row['transfers_per_s']:>14,.0f}"
-            f"{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
-        )
+    lines.append(f"{'scenario':<34}{'transfers/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'per commit':>10}")
+    for section in ("single", "single_session"):
+        for name, row in result.get(section, {}).items():
+            per_commit = f"{row['entries_per_commit']:>10.1f}" if "entries_per_commit" in row else ""
+            label = section.replace("_", " ") + " " + name.replace("_", " ")
+            lines.append(
+                f"{label:<34}{row['transfers_per_s']:>14,.0f}"
+                f"{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}{per_commit}"
+            )
     for name, row in result.get("batch", {}).items():
         lat = row["batch_latency_ms"]
         lines.append(

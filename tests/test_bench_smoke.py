@@ -49,18 +49,30 @@ def test_bench_ledger_json(scratch_url: str) -> None:
     out = json.loads(result.stdout)
     assert out["invariants_ok"] is True
     assert out["invariants"]["problems"] == []
-    assert set(out["single"]) == {"uniform_1_clients", "hot_1_clients", "uniform_2_clients", "hot_2_clients"}
-    for row in out["single"].values():
+    assert set(out["single"]) == {
+        "uniform_1_clients",
+        "hot_1_clients",
+        "uniform_2_clients",
+        "hot_2_clients",
+        "uniform_2x1_clients",
+        "hot_2x1_clients",
+    }
+    assert set(out["single_session"]) == {"uniform_2_clients", "hot_2_clients"}
+    for row in [*out["single"].values(), *out["single_session"].values()]:
         assert row["transfers"] > 0 and row["transfers_per_s"] > 0
         assert 0 < row["p50_ms"] <= row["p99_ms"]
+    # Single transfers go through the group committer, which reports how many entries a COMMIT carried.
+    for row in out["single"].values():
+        assert row["path"] == "group" and row["commits"] > 0 and row["entries_per_commit"] >= 1
+    assert all(row["path"] == "session" for row in out["single_session"].values())
     assert set(out["batch"]) == {"1_clients", "2_clients"}
     assert all(row["transfers"] % 10 == 0 and row["transfers"] > 0 for row in out["batch"].values())
     assert "matching" in out
     machine = out["machine"]
     assert machine["cpu_count"] and machine["synchronous_commit"] in {"on", "remote_write", "remote_apply"}
     # Every measured transfer is in the ledger: funding (one per member) plus all scenarios (+ warm-up).
-    measured = sum(r["transfers"] for r in out["single"].values()) + sum(
-        r["transfers"] for r in out["batch"].values()
+    measured = sum(
+        r["transfers"] for section in ("single", "single_session", "batch") for r in out[section].values()
     )
     assert out["invariants"]["transactions"] >= 40 + measured
 

@@ -45,6 +45,7 @@ from core.chips.schemas import (
 from core.clock import utcnow
 from core.communities import repository as community_repo
 from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.ledger import group as ledger_group
 from core.ledger import repository as ledger_repo
 from core.ledger import service as ledger
 from core.ledger.types import Entry, Leg, Posted
@@ -365,7 +366,10 @@ def transfer(
         _require_live(chip)
     source = ledger.open_account(session, chip, actor.id)
     target = ledger.open_account(session, chip, data.to_user_id)
-    posted = ledger.transfer(
+    # The transfer is the whole unit of work: on PostgreSQL it goes through the process's group
+    # committer, which commits the session first (so the committer sees new accounts) and
+    # returns once the transfer is committed, shared with concurrent requests' transfers.
+    posted = ledger_group.transfer(
         session,
         community_id=chip.community_id,
         chip_id=chip.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, DomainError, InvalidInput, NotFound
 
 
 def insufficient(account_id: int) -> Conflict:
@@ -48,4 +48,21 @@ def already_reversed(transaction_id: int) -> Conflict:
         "this transaction was already reversed",
         code="already_reversed",
         extra={"transaction_id": transaction_id},
+    )
+
+
+class LedgerUnavailable(DomainError):
+    """The ledger could not confirm a write in time (database unreachable, committer stuck).
+
+    The write may or may not have happened: a retry with the same idempotency key
+    returns the first result if it did and writes it once if it did not.
+    """
+
+    status_code = 503
+    code = "ledger_unavailable"
+
+
+def unavailable(why: str) -> LedgerUnavailable:
+    return LedgerUnavailable(
+        f"{why}; retry with the same Idempotency-Key: the transfer is written at most once"
     )

@@ -1,0 +1,508 @@
+"""Group commit: the single entries of one process's concurrent requests share one COMMIT.
+
+A durable PostgreSQL commit costs a WAL flush and a round trip, and one commit per
+transfer caps single transfers near what `pgbench -N` reaches on the machine. Here
+request threads hand their validated entry to the process's `GroupCommitter` and
+block; its one writer thread owns a dedicated connection, takes everything queued
+(at most `MAX_BATCH`; no artificial delay: while one batch commits the next one
+accumulates), writes it with one call of `hearth_post_many` (migration 0007: it locks
+every account of the batch at once in id order, then applies each entry with
+`hearth_post`), COMMITs, and only then answers each caller. An acknowledged entry is
+therefore exactly as durable as before, and each caller gets its own answer: a
+refused entry (insufficient funds, frozen, key reused...) writes nothing and spoils
+nothing for the others.
+
+Failures:
+- a database error on the batch (deadlock, a key raced by another process,
+  serialization): roll back and retry the batch (`BATCH_RETRIES`), then post its
+  entries one by one so that a poisoned entry fails alone;
+- the connection lost before COMMIT: nothing was written; reconnect and post again;
+- the connection lost during COMMIT (the outcome is unknown): reconnect and post the
+  same entries again; their idempotency keys make that safe. An entry whose first
+  attempt did commit comes back as a replay of the transaction id that attempt was
+  given (ids come from a sequence and are never handed out twice), so its caller
+  still sees it as the first write, not `replayed`;
+- the database unreachable for `RECONNECT_DELAYS`, or no answer within the caller's
+  timeout: the caller gets `ledger_unavailable` (503); the entry's fate is then
+  decided by its key when the client retries.
+
+Shutdown (`stop`, `stop_all`, and at interpreter exit) drains the queue: an accepted
+entry is always written or answered with an error. After a fork the child starts
+its own committers (the parent's thread does not exist there, and its connection
+must not be touched). SQLite has no committer (one writer anyway), and neither has a
+session joined to an outer transaction (a separate connection could not see that
+transaction's rows): `post` then writes in the caller's session like `service.post`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput
+from core.ledger import errors as err
+from core.ledger import service
+from core.ledger.repository import _post_params, _status_to_result
+from core.ledger.types import Entry, Leg, Posted
+from core.models import TxKind
+
+log = logging.getLogger("hearth.ledger.group")
+
+MAX_BATCH = 256
+BATCH_RETRIES = 3
+# Waits before each reconnection attempt of one write (about 6 s in all), then callers get a 503.
+RECONNECT_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 2.0)
+DEFAULT_TIMEOUT = 30.0
+# Transient conflicts (deadlock, serialization, lock not available) and a unique violation:
+# a key another process committed meanwhile, which a retry sees as a replay or a conflict.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001", "55P03", "23505"})
+
+# hearth_post_many's arrays, in order, with their types (see _render for their elements).
+_COLUMNS = (
+    ("communities", "bigint"),
+    ("kinds", "text"),
+    ("keys", "text"),
+    ("request_hashes", "text"),
+    ("actors", "bigint"),
+    ("memos", "text"),
+    ("subject_types", "text"),
+    ("subject_ids", "bigint"),
+    ("reverses", "bigint"),
+    ("allow_frozen", "boolean"),
+    ("leg_counts", "integer"),
+    ("accounts", "bigint"),
+    ("chips", "bigint"),
+    ("amounts", "bigint"),
+    ("hold_counts", "integer"),
+    ("holds", "bigint"),
+    ("hold_amounts", "bigint"),
+)
+_POST_MANY = (
+    "SELECT entry, status, tx_id, detail FROM hearth_post_many("
+    + ", ".join(f"%s::{pg_type}[]" for _, pg_type in _COLUMNS)
+    + ")"
+)
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class _Pending:
+    entry: Entry
+    request_hash: str
+    future: Future[Posted]
+    # The entry's elements of hearth_post_many's arrays, rendered by the caller's thread.
+    row: tuple[str, ...] = ()
+    # The transaction id an attempt got for this entry before its COMMIT was cut off.
+    lost_tx: int | None = None
+
+
+class GroupCommitter:
+    """One writer thread and one connection that commit the queued entries of a process in groups."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = MAX_BATCH,
+        timeout: float = DEFAULT_TIMEOUT,
+        reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
+    ) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("group commit needs PostgreSQL (hearth_post_many)")
+        self.engine = engine
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self.reconnect_delays = tuple(reconnect_delays)
+        self.commits = 0  # COMMITs that wrote at least one entry
+        self.committed_entries = 0  # entries answered from those COMMITs (refusals included)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._guard = threading.Lock()
+        self._stopped = False
+        self._connection: Any = None  # a pool-proxied DBAPI connection, held for the committer's life
+        self._thread = threading.Thread(target=self._run, name="hearth-ledger-committer", daemon=True)
+        self._thread.start()
+
+    # --- callers' side ------------------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def submit(self, entry: Entry, request_hash: str) -> Future[Posted]:
+        """Queue a validated entry; the future resolves after the COMMIT that wrote it."""
+        future: Future[Posted] = Future()
+        pending = _Pending(entry, request_hash, future, _render(entry, request_hash))
+        with self._guard:
+            if self._stopped:
+                raise CommitterStopped()
+            self._queue.put(pending)
+        return future
+
+    def post(self, entry: Entry, request_hash: str, timeout: float | None = None) -> Posted:
+        """Write one validated entry and wait until it is committed (or refused)."""
+        future = self.submit(entry, request_hash)
+        try:
+            return future.result(self.timeout if timeout is None else timeout)
+        except FutureTimeout:
+            raise err.unavailable("the ledger did not confirm this write in time") from None
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new entries, write every accepted one, then close the connection."""
+        with self._guard:
+            if not self._stopped:
+                self._stopped = True
+                self._queue.put(_STOP)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "commits": self.commits,
+            "entries": self.committed_entries,
+            "entries_per_commit": round(self.committed_entries / self.commits, 2) if self.commits else 0.0,
+        }
+
+    # --- the writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                batch: list[_Pending] = [item]
+                stopping = False
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._write(batch)
+                if stopping:
+                    return
+        finally:
+            self._disconnect()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = self._commit(batch)
+        except Exception as exc:  # never leave a caller waiting, whatever went wrong
+            if not isinstance(exc, err.LedgerUnavailable):
+                log.exception("group commit failed for %d entries", len(batch))
+            outcomes = [
+                err.LedgerUnavailable(exc.detail) if isinstance(exc, err.LedgerUnavailable) else exc
+                for _ in batch
+            ]
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Posted):
+                pending.future.set_result(outcome)
+            else:
+                pending.future.set_exception(outcome)
+
+    def _commit(self, items: list[_Pending]) -> list[Posted | Exception]:
+        """Write `items` in one transaction, retrying as the module docstring says."""
+        failures = 0
+        reconnects = iter(self.reconnect_delays)
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        while True:
+            connection = self._connect(reconnects)
+            try:
+                rows = _execute(connection.dbapi_connection, items)
+            except dbapi_error as exc:
+                if self._lost(exc):
+                    continue  # nothing was committed: post again on a new connection
+                self._rollback()
+                failures += 1
+                if _retryable(exc) and failures <= BATCH_RETRIES:
+                    continue
+                return self._one_by_one(items, exc)
+            try:
+                connection.dbapi_connection.commit()
+            except dbapi_error as exc:
+                if self._lost(exc):
+                    # The COMMIT may have happened: remember what this attempt wrote.
+                    for pending, (status, tx_id, _) in zip(items, rows, strict=True):
+                        if status == "ok":
+                            pending.lost_tx = tx_id
+                    continue
+                # A check at COMMIT (the deferred balance trigger) refused the whole transaction.
+                self._rollback()
+                failures += 1
+                if _retryable(exc) and failures <= BATCH_RETRIES:
+                    continue
+                return self._one_by_one(items, exc)
+            self.commits += 1
+            self.committed_entries += len(items)
+            return [_outcome(pending, row) for pending, row in zip(items, rows, strict=True)]
+
+    def _one_by_one(self, items: list[_Pending], exc: Exception) -> list[Posted | Exception]:
+        if len(items) == 1:
+            return [_error_of(exc)]
+        log.warning(
+            "group commit: a batch of %d failed (%s); posting its entries one by one", len(items), exc
+        )
+        outcomes: list[Posted | Exception] = []
+        for pending in items:
+            if outcomes and isinstance(outcomes[-1], err.LedgerUnavailable):
+                outcomes.append(err.LedgerUnavailable(outcomes[-1].detail))  # the database is gone for all
+                continue
+            try:
+                outcomes.extend(self._commit([pending]))
+            except err.LedgerUnavailable as gone:
+                outcomes.append(gone)
+        return outcomes
+
+    def _connect(self, delays: Iterable[float]) -> Any:
+        """The committer's connection; a new one after a loss, waiting `delays` between attempts."""
+        if self._connection is not None:
+            return self._connection
+        for delay in delays:
+            time.sleep(delay)
+            try:
+                self._connection = self.engine.raw_connection()
+                return self._connection
+            except Exception as exc:  # the next attempt, or the error below
+                log.warning("group commit: cannot reach the database (%s)", exc)
+        raise err.unavailable("the ledger's database cannot be reached")
+
+    def _lost(self, exc: Exception) -> bool:
+        """Whether the connection is gone (then it is dropped, and the next attempt reconnects)."""
+        connection = self._connection
+        dbapi_connection = connection.dbapi_connection
+        if not (self.engine.dialect.is_disconnect(exc, dbapi_connection, None) or dbapi_connection.closed):  # type: ignore[arg-type]
+            return False
+        connection.invalidate(exc)
+        self._connection = None
+        return True
+
+    def _rollback(self) -> None:
+        # Should this fail, the connection is broken: the batch's callers get the error, and
+        # the next batch finds the connection lost and reconnects.
+        self._connection.dbapi_connection.rollback()
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:  # pragma: no cover - closing a dead connection at shutdown
+                log.warning("group commit: closing the connection failed", exc_info=True)
+            self._connection = None
+
+
+class CommitterStopped(RuntimeError):
+    """The committer was stopped: the caller posts in its own session instead."""
+
+
+def _render(entry: Entry, request_hash: str) -> tuple[str, ...]:
+    """The entry's elements of each array of `hearth_post_many`, as PostgreSQL array literal text.
+
+    One literal per array is far cheaper than psycopg's element-wise dumping, and rendering
+    here, in the caller's thread, keeps the writer thread (the serial part) short. Values are
+    type-checked: nothing is silently converted.
+    """
+    p = _post_params(entry, request_hash)
+    return (
+        _int(p["community"]),
+        _text(p["kind"]),
+        _text(p["key"]),
+        _text(p["request_hash"]),
+        _int(p["actor"]),
+        _text(p["memo"]),
+        _text(p["subject_type"]),
+        _int(p["subject_id"]),
+        _int(p["reverses"]),
+        "t" if p["allow_frozen"] else "f",
+        str(len(p["accounts"])),
+        ",".join(_int(v) for v in p["accounts"]),
+        ",".join(_int(v) for v in p["chips"]),
+        ",".join(_int(v) for v in p["amounts"]),
+        str(len(p["holds"])),
+        ",".join(_int(v) for v in p["holds"]),
+        ",".join(_int(v) for v in p["hold_amounts"]),
+    )
+
+
+def _int(value: int | None) -> str:
+    if value is None:
+        return "NULL"
+    if type(value) is not int:
+        raise TypeError(f"ledger amounts and ids are integers, not {type(value).__name__}")
+    return str(value)
+
+
+def _text(value: str | None) -> str:
+    # Every element quoted, so any string is safe.
+    return "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _execute(dbapi_connection: Any, items: Sequence[_Pending]) -> list[tuple[str, int | None, int | None]]:
+    arrays = ["{" + ",".join(filter(None, (p.row[i] for p in items))) + "}" for i in range(len(_COLUMNS))]
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(_POST_MANY, arrays, prepare=True)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    assert [row[0] for row in rows] == list(range(1, len(items) + 1)), "one answer per entry, in order"
+    return [(row[1], row[2], row[3]) for row in rows]
+
+
+def _retryable(exc: Exception) -> bool:
+    return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
+
+
+def _error_of(exc: Exception) -> Exception:
+    """What the caller of a lone entry that failed gets: a stable error where there is one."""
+    if getattr(exc, "sqlstate", None) == "23505" and "idempotency_key" in str(exc):
+        # Another request committed this key, with other accounts, while ours waited on it.
+        return err.key_reused()
+    return exc
+
+
+def _outcome(pending: _Pending, row: tuple[str, int | None, int | None]) -> Posted | Exception:
+    status, tx_id, detail = row
+    if status == "replay" and tx_id is not None and tx_id == pending.lost_tx:
+        # Our own earlier attempt committed before its connection was cut: this is the first write.
+        return Posted(tx_id, replayed=False)
+    try:
+        return _status_to_result(status, tx_id, detail)
+    except Exception as exc:
+        return exc
+
+
+# --- the per-process registry ------------------------------------------------------------
+
+_registry_lock = threading.Lock()
+_committers: dict[Engine, GroupCommitter] = {}
+# Committers inherited through fork(): their thread does not exist in the child, and closing
+# their connection would close the parent's socket, so they are kept, untouched, forever.
+_inherited: list[GroupCommitter] = []
+_exiting = False
+
+
+def committer(engine: Engine) -> GroupCommitter | None:
+    """This process's committer for `engine`, started on first use; None where there is none."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with _registry_lock:
+        found = _committers.get(engine)
+        if found is None or found.stopped:
+            if _exiting:
+                return None
+            found = _committers[engine] = GroupCommitter(engine)
+        return found
+
+
+def stop(engine: Engine, timeout: float | None = None) -> None:
+    """Stop and drain the committer of `engine`, if this process has one."""
+    with _registry_lock:
+        found = _committers.pop(engine, None)
+    if found is not None:
+        found.stop(timeout)
+
+
+def stop_all(timeout: float | None = 10.0) -> None:
+    """Drain every committer of this process (at exit: no accepted entry is left unwritten)."""
+    global _exiting
+    with _registry_lock:
+        _exiting = True
+        found = list(_committers.values())
+        _committers.clear()
+    for one in found:
+        one.stop(timeout)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts its own committers (uvicorn, gunicorn and Celery workers fork)."""
+    global _registry_lock
+    # A thread of the parent may have held the lock at the fork; the child has only a copy.
+    _registry_lock = threading.Lock()
+    _inherited.extend(_committers.values())
+    _committers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(stop_all)
+
+
+# --- the service-level API ---------------------------------------------------------------
+
+
+def post(session: Session, entry: Entry, *, timeout: float | None = None) -> Posted:
+    """Write one entry as its own durable transaction; a retry with the same key returns the first result.
+
+    The entry must be the last write of the unit of work. With a committer (PostgreSQL,
+    a session bound to an engine) the session's transaction is committed first, so the
+    committer's transaction sees what it wrote (a new account), and the entry is
+    committed by the time this returns; the session can then read it. Otherwise the
+    entry is written in the session, as `service.post` does, and the caller's commit
+    makes it durable.
+    """
+    bind = session.get_bind()
+    found = committer(bind) if isinstance(bind, Engine) else None
+    if found is None:
+        return service.post(session, entry)
+    service.validate(entry)
+    digest = service.request_hash(entry)
+    if session.in_transaction():
+        session.commit()
+    try:
+        return found.post(entry, digest, timeout)
+    except CommitterStopped:
+        return service.post(session, entry)
+
+
+def transfer(
+    session: Session,
+    *,
+    community_id: int,
+    chip_id: int,
+    source: int,
+    target: int,
+    amount: int,
+    key: str,
+    kind: TxKind = TxKind.TRANSFER,
+    actor_id: int | None = None,
+    memo: str = "",
+    subject: tuple[str, int] | None = None,
+    timeout: float | None = None,
+) -> Posted:
+    """`service.transfer` through the group committer (see `post`): the same checks, the same entry."""
+    if amount <= 0:
+        raise InvalidInput("the amount must be positive", code="invalid_amount")
+    if source == target:
+        raise InvalidInput("a wallet cannot pay itself", code="same_account")
+    return post(
+        session,
+        Entry(
+            community_id=community_id,
+            kind=kind,
+            key=key,
+            legs=(Leg(source, chip_id, -amount), Leg(target, chip_id, amount)),
+            actor_id=actor_id,
+            memo=memo,
+            subject_type=subject[0] if subject else None,
+            subject_id=subject[1] if subject else None,
+        ),
+        timeout=timeout,
+    )
+
+
+__all__ = ["CommitterStopped", "GroupCommitter", "committer", "post", "stop", "stop_all", "transfer"]
