@@ -61,8 +61,13 @@ DAY = 86400.0
 
 @dataclass(frozen=True)
 class Reason:
+    """Why a result is shown: a code, the params it is worded with, and `member`, the corpus id
+    of the member whose name it shows (if any), so privacy checks go by who, not by a display
+    name that two members may share."""
+
     code: str
     params: Mapping[str, str | int] = field(default_factory=dict)
+    member: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1049,7 +1054,7 @@ def _reason_neighbours(req: _Request, idx: int) -> Reason | None:
     if not req.people:
         return _reason_cf(req, idx)
     if code := _tie_to_you(req, idx):
-        return Reason(code, {"name": req.m.name(idx)})
+        return _naming(req, code, idx)
     item = _crowd_item(req, idx)
     if item is not None:
         return Reason("popular_with", {"title": item.title or item.id, "action": ACTION[item.kind]})
@@ -1059,12 +1064,11 @@ def _reason_neighbours(req: _Request, idx: int) -> Reason | None:
 def _shared_reason(req: _Request, other: int, t: int) -> Reason:
     m = req.m
     if t >= req.n_i:
-        name = m.name(t - req.n_i)
         if (req.r, t) in m._tipped and (other, t) in m._tipped:
-            return Reason("co_tipped", {"name": name})
+            return _naming(req, "co_tipped", t - req.n_i)
         if (req.r, t) in m._followed and (other, t) in m._followed:
-            return Reason("both_follow", {"name": name})
-        return Reason("both_replied_to", {"name": name})
+            return _naming(req, "both_follow", t - req.n_i)
+        return _naming(req, "both_replied_to", t - req.n_i)
     item = m.items[t]
     assert item is not None
     title = item.title or item.id
@@ -1076,8 +1080,15 @@ def _shared_reason(req: _Request, other: int, t: int) -> Reason:
     return Reason("same_event" if item.kind == "event" else "same_course", {"title": title})
 
 
-def _strongest(req: _Request, rows: np.ndarray) -> str:
-    return req.m.name(int(rows[np.argmax([req.out_vals[req.out_rows == f].max() for f in rows])]))
+def _strongest(req: _Request, rows: np.ndarray) -> int:
+    """The member row, of those given, the member is most strongly tied to."""
+    return int(rows[np.argmax([req.out_vals[req.out_rows == f].max() for f in rows])])
+
+
+def _naming(req: _Request, code: str, r: int, **params: str | int) -> Reason:
+    """A reason that names the member of row r (their display name, and their id to check)."""
+    member = req.m.members[r]
+    return Reason(code, {**params, "name": req.m.name(r)}, member=member.id if member else None)
 
 
 def _follows(req: _Request, follower: int | None, followee: int) -> bool:
@@ -1094,7 +1105,7 @@ def _reason_social(req: _Request, idx: int) -> Reason | None:
     assert item is not None
     followed = np.asarray([f for f in friends if _follows(req, req.r, int(f))], dtype=np.int64)
     rows, code = (followed, "friends_joined") if len(followed) else (friends, "contacts_joined")
-    return Reason(code, {"n": len(rows), "name": _strongest(req, rows), "action": ACTION[item.kind]})
+    return _naming(req, code, _strongest(req, rows), n=len(rows), action=ACTION[item.kind])
 
 
 def _reason_fof(req: _Request, idx: int) -> Reason | None:
@@ -1106,8 +1117,8 @@ def _reason_fof(req: _Request, idx: int) -> Reason | None:
         [f for f in via if _follows(req, req.r, int(f)) and _follows(req, int(f), idx)], dtype=np.int64
     )
     if len(following):
-        return Reason("followed_by", {"n": len(following), "name": _strongest(req, following)})
-    return Reason("connected_to", {"n": len(via), "name": _strongest(req, via)})
+        return _naming(req, "followed_by", _strongest(req, following), n=len(following))
+    return _naming(req, "connected_to", _strongest(req, via), n=len(via))
 
 
 def _tie_to_you(req: _Request, idx: int) -> str | None:
@@ -1125,7 +1136,7 @@ def _reason_graph(req: _Request, idx: int) -> Reason | None:
     """The most personal tie behind a people walk: they follow, tipped or replied to you, people
     you know know them, or the rarest thing you both did."""
     if code := _tie_to_you(req, idx):
-        return Reason(code, {"name": req.m.name(idx)})
+        return _naming(req, code, idx)
     return _reason_fof(req, idx) or _reason_cf(req, idx)
 
 

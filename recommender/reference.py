@@ -21,9 +21,10 @@ sides, as in Hearth's people walk). X_kind is X restricted to the kind's targets
   lambda = EASE_LAMBDA_PER_CHOICE x the mean number of members per target of the kind (a rule,
   so the regularisation scales with the data). The factor, 10, was chosen once on the
   development community (`synthetic.generate(members=800, seed=1)`, as `model.Weights`) from
-  0.1-100: people want more regularisation there, threads less, 10 is near each kind's best
-  (docs/recommendations.md has the sweep). On karate and Davis no factor in that range lifts
-  EASE above +3% mean over seeds 0-9, so the conclusion does not hang on the choice;
+  0.1-100: people want more regularisation there, threads less, events and courses do not
+  care; 10 is a middle ground (docs/recommendations.md has the sweep). On karate and Davis
+  no factor in that range lifts EASE above +3% mean over seeds 0-9, so the conclusion does
+  not hang on the choice;
 - ppr: personalised PageRank (random walk with restart PPR_RESTART) from the member over the
   undirected graph of members and items (every choice an edge, member ties included);
 - adamic_adar (people only): sum over common neighbours w of 1 / log(degree(w)) on the

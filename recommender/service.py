@@ -360,7 +360,6 @@ class _Fitted:
     # Kept serving under a previous model id while the store fills with the current model's
     # vectors (a model change): refitted when the worker's stamp moves, not on every request.
     awaiting: bool = False
-    members_by_name: dict[str, set[int]] | None = None  # built on first use (hidden names)
 
 
 class Recommender:
@@ -602,8 +601,8 @@ class Recommender:
         recs = self._still_valid(session, ctx, community_id, [r for r in recs if r.id not in exclude], now)[
             :limit
         ]
-        hidden_names = _hidden_names(session, held, community_id, blocked, recs)
-        items = [self._present(ctx, snapshot, rec, opted_out, hidden_names) for rec in recs]
+        hidden = _hidden_named(session, community_id, blocked, recs)
+        items = [self._present(ctx, snapshot, rec, opted_out, hidden) for rec in recs]
         return RecommendationsOut(kind=kind, personalised=not opted_out, items=items)
 
     def _still_valid(
@@ -647,11 +646,11 @@ class Recommender:
         snapshot: repo.Snapshot,
         rec: Recommendation,
         opted_out: bool,
-        hidden_names: Collection[str] = (),
+        hidden_named: Collection[str] = (),
     ) -> RecommendationOut:
         lang: Lang = (ctx.actor.user.language or Language.EN).value  # type: ignore[assignment]
         reason = rec.reason
-        if reason.params.get("name") in hidden_names:
+        if reason.member is not None and reason.member in hidden_named:
             reason = Reason("for_you", {})
         params: dict[str, str | int] = dict(reason.params)
         code, text = reason.code, render(reason, lang)
@@ -681,27 +680,19 @@ class Recommender:
         )
 
 
-def _hidden_names(
-    session: Session, held: _Fitted, community_id: int, blocked: Collection[int], recs: list[Recommendation]
+def _hidden_named(
+    session: Session, community_id: int, blocked: Collection[int], recs: list[Recommendation]
 ) -> set[str]:
-    """Names in this page's reasons that belong to someone the member must not see named:
-    blocked either way, or (since the fit) opted out, left or disabled. Checked live, once
-    for the people the page names, since the model may be minutes old. Reasons carry names,
-    not ids: a name shared by a hidden and a visible member is hidden (the safe side)."""
-    named = {name for rec in recs if isinstance(name := rec.reason.params.get("name"), str) and name}
+    """Members named in this page's reasons whom the member must not see named: blocked either
+    way, or (since the fit) opted out, left or disabled. Checked live, once for the people the
+    page names, since the model may be minutes old; by id, so a visible member who shares a
+    display name with a hidden one keeps their name."""
+    named = {rec.reason.member for rec in recs if rec.reason.member is not None}
     if not named:
         return set()
-    if held.members_by_name is None:
-        by_name: dict[str, set[int]] = {}
-        for mid, member in held.snapshot.corpus.members.items():
-            if member.name:
-                by_name.setdefault(member.name, set()).add(int(mid.split(":", 1)[1]))
-        held.members_by_name = by_name
-    people = {uid: name for name in named for uid in held.members_by_name.get(name, ())}
-    if not people:
-        return set()
-    visible = repo.live_members(session, community_id, set(people) - set(blocked))
-    return {name for uid, name in people.items() if uid not in visible}
+    uids = {mid: int(mid.split(":", 1)[1]) for mid in named}
+    visible = repo.live_members(session, community_id, set(uids.values()) - set(blocked))
+    return {mid for mid, uid in uids.items() if uid not in visible}
 
 
 def _excluded(

@@ -496,6 +496,21 @@ def test_a_reason_never_names_someone_hidden_since_the_fit(session: Session, wor
     assert after[0].code == "for_you"  # type: ignore[attr-defined]
 
 
+def test_a_hidden_member_does_not_hide_another_with_the_same_display_name(
+    session: Session, world: World
+) -> None:
+    """Reasons carry the named member's id: sam blocking a second "kim" leaves kim's name shown."""
+    social.follow(session, world.actor("sam"), world.community.id, world.users["kim"].id)
+    events.rsvp(session, world.actor("kim"), world.events["hike"], RsvpIn())
+    namesake = make_user(session, name="kim")
+    add_member(session, world.community, namesake)
+    social.block(session, world.actor("sam"), namesake.id)
+    session.flush()
+    reasons = _kim_named_for_sam(session, world, service.Recommender(EMBEDDER))
+    assert reasons and reasons[0].params.get("name") == "kim"  # type: ignore[attr-defined]
+    assert reasons[0].code == "friends_joined" and "kim" in reasons[0].text  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("blocker", ["mei", "owner"])
 def test_events_and_courses_of_a_blocked_host_are_never_shown(
     session: Session, world: World, recommender: service.Recommender, blocker: str
