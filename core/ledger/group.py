@@ -202,72 +202,65 @@ class GroupCommitter:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            outcomes = self._commit(batch)
-        except Exception as exc:  # never leave a caller waiting, whatever went wrong
-            if not isinstance(exc, err.LedgerUnavailable):
-                log.exception("group commit failed for %d entries", len(batch))
-            outcomes = [
-                err.LedgerUnavailable(exc.detail) if isinstance(exc, err.LedgerUnavailable) else exc
-                for _ in batch
-            ]
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Posted):
-                pending.future.set_result(outcome)
-            else:
-                pending.future.set_exception(outcome)
+            self._commit(batch)
+        except err.LedgerUnavailable as exc:
+            for pending in batch:
+                if not pending.future.done():  # those answered one by one keep their answer
+                    pending.future.set_exception(err.LedgerUnavailable(exc.detail))
+        except Exception as exc:  # pragma: no cover - a bug; still, no caller is left waiting
+            log.exception("group commit failed for %d entries", len(batch))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
 
-    def _commit(self, items: list[_Pending]) -> list[Posted | Exception]:
-        """Write `items` in one transaction, retrying as the module docstring says."""
+    def _commit(self, items: list[_Pending]) -> None:
+        """Write `items` in one transaction and answer their callers, retrying as the module docstring says.
+
+        Raises `LedgerUnavailable` when the database cannot be reached; callers answered by then
+        (one by one) keep their answer.
+        """
         failures = 0
         reconnects = iter(self.reconnect_delays)
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
         while True:
             connection = self._connect(reconnects)
+            rows = None
             try:
                 rows = _execute(connection.dbapi_connection, items)
-            except dbapi_error as exc:
-                if self._lost(exc):
-                    continue  # nothing was committed: post again on a new connection
-                self._rollback()
-                failures += 1
-                if _retryable(exc) and failures <= BATCH_RETRIES:
-                    continue
-                return self._one_by_one(items, exc)
-            try:
                 connection.dbapi_connection.commit()
             except dbapi_error as exc:
                 if self._lost(exc):
-                    # The COMMIT may have happened: remember what this attempt wrote.
-                    for pending, (status, tx_id, _) in zip(items, rows, strict=True):
-                        if status == "ok":
-                            pending.lost_tx = tx_id
-                    continue
-                # A check at COMMIT (the deferred balance trigger) refused the whole transaction.
+                    if rows is not None:
+                        # Lost during COMMIT, which may have happened: remember what this attempt wrote.
+                        for pending, (status, tx_id, _) in zip(items, rows, strict=True):
+                            if status == "ok":
+                                pending.lost_tx = tx_id
+                    continue  # post again on a new connection (keys make it safe)
+                # Refused by the database (a deadlock, a raced key, a bad value, a check at COMMIT).
                 self._rollback()
                 failures += 1
                 if _retryable(exc) and failures <= BATCH_RETRIES:
                     continue
-                return self._one_by_one(items, exc)
+                self._one_by_one(items, exc)
+                return
             self.commits += 1
             self.committed_entries += len(items)
-            return [_outcome(pending, row) for pending, row in zip(items, rows, strict=True)]
+            for pending, row in zip(items, rows, strict=True):
+                _answer(pending, _outcome(pending, row))
+            return
 
-    def _one_by_one(self, items: list[_Pending], exc: Exception) -> list[Posted | Exception]:
+    def _one_by_one(self, items: list[_Pending], exc: Exception) -> None:
         if len(items) == 1:
-            return [_error_of(exc)]
+            # Alone and still refused: its caller gets the database's error. (A key raced by
+            # another transaction never ends here: the retry finds the key and answers
+            # idempotency_key_reused.)
+            _answer(items[0], exc)
+            return
         log.warning(
             "group commit: a batch of %d failed (%s); posting its entries one by one", len(items), exc
         )
-        outcomes: list[Posted | Exception] = []
         for pending in items:
-            if outcomes and isinstance(outcomes[-1], err.LedgerUnavailable):
-                outcomes.append(err.LedgerUnavailable(outcomes[-1].detail))  # the database is gone for all
-                continue
-            try:
-                outcomes.extend(self._commit([pending]))
-            except err.LedgerUnavailable as gone:
-                outcomes.append(gone)
-        return outcomes
+            self._commit([pending])
 
     def _connect(self, delays: Iterable[float]) -> Any:
         """The committer's connection; a new one after a loss, waiting `delays` between attempts."""
@@ -368,12 +361,11 @@ def _retryable(exc: Exception) -> bool:
     return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
 
 
-def _error_of(exc: Exception) -> Exception:
-    """What the caller of a lone entry that failed gets: a stable error where there is one."""
-    if getattr(exc, "sqlstate", None) == "23505" and "idempotency_key" in str(exc):
-        # Another request committed this key, with other accounts, while ours waited on it.
-        return err.key_reused()
-    return exc
+def _answer(pending: _Pending, outcome: Posted | Exception) -> None:
+    if isinstance(outcome, Posted):
+        pending.future.set_result(outcome)
+    else:
+        pending.future.set_exception(outcome)
 
 
 def _outcome(pending: _Pending, row: tuple[str, int | None, int | None]) -> Posted | Exception:
