@@ -59,11 +59,10 @@ def documents() -> list[Text]:
         group = t.get("interest") or t["channel"]
         if group in groups and "demo_label" not in t:  # spam openers are not content
             docs.append(Text(f"{t['title']}\n{t['body']}", t["lang"], group, "thread"))
-    content = demo._content()
-    for e in content["events"]["events"]:
+    for e in demo.event_templates():
         if e.get("interest") in groups:
             docs.append(Text(f"{e['title']}\n{e['description']}", e["lang"], e["interest"], "event"))
-    for c in content["courses"]:
+    for c in demo.course_templates():
         if c.get("interest") in groups:
             docs.append(Text(f"{c['title']}\n{c['description']}", c["lang"], c["interest"], "course"))
             for lesson in c.get("lessons", []):
@@ -73,12 +72,12 @@ def documents() -> list[Text]:
 
 def queries() -> list[Text]:
     groups = demo.interest_groups()
-    bios = demo._content()["community"]["bios"]
+    sentences = demo.profile_sentences()
     out: list[Text] = []
     for group, labels in groups.items():
         for lang, label in labels.items():
             out.append(Text(label, lang, group, "label"))
-            for sentence in bios[lang]["interests"].get(group, []):
+            for sentence in sentences[lang].get(group, []):
                 out.append(Text(f"{sentence}\n{label}", lang, group, "profile"))
     return out
 

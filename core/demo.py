@@ -125,6 +125,22 @@ def interest_groups() -> dict[str, dict[str, str]]:
     return copy.deepcopy(_content()["community"]["interests"])
 
 
+def event_templates() -> list[dict[str, Any]]:
+    """Every event template (title, description, language, interest, ...), in seeding order."""
+    return copy.deepcopy(_content()["events"]["events"])
+
+
+def course_templates() -> list[dict[str, Any]]:
+    """Every course template (title, description, language, interest, lessons), in seeding order."""
+    return copy.deepcopy(_content()["courses"])
+
+
+def profile_sentences() -> dict[str, dict[str, list[str]]]:
+    """Per language and interest group, the sentences member bios are written from."""
+    bios = _content()["community"]["bios"]
+    return copy.deepcopy({lang: bio["interests"] for lang, bio in bios.items()})
+
+
 @dataclass(frozen=True)
 class LabelledExample:
     """A demo post that moderation should catch: ground truth for demos and evals."""

@@ -21,8 +21,11 @@ from core.demo import (
     DEMO_SLUG,
     OWNER_EMAIL,
     DemoSummary,
+    course_templates,
+    event_templates,
     interest_groups,
     labelled_examples,
+    profile_sentences,
     seed_demo,
     thread_templates,
 )
@@ -123,6 +126,19 @@ def test_interest_groups_have_a_label_per_language() -> None:
 
 
 # --- the seeded community -----------------------------------------------------
+
+
+def test_event_course_and_profile_material_is_public_and_a_copy() -> None:
+    groups = interest_groups()
+    events, courses, sentences = event_templates(), course_templates(), profile_sentences()
+    assert events and courses and set(sentences) == {"zh-TW", "zh-CN", "en"}
+    assert {e["interest"] for e in events if e.get("interest")} <= set(groups)
+    assert all(c["lessons"] and c["title"] for c in courses)
+    assert all(set(by_group) <= set(groups) and all(by_group.values()) for by_group in sentences.values())
+    events[0]["title"] = courses[0]["title"] = "changed"
+    sentences["en"].clear()
+    assert event_templates()[0]["title"] != "changed" and course_templates()[0]["title"] != "changed"
+    assert profile_sentences()["en"]
 
 
 def test_seed_creates_a_full_community(session: Session) -> None:
