@@ -398,7 +398,11 @@ def test_an_instant_offer_grants_in_the_redemption_itself(session: Session, mark
     # The issuer hears of it (there is nothing for them to do).
     notified = redemption.notify_order(session, order.id, "fulfilled")
     assert notified == 1
-    note = session.scalars(select(Notification).where(Notification.subject_id == order.id)).one()
+    note = session.scalars(
+        select(Notification).where(
+            Notification.subject_type == "redemption_order", Notification.subject_id == order.id
+        )
+    ).one()
     assert (note.user_id, note.kind, note.actor_id) == (offer.created_by, "redemption_fulfilled", member.id)
     assert_invariants(session, market.community.id)
 

@@ -104,16 +104,18 @@ def test_a_burst_of_tips_enqueues_nothing_and_costs_one_detection(
     _tip(session, community, b, a, 5, times=25)
     assert sent() - before == Counter({"hearth.tipping.tip_received": 50})  # and no detection job
 
-    assert tipping.sweep_rings(session) == [community.id]  # the quiet community costs nothing
-    assert detections == [community.id]
+    # (Other tests' committed communities may be swept too: only ours and the quiet one count.)
+    swept = tipping.sweep_rings(session)
+    assert community.id in swept and quiet.id not in swept  # the quiet community costs nothing
+    assert detections.count(community.id) == 1
     assert _rings(session, community.id) == [_key(a, b)]
     unscanned = session.scalars(select(Tip.id).where(Tip.community_id == community.id, ~Tip.ring_scanned))
     assert list(unscanned) == []
     # Nothing new: the next tick does no detection at all.
     assert tipping.sweep_rings(session) == []
-    assert detections == [community.id] and quiet.id not in detections
+    assert detections.count(community.id) == 1 and quiet.id not in detections
     _tip(session, community, a, b, 5)
-    assert tipping.sweep_rings(session) == [community.id] and detections == [community.id] * 2
+    assert tipping.sweep_rings(session) == [community.id] and detections.count(community.id) == 2
 
 
 def test_the_sweep_runs_every_minute_from_beat() -> None:
