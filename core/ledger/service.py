@@ -68,19 +68,32 @@ def client_key(scope: str, actor_id: int, key: str | None) -> str:
 
 
 def request_hash(entry: Entry) -> str:
-    """What a retry must repeat exactly for its key to be accepted."""
-    canonical = [
-        entry.community_id,
-        entry.kind.value,
-        [[leg.account_id, leg.chip_id, leg.amount] for leg in entry.legs],
-        [[use.hold_id, use.amount] for use in entry.holds],
-        entry.actor_id,
-        entry.memo,
-        entry.subject_type,
-        entry.subject_id,
-        entry.reverses_id,
-    ]
-    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+    """What a retry must repeat exactly for its key to be accepted.
+
+    SHA-256 of the compact JSON of `[community_id, kind, [[account, chip, amount], ...],
+    [[hold, amount], ...], actor_id, memo, subject_type, subject_id, reverses_id]`. The
+    hashes of keys already used are stored, so this string may never change; it is
+    built by hand (json.dumps only for the strings) because batches hash every entry.
+    """
+    legs = ",".join([f"[{leg.account_id},{leg.chip_id},{leg.amount}]" for leg in entry.legs])
+    holds = ",".join([f"[{use.hold_id},{use.amount}]" for use in entry.holds])
+    canonical = (
+        f"[{entry.community_id},{_json(entry.kind.value)},[{legs}],[{holds}],{_json(entry.actor_id)},"
+        f"{_json(entry.memo)},{_json(entry.subject_type)},{_json(entry.subject_id)},{_json(entry.reverses_id)}]"
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _json(value: str | int | None) -> str:
+    """`json.dumps(value)` for the scalars of `request_hash` (ensure_ascii, as it always was)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        # Printable ASCII without quotes or backslashes is what json.dumps leaves as it is.
+        if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+            return f'"{value}"'
+        return json.dumps(value)
+    return str(int(value))
 
 
 def validate(entry: Entry) -> None:
