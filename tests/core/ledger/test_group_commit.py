@@ -159,7 +159,7 @@ def _wait_for_lock_wait(engine: Engine, query_part: str) -> None:
 
 @pytest.fixture
 def committer(committed_engine: Engine) -> Iterator[group.GroupCommitter]:
-    one = group.GroupCommitter(committed_engine)
+    one = group.GroupCommitter(committed_engine)  # one writer: batches as the tests arrange them
     yield one
     one.stop(10)
 
@@ -386,7 +386,7 @@ def test_one_request_from_many_threads_and_two_processes_is_written_once(committ
     w = make_world(committed_engine)
     # Two engines, two committers: as two API processes would have.
     second = make_engine(DATABASE_URL)
-    committers = [group.GroupCommitter(committed_engine), group.GroupCommitter(second)]
+    committers = [group.GroupCommitter(committed_engine, writers=2), group.GroupCommitter(second, writers=2)]
     entries = [pay(w, w.wallets[n % 3], w.wallets[3 + n % 3], 1 + n) for n in range(6)]
     results: list[tuple[int, Posted | str]] = []
     start = threading.Barrier(12)
@@ -717,7 +717,7 @@ def test_stop_all_drains_and_then_posts_in_the_session(committed_engine: Engine)
 def test_racing_committers_and_ordinary_transactions_never_deadlock(committed_engine: Engine) -> None:
     w = make_world(committed_engine)
     second = make_engine(DATABASE_URL)
-    committers = [group.GroupCommitter(committed_engine), group.GroupCommitter(second)]
+    committers = [group.GroupCommitter(committed_engine, writers=2), group.GroupCommitter(second, writers=2)]
     wallets, hot = w.wallets, w.wallets[:2]
     failures: list[BaseException] = []
     refused: list[str] = []
