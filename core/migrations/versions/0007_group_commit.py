@@ -75,6 +75,8 @@ DECLARE
     r_status text[] := array_fill(NULL::text, ARRAY[v_n]);
     r_tx bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);
     r_detail bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);
+    l_pos integer[];  -- for each leg, its account's place in a_ids (NULL: no such account)
+    v_nk integer;
     v_j integer;
     v_k integer;
     v_tx bigint;
@@ -142,6 +144,9 @@ BEGIN
 
     a_ids := coalesce(a_ids, '{}');
     a_touched := array_fill(false, ARRAY[cardinality(a_ids)]);
+    SELECT array_agg(a.pos ORDER BY l.ord) INTO l_pos
+    FROM unnest(p_accounts) WITH ORDINALITY AS l(id, ord)
+    LEFT JOIN unnest(a_ids) WITH ORDINALITY AS a(id, pos) ON a.id = l.id;
     -- One index probe per key (a lateral subquery cannot turn into a scan of every transaction).
     SELECT coalesce(array_agg(k.key), '{}'), coalesce(array_agg(t.id), '{}'),
            coalesce(array_agg(t.request_hash), '{}')
@@ -149,6 +154,7 @@ BEGIN
     FROM unnest(p_keys) AS k(key)
     CROSS JOIN LATERAL (SELECT id, request_hash::text FROM ledger_transactions
                         WHERE idempotency_key = k.key LIMIT 1) AS t;
+    v_nk := cardinality(k_keys);
 
     v_leg := 1;
     FOR i IN 1 .. v_n LOOP
@@ -164,7 +170,7 @@ BEGIN
         ELSE
             -- Every leg names an existing account of its chip in this community (first bad leg wins).
             FOR x IN v_leg .. v_leg + v_legs - 1 LOOP
-                v_j := array_position(a_ids, p_accounts[x]);
+                v_j := l_pos[x];
                 IF v_j IS NULL OR a_chips[v_j] <> p_chips[x] OR a_comms[v_j] <> p_communities[i] THEN
                     v_status := 'account_not_found';
                     v_detail := p_accounts[x];
@@ -175,7 +181,7 @@ BEGIN
                 -- A frozen chip before a frozen account, each at the lowest account id.
                 v_low := NULL;
                 FOR x IN v_leg .. v_leg + v_legs - 1 LOOP
-                    v_j := array_position(a_ids, p_accounts[x]);
+                    v_j := l_pos[x];
                     IF a_chip_frozen[v_j] AND (v_low IS NULL OR p_accounts[x] < v_low) THEN
                         v_low := p_accounts[x];
                         v_detail := a_chips[v_j];
@@ -185,7 +191,7 @@ BEGIN
                     v_status := 'chip_frozen';
                 ELSE
                     FOR x IN v_leg .. v_leg + v_legs - 1 LOOP
-                        v_j := array_position(a_ids, p_accounts[x]);
+                        v_j := l_pos[x];
                         IF a_frozen[v_j] AND (v_low IS NULL OR p_accounts[x] < v_low) THEN
                             v_low := p_accounts[x];
                         END IF;
@@ -200,7 +206,7 @@ BEGIN
                 -- A member account may not end below what it holds (lowest id reported).
                 v_low := NULL;
                 FOR x IN v_leg .. v_leg + v_legs - 1 LOOP
-                    v_j := array_position(a_ids, p_accounts[x]);
+                    v_j := l_pos[x];
                     IF a_member[v_j] AND a_bals[v_j] + p_amounts[x] < a_helds[v_j]
                         AND (v_low IS NULL OR p_accounts[x] < v_low) THEN
                         v_low := p_accounts[x];
@@ -218,7 +224,7 @@ BEGIN
                 -- Apply: the chain advances leg by leg, as in hearth_post.
                 v_tx := nextval(v_seq);
                 FOR x IN v_leg .. v_leg + v_legs - 1 LOOP
-                    v_j := array_position(a_ids, p_accounts[x]);
+                    v_j := l_pos[x];
                     a_bals[v_j] := a_bals[v_j] + p_amounts[x];
                     a_seqs[v_j] := a_seqs[v_j] + 1;
                     a_heads[v_j] := encode(sha256(convert_to(
@@ -241,9 +247,10 @@ BEGIN
                 w_tx[v_nt] := v_tx;
                 w_entry[v_nt] := i;
                 -- The key is taken from here on: a later entry with it is a replay or a conflict.
-                k_keys := k_keys || p_keys[i];
-                k_ids := k_ids || v_tx;
-                k_hashes := k_hashes || p_request_hashes[i];
+                v_nk := v_nk + 1;
+                k_keys[v_nk] := p_keys[i];
+                k_ids[v_nk] := v_tx;
+                k_hashes[v_nk] := p_request_hashes[i];
                 r_status[i] := 'ok';
                 r_tx[i] := v_tx;
             END IF;
