@@ -158,7 +158,7 @@ def _status_to_result(status: str, tx_id: int | None, detail: int | None) -> Pos
 # --- batches (and SQLite) ---------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Acct:
     id: int
     community_id: int
@@ -173,7 +173,7 @@ class _Acct:
     touched: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hold:
     id: int
     account_id: int
