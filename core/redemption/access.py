@@ -128,6 +128,8 @@ def _check(session: Session, offer: RedemptionOffer, membership: Membership, now
     ref = offer.access_ref or ""
     if offer.kind == OfferKind.VIP_TRIAL:
         tier = _tier(session, offer.community_id, ref, Conflict)
+        if offer.trial_days is None:  # listed before trials had a length
+            raise Conflict("this offer does not say how long the trial lasts", code="trial_days_required")
         own = next(t for t in repo.tiers_of(session, offer.community_id) if t.id == membership.tier_id)
         if own.rank >= tier.rank:
             raise Conflict("you already hold this tier or a higher one", code="tier_already_held")

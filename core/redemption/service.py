@@ -130,7 +130,9 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
     for name in ("title", "description", "price", "active", "instant"):
         if name in changes and changes[name] is None:
             raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
-    if {"access_ref", "trial_days", "instant"} & changes.keys() or locked.kind in access.ACCESS_KINDS:
+    # What the offer grants is checked when it changes or the offer is put on sale again;
+    # an offer listed before these rules can always be edited or taken off sale.
+    if {"access_ref", "trial_days", "instant"} & changes.keys() or changes.get("active") is True:
         access.validate_offer(
             session,
             ctx,

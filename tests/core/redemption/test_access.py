@@ -24,6 +24,7 @@ from core.models import (
     Membership,
     Notification,
     OrderStatus,
+    RedemptionOffer,
     RedemptionOrder,
     Role,
     User,
@@ -440,3 +441,41 @@ def test_instant_is_for_access_offers_and_sellers_must_still_be_admins(
     with pytest.raises(Conflict) as gone:
         redemption.redeem(session, Actor(market.members[2]), offer.id, RedeemIn(), "from-ex-admin")
     assert gone.value.code == "offer_inactive"
+
+
+def test_access_offers_listed_before_these_rules_are_refused_clearly_and_can_be_withdrawn(
+    session: Session, market: Market
+) -> None:
+    """Rows as the previous release left them: no trial length, a personal chip's issuer."""
+
+    def legacy(chip_id: int, created_by: int) -> RedemptionOffer:
+        row = RedemptionOffer(
+            community_id=market.community.id,
+            chip_id=chip_id,
+            created_by=created_by,
+            title="VIP week",
+            kind="vip_trial",
+            access_ref="vip",
+            price=10,
+            settlement="burn",
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    mine = legacy(market.star.id, market.creator.id)  # the creator is no admin
+    admins = legacy(market.gold.id, market.owner.id)
+    member = market.members[0]
+    for offer, code in ((mine, "offer_inactive"), (admins, "trial_days_required")):
+        with pytest.raises(Conflict) as refused:
+            _redeem(session, member, offer.id, f"legacy-{offer.id}")
+        assert refused.value.code == code
+    assert market.wallet(session, member, market.gold) == (100, 0)
+    assert market.wallet(session, member, market.star) == (100, 0)
+    # Their issuers can still take them off sale, or (an admin) give the trial a length.
+    off = redemption.update_offer(session, Actor(market.creator), mine.id, OfferPatch(active=False))
+    assert not off.active
+    fixed = redemption.update_offer(session, Actor(market.owner), admins.id, OfferPatch(trial_days=7))
+    assert fixed.trial_days == 7
+    _buy(session, market, member, admins.id, "legacy-fixed")
+    assert _tier_rank(session, market, member) == 2
