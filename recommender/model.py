@@ -601,6 +601,8 @@ class _Request:
         self._pop: np.ndarray | None = None
         self._fresh: np.ndarray | None = None
         self._pool: np.ndarray | None = None
+        self._crowds: tuple[np.ndarray, ...] | None = None
+        self._mark: np.ndarray | None = None
         if self.r is not None and self.r < self.n_fit_m:
             s, e = model.B.indptr[self.r], model.B.indptr[self.r + 1]
             self.hist_cols = model.B.indices[s:e].astype(np.int64)
@@ -635,6 +637,24 @@ class _Request:
             if self.r is not None and self.r < n_m:
                 co[self.r] = 0.0
         return co
+
+    def history_crowds(self) -> tuple[np.ndarray, ...]:
+        """The member's REASON_HISTORY strongest history items, and the members who chose each
+        (concatenated: owner position, member row) with each crowd's size; computed once."""
+        if self._crowds is None:
+            m = self.m
+            on_items = self.hist_cols < self.n_i
+            hist = self.hist_cols[on_items][np.argsort(-self.hist_vals[on_items])][:REASON_HISTORY]
+            owner, crowds, _ = _rows(m.t_indptr, m.t_members, m.t_members, hist)
+            sizes = m.t_indptr[hist + 1] - m.t_indptr[hist]
+            self._crowds = (hist, owner, crowds, sizes)
+        return self._crowds
+
+    def member_mark(self) -> np.ndarray:
+        """A scratch mask over member rows, all False between uses."""
+        if self._mark is None:
+            self._mark = np.zeros(self.n_fit_m, dtype=bool)
+        return self._mark
 
     def known(self) -> set[int]:
         """Indices (in the kind's space) the member already knows, and the member."""
@@ -1035,16 +1055,18 @@ def _crowd_item(req: _Request, idx: int) -> Item | None:
     members = _target_members(req, _col(req, idx))
     if len(members) == 0 or len(req.hist_cols) == 0:
         return None
-    hist = req.hist_cols[req.hist_cols < req.n_i]
-    hist = hist[np.argsort(-req.hist_vals[req.hist_cols < req.n_i])][:REASON_HISTORY]
-    best, best_score = -1, 0.0
-    for h in hist:
-        crowd = _target_members(req, int(h))
-        n = int(np.isin(crowd, members, assume_unique=True).sum())
-        score = n / math.sqrt(len(crowd)) if n else 0.0
-        if score > best_score:
-            best, best_score = int(h), score
-    return req.m.items[best] if best >= 0 else None
+    hist, owner, crowds, sizes = req.history_crowds()
+    if len(hist) == 0:
+        return None
+    # One pass over the crowds of all history items (the same for every candidate of the page),
+    # through a reused mask over member rows rather than a sort per candidate.
+    mark = req.member_mark()
+    mark[members] = True
+    shared = np.bincount(owner[mark[crowds]], minlength=len(hist))
+    mark[members] = False
+    score = shared / np.sqrt(np.maximum(sizes, 1))
+    best = int(np.argmax(score))
+    return req.m.items[int(hist[best])] if score[best] > 0 else None
 
 
 def _reason_neighbours(req: _Request, idx: int) -> Reason | None:
