@@ -13,7 +13,7 @@ batch waits for other transactions exactly as one big entry would, and two
 committers (two API processes) lock in the same global order. The per-entry
 calls then only re-lock rows this transaction already holds.
 
-Revision ID: 0007_group_commit
+Revision ID: 0007
 Revises: 0006
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision: str = "0007_group_commit"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None

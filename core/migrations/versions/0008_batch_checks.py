@@ -28,16 +28,16 @@ The setting is written by this trigger function only; code that forges it on
 purpose could equally disable the trigger, so it guards against mistakes, as the
 check itself does.
 
-Revision ID: 0008_batch_checks
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision: str = "0008_batch_checks"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels = None
 depends_on = None
 

@@ -8,8 +8,8 @@ ring-detection queue.
 - `tips.ring_scanned`: tips no ring detection has examined yet. Existing tips start
   unscanned, so the first sweep examines every community with tips once.
 
-Revision ID: 0009_access_grants
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_access_grants"
-down_revision: str | None = "0006"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels = None
 depends_on = None
 
