@@ -5,14 +5,14 @@ The zero-sum check stays a deferred constraint trigger on `ledger_transactions`
 validate a whole run of transactions in one query and let the later firings of
 that run return at once:
 
-- `core.ledger.repository` writes a batch's transactions with consecutive ids and
-  names them in the transaction-local setting `hearth.ledger_batch` ("lo:hi").
-  That is only a hint: a firing for a transaction inside the hinted range
-  validates every visible transaction from its own id to `hi` set-based (postings
-  count equal to the declared legs, balanced per chip, accounts of the
-  transaction's community: exactly the per-row checks), raises on the first bad
-  one, and records in `hearth.ledger_checked` ("xact:lo:last") the run of
-  consecutive ids starting at its own that it validated.
+- `core.ledger.repository` reserves a batch's transaction ids in one statement (so
+  they are consecutive unless another writer's ids fall between) and names them in
+  the transaction-local setting `hearth.ledger_batch` ("lo:hi"). That is only a
+  hint: a firing for a transaction inside the hinted range finds the gap-free run
+  of ids from its own up to `hi`, validates every transaction of that run in one
+  query (postings count equal to the declared legs, balanced per chip, accounts of
+  the transaction's community: exactly the per-row checks), raises on the first
+  bad one, and records the run in `hearth.ledger_checked` ("xact:first:last").
 - A later firing returns at once only when its id lies in that recorded run of the
   same database transaction. That is sound because the run has no gaps: no other
   row can ever take an id inside it, and a validated transaction is sealed (its
@@ -119,7 +119,8 @@ BEGIN
               -- A subquery per leg, not a join: primary-key lookups, where a join is planned
               -- as a hash join over every account.
               FROM (SELECT p.transaction_id, p.chip_id, p.amount,
-                           (SELECT a.community_id FROM ledger_accounts a WHERE a.id = p.account_id) AS community_id
+                           (SELECT a.community_id FROM ledger_accounts a WHERE a.id = p.account_id)
+                               AS community_id
                     FROM ledger_postings p WHERE p.transaction_id BETWEEN NEW.id AND v_last
                     OFFSET 0) p  -- (not flattened: one lookup per leg, shared by min and max)
               GROUP BY p.transaction_id, p.chip_id) g
