@@ -272,6 +272,11 @@ BEGIN
         UPDATE ledger_accounts a SET balance = u.balance, seq = u.seq, head_hash = u.head
         FROM unnest(a_ids, a_bals, a_seqs, a_heads, a_touched) AS u(id, balance, seq, head, touched)
         WHERE a.id = u.id AND u.touched;
+        -- The ids were drawn in order, so they are consecutive unless another writer's fell
+        -- between: the commit-time check (migration 0008) then validates the run in one query.
+        IF v_nt > 1 THEN
+            PERFORM set_config('hearth.ledger_batch', w_tx[1] || ':' || w_tx[v_nt], true);
+        END IF;
     END IF;
     RETURN QUERY
         SELECT u.n::integer, u.s, u.t, u.d
