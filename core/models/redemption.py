@@ -90,6 +90,10 @@ class RedemptionOrder(IdMixin, CreatedMixin, Base):
     unit_price: Mapped[int] = mapped_column(BigInteger)
     total: Mapped[int] = mapped_column(BigInteger)
     settlement: Mapped[Settlement] = mapped_column(str_enum(Settlement, "order_settlement"))
+    # An access order's terms as paid (the offer's `access_ref` and `trial_days` when it was
+    # redeemed): fulfilment grants these, whatever the issuer edits on the offer meanwhile.
+    access_ref: Mapped[str | None] = mapped_column(String(100))
+    trial_days: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[OrderStatus] = mapped_column(
         str_enum(OrderStatus, "redemption_status"), default=OrderStatus.PENDING
     )

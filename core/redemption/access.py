@@ -9,12 +9,18 @@
   running one (its days are added at the end); a trial of another tier while one runs is
   refused (`trial_running`), and so is a trial of a tier the member already holds
   (`tier_already_held`).
-- `course_seat`: `access_ref` is the id of a course of the community. Fulfilling enrols the
+- `course_seat`: `access_ref` is the id of a course of the community (stored as
+  `str(course.id)`, whatever form of the number the issuer sent). Fulfilling enrols the
   member whatever their tier (a member already enrolled stays enrolled; the order still
   fulfils) and the seat keeps admitting them to the course; one live seat per course.
+- The order keeps the access terms it was paid for (`access_ref`, `trial_days` copied from
+  the offer when redeemed): fulfilment grants those, whatever the offer says by then.
 - Access is checked when the member redeems (so nobody pays for what cannot be granted) and
   again when the issuer fulfils (things may have changed meanwhile: the order then stays
-  pending and the issuer or the member cancels it, which returns the chips). An `instant`
+  pending and the issuer or the member cancels it, which returns the chips). An offer whose
+  terms cannot be granted to anyone (its tier or course is gone, a trial without a length)
+  is refused there as `offer_misconfigured` (409, the cause in its detail); the same causes
+  are 422 with their own codes when the issuer lists or edits the offer. An `instant`
   offer is fulfilled by the redemption itself: the member pays and has the access in one
   request, with nothing for the issuer to do (only access offers may be instant).
 - Cancelled and expired orders grant nothing. A moderator's reversal of a fulfilled order's
@@ -26,6 +32,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -64,15 +71,18 @@ def validate_offer(
     access_ref: str | None,
     trial_days: int | None,
     instant: bool,
-) -> None:
-    """Refuse an offer (new, or as a patch leaves it) whose access cannot be granted."""
+) -> str | None:
+    """Refuse an offer (new, or as a patch leaves it) whose access cannot be granted.
+
+    Returns the `access_ref` to store: a course seat's is the course id in its plain form.
+    """
     if kind != OfferKind.VIP_TRIAL and trial_days is not None:
         raise InvalidInput("`trial_days` is for vip_trial offers only", code="trial_days_not_applicable")
     if kind not in ACCESS_KINDS:
         if instant:
             # Goods, services and calls are delivered by a person: the issuer fulfils them.
             raise InvalidInput("only access offers are granted instantly", code="instant_not_applicable")
-        return
+        return access_ref
     if not (ctx.role is not None and ctx.role.at_least(Role.ADMIN)):
         raise PermissionDenied(
             "only admins sell access to the community's tiers and courses", code="access_offer_not_allowed"
@@ -80,25 +90,53 @@ def validate_offer(
     if not access_ref:
         what = "a tier key" if kind == OfferKind.VIP_TRIAL else "a course id"
         raise InvalidInput(f"a {kind.value} offer needs `access_ref`: {what}", code="access_ref_required")
-    if kind == OfferKind.VIP_TRIAL:
-        if trial_days is None:
-            raise InvalidInput("a vip_trial offer needs `trial_days`", code="trial_days_required")
-        _tier(session, ctx.community.id, access_ref, InvalidInput)
-    else:
-        _course(session, ctx.community.id, access_ref, InvalidInput)
+    try:
+        target = _target(session, Terms(kind, ctx.community.id, access_ref, trial_days))
+    except _Unfit as unfit:
+        raise InvalidInput(unfit.detail, code=unfit.code) from None
+    return access_ref if isinstance(target, Tier) else str(target.id)
 
 
-def _tier(session: Session, community_id: int, key: str, error: type[InvalidInput | Conflict]) -> Tier:
-    tier = next((t for t in repo.tiers_of(session, community_id) if t.key == key), None)
-    if tier is None:
-        raise error(f"this community has no tier `{key}`", code="unknown_tier")
-    return tier
+@dataclass(frozen=True)
+class Terms:
+    """What an access offer sells, or what an order bought (its copy of the offer's terms)."""
+
+    kind: OfferKind
+    community_id: int
+    access_ref: str | None
+    trial_days: int | None
+
+    @classmethod
+    def of_offer(cls, offer: RedemptionOffer) -> Terms:
+        return cls(offer.kind, offer.community_id, offer.access_ref, offer.trial_days)
+
+    @classmethod
+    def of_order(cls, order: RedemptionOrder, offer: RedemptionOffer) -> Terms:
+        return cls(offer.kind, order.community_id, order.access_ref, order.trial_days)  # kind never changes
 
 
-def _course(session: Session, community_id: int, ref: str, error: type[InvalidInput | Conflict]) -> Course:
+class _Unfit(Exception):
+    """Terms nobody could be granted: a cause with its code."""
+
+    def __init__(self, detail: str, code: str) -> None:
+        super().__init__(detail)
+        self.detail, self.code = detail, code
+
+
+def _target(session: Session, terms: Terms) -> Tier | Course:
+    """The tier or course the terms grant; `_Unfit` when they name none or lack a length."""
+    ref = terms.access_ref or ""
+    if terms.kind == OfferKind.VIP_TRIAL:
+        if terms.trial_days is None:  # listed before trials had a length
+            raise _Unfit("a vip_trial offer needs `trial_days`", "trial_days_required")
+        tier = next((t for t in repo.tiers_of(session, terms.community_id) if t.key == ref), None)
+        if tier is None:
+            raise _Unfit(f"this community has no tier `{ref}`", "unknown_tier")
+        return tier
+    # Any form of the number (`007`, full-width digits) names the course; it is stored plainly.
     course = session.get(Course, int(ref)) if ref.isdecimal() and len(ref) < 19 else None
-    if course is None or course.community_id != community_id:
-        raise error(f"this community has no course `{ref}`", code="unknown_course")
+    if course is None or course.community_id != terms.community_id:
+        raise _Unfit(f"this community has no course `{ref}`", "unknown_course")
     return course
 
 
@@ -120,30 +158,33 @@ def check_redeemable(
             raise Conflict("this offer is not available", code="offer_inactive")
     membership = repo.membership(session, offer.community_id, member_id)
     assert membership is not None  # the caller checked the member
-    _check(session, offer, membership, utcnow())
+    _check(session, Terms.of_offer(offer), membership, utcnow())
 
 
-def _check(session: Session, offer: RedemptionOffer, membership: Membership, now: datetime) -> Tier | Course:
-    """The tier or course the offer grants this member, or a Conflict saying why it cannot."""
-    ref = offer.access_ref or ""
-    if offer.kind == OfferKind.VIP_TRIAL:
-        tier = _tier(session, offer.community_id, ref, Conflict)
-        if offer.trial_days is None:  # listed before trials had a length
-            raise Conflict("this offer does not say how long the trial lasts", code="trial_days_required")
-        own = next(t for t in repo.tiers_of(session, offer.community_id) if t.id == membership.tier_id)
-        if own.rank >= tier.rank:
+def _check(session: Session, terms: Terms, membership: Membership, now: datetime) -> Tier | Course:
+    """The tier or course the terms grant this member, or a Conflict saying why they cannot."""
+    try:
+        target = _target(session, terms)
+    except _Unfit as unfit:
+        raise Conflict(
+            f"this offer cannot be granted: {unfit.detail}",
+            code="offer_misconfigured",
+            extra={"reason": unfit.code},
+        ) from None
+    if isinstance(target, Tier):
+        own = next(t for t in repo.tiers_of(session, terms.community_id) if t.id == membership.tier_id)
+        if own.rank >= target.rank:
             raise Conflict("you already hold this tier or a higher one", code="tier_already_held")
-        if membership.trial_running(now) and membership.trial_tier_id != tier.id:
+        if membership.trial_running(now) and membership.trial_tier_id != target.id:
             raise Conflict(
                 "another tier's trial is running: it can be extended, not replaced", code="trial_running"
             )
-        return tier
-    course = _course(session, offer.community_id, ref, Conflict)
-    if course.published_at is None:
+        return target
+    if target.published_at is None:
         raise Conflict("this course is not published yet", code="course_not_published")
-    if repo.has_live_seat(session, course.id, membership.user_id):
+    if repo.has_live_seat(session, target.id, membership.user_id):
         raise Conflict("you already hold a seat in this course", code="seat_already_held")
-    return course
+    return target
 
 
 def lock_member(session: Session, community_id: int, user_id: int) -> None:
@@ -162,10 +203,11 @@ def grant(
     membership = repo.lock_membership(session, order.community_id, order.member_id)
     if membership is None or membership.status != MembershipStatus.ACTIVE:
         raise Conflict("the member has left the community", code="member_left")
-    target = _check(session, offer, membership, now)
+    terms = Terms.of_order(order, offer)  # as paid, not as the offer reads now
+    target = _check(session, terms, membership, now)
     if isinstance(target, Tier):
-        assert offer.trial_days is not None
-        seconds = offer.trial_days * 86400
+        assert terms.trial_days is not None
+        seconds = terms.trial_days * 86400
         start = now
         if membership.trial_running(now) and membership.trial_ends_at is not None:
             start = membership.trial_ends_at  # the same tier: the days are added at the end

@@ -18,6 +18,7 @@ from core.models import (
     GrantKind,
     HoldStatus,
     LedgerHold,
+    LedgerTransaction,
     Membership,
     OrderStatus,
     RedemptionOffer,
@@ -81,12 +82,20 @@ def order_by_key(session: Session, key: str) -> RedemptionOrder | None:
 
 
 def redeemed_quantity(session: Session, offer_id: int, member_id: int) -> int:
-    """Items of the offer the member holds in pending or fulfilled orders."""
+    """Items of the offer the member holds in pending or fulfilled orders.
+
+    A fulfilled order whose payment a moderator reversed does not count: the member has the
+    chips back (and an access order's grant was withdrawn), as after a cancellation.
+    """
+    reversed_ = select(LedgerTransaction.id).where(
+        LedgerTransaction.reverses_id == RedemptionOrder.transaction_id
+    )
     total = session.scalar(
         select(func.coalesce(func.sum(RedemptionOrder.quantity), 0)).where(
             RedemptionOrder.offer_id == offer_id,
             RedemptionOrder.member_id == member_id,
             RedemptionOrder.status.in_(LIVE),
+            ~reversed_.exists(),
         )
     )
     return int(total or 0)

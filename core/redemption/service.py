@@ -104,8 +104,12 @@ def create_offer(session: Session, actor: Actor, community_id: int, data: OfferI
     if data.settlement == Settlement.ISSUER and chip.issuer_id is None:
         # The community chip has no issuer wallet: its redemptions can only be burned.
         raise InvalidInput("community chip offers settle by burning", code="invalid_settlement")
-    access.validate_offer(session, ctx, data.kind, data.access_ref, data.trial_days, data.instant)
-    offer = RedemptionOffer(community_id=community_id, created_by=actor.id, **data.model_dump())
+    access_ref = access.validate_offer(
+        session, ctx, data.kind, data.access_ref, data.trial_days, data.instant
+    )
+    offer = RedemptionOffer(
+        community_id=community_id, created_by=actor.id, **{**data.model_dump(), "access_ref": access_ref}
+    )
     session.add(offer)
     session.flush()
     audit.record(
@@ -133,7 +137,7 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
     # What the offer grants is checked when it changes or the offer is put on sale again;
     # an offer listed before these rules can always be edited or taken off sale.
     if {"access_ref", "trial_days", "instant"} & changes.keys() or changes.get("active") is True:
-        access.validate_offer(
+        access_ref = access.validate_offer(
             session,
             ctx,
             locked.kind,
@@ -141,6 +145,8 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
             changes.get("trial_days", locked.trial_days),
             changes.get("instant", locked.instant),
         )
+        if "access_ref" in changes:
+            changes["access_ref"] = access_ref
     audit.apply_changes(
         session,
         actor,
@@ -307,6 +313,9 @@ def redeem(
             unit_price=offer.price,
             total=total,
             settlement=offer.settlement,
+            # The terms as paid: an edit of the offer before fulfilment does not change them.
+            access_ref=offer.access_ref,
+            trial_days=offer.trial_days,
             status=OrderStatus.PENDING,
             idempotency_key=key,
             note=data.note,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from core import jobs
 from core.ledger import service as ledger
-from core.models import Chip, Community, Role, User
+from core.models import Chip, Community, RedemptionOffer, Role, User
 from tests.factories import add_member, auth, fund, make_chip, make_community, make_user
 
 JOB = "hearth.redemption.order_changed"
@@ -186,3 +186,33 @@ def test_a_vip_trial_over_http_shows_on_the_membership(client: TestClient, sessi
         headers={**auth(session, member), "Idempotency-Key": "vip-2"},
     )
     assert again.status_code == 422 and again.json()["error"] == "access_quantity"
+
+
+def test_an_offer_that_cannot_be_granted_is_one_code_and_status_at_redeem(
+    client: TestClient, session: Session
+) -> None:
+    """Listing refuses the cause (422 unknown_tier, ...); a listed offer that can no longer be
+    granted (its tier gone, a trial without a length) is 409 offer_misconfigured when redeemed."""
+    owner = make_user(session)
+    community = make_community(session, owner)
+    member = add_member(session, community)
+    gold = make_chip(session, community, symbol="GOLD")
+    fund(session, gold, member, 50)
+    body = {"chip_id": gold.id, "title": "VIP week", "kind": "vip_trial", "access_ref": "vip", "price": 10}
+    created = client.post(
+        f"/communities/{community.id}/redemption/offers",
+        json={**body, "trial_days": 7},
+        headers=auth(session, owner),
+    )
+    assert created.status_code == 201, created.text
+    offer = session.get(RedemptionOffer, created.json()["id"])
+    assert offer is not None
+    for ref, days in (("platinum", 7), ("vip", None)):  # a tier renamed away; a row from before trial_days
+        offer.access_ref, offer.trial_days = ref, days
+        session.flush()
+        r = client.post(
+            f"/redemption/offers/{offer.id}/redeem",
+            headers={**auth(session, member), "Idempotency-Key": f"mis-{ref}"},
+        )
+        assert (r.status_code, r.json()["error"]) == (409, "offer_misconfigured"), r.text
+    assert _wallet(session, gold, member) == (50, 0)

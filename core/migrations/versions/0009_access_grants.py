@@ -2,11 +2,14 @@
 ring-detection queue.
 
 - `access_grants`: what each fulfilled access order granted; `memberships.trial_tier_id` and
-  `trial_ends_at`: the running tier trial; `redemption_offers.trial_days` and `instant`.
+  `trial_ends_at`: the running tier trial; `redemption_offers.trial_days` and `instant`;
+  `redemption_orders.access_ref` and `trial_days`: an order's access terms as paid (existing
+  orders take their offer's, as it stands).
 - every community created before the chip economy gets its community chip (and the chip's
   issuance account), as `core.chips.community.ensure_community_chip` would make it.
-- `tips.ring_scanned`: tips no ring detection has examined yet. Existing tips start
-  unscanned, so the first sweep examines every community with tips once.
+- `tips.ring_scanned`: tips no ring detection has examined yet. Existing tips are marked
+  scanned (the detection each tip ran when it was made examined them), so the first sweep
+  does not rewrite the whole table.
 
 Revision ID: 0009
 Revises: 0008
@@ -39,6 +42,10 @@ def upgrade() -> None:
         batch.create_check_constraint(
             op.f("ck_redemption_offers_trial_days_positive"), "trial_days IS NULL OR trial_days > 0"
         )
+    with op.batch_alter_table("redemption_orders") as batch:
+        batch.add_column(sa.Column("access_ref", sa.String(length=100), nullable=True))
+        batch.add_column(sa.Column("trial_days", sa.Integer(), nullable=True))
+    _copy_access_terms_onto_orders()
     op.create_table(
         "access_grants",
         sa.Column("community_id", BigId, nullable=False),
@@ -99,8 +106,8 @@ def upgrade() -> None:
             sqlite_where=sa.text("revoked_at IS NULL AND kind = 'course_seat'"),
             postgresql_where=sa.text("revoked_at IS NULL AND kind = 'course_seat'"),
         )
+    _add_ring_scanned()
     with op.batch_alter_table("tips") as batch:
-        batch.add_column(sa.Column("ring_scanned", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch.create_index(
             "ix_tips_ring_unscanned",
             ["community_id"],
@@ -109,6 +116,32 @@ def upgrade() -> None:
             postgresql_where=sa.text("NOT ring_scanned"),
         )
     _backfill_community_chips()
+
+
+def _copy_access_terms_onto_orders() -> None:
+    """Orders placed before the terms were copied take their offer's, as it stands now."""
+    orders = sa.table("redemption_orders", sa.column("offer_id"), sa.column("access_ref"))
+    offers = sa.table("redemption_offers", sa.column("id"), sa.column("access_ref"))
+    op.execute(
+        orders.update().values(
+            access_ref=sa.select(offers.c.access_ref).where(offers.c.id == orders.c.offer_id).scalar_subquery()
+        )
+    )
+
+
+def _add_ring_scanned() -> None:
+    """`tips.ring_scanned`: true for the tips there are (a tip ran its own detection until
+    now), false by default for new ones."""
+    if op.get_bind().dialect.name == "postgresql":
+        # A constant default fills existing rows without rewriting the table; changing the
+        # default afterwards touches only the catalogue.
+        op.add_column("tips", sa.Column("ring_scanned", sa.Boolean(), server_default=sa.true(), nullable=False))
+        op.alter_column("tips", "ring_scanned", server_default=sa.false())
+        return
+    with op.batch_alter_table("tips") as batch:
+        batch.add_column(sa.Column("ring_scanned", sa.Boolean(), server_default=sa.false(), nullable=False))
+    tips = sa.table("tips", sa.column("ring_scanned", sa.Boolean()))
+    op.execute(tips.update().values(ring_scanned=True))
 
 
 def _backfill_community_chips() -> None:
@@ -198,6 +231,9 @@ def downgrade() -> None:
         )
         batch.drop_column("ring_scanned")
     op.drop_table("access_grants")
+    with op.batch_alter_table("redemption_orders") as batch:
+        batch.drop_column("trial_days")
+        batch.drop_column("access_ref")
     with op.batch_alter_table("redemption_offers") as batch:
         batch.drop_constraint(op.f("ck_redemption_offers_trial_days_positive"), type_="check")
         batch.drop_column("instant")

@@ -294,7 +294,11 @@ def test_cancelled_and_expired_orders_grant_nothing(session: Session, market: Ma
     assert order is not None
     assert redemption.expire_order(session, expiring, utcnow()) is False  # no hold expiry: not due
     redemption.cancel_order(session, Actor(market.owner), expiring)
-    assert session.scalars(select(AccessGrant)).all() == []
+    # This member's grants in this community (other tests' committed rows are not ours to count).
+    granted = select(AccessGrant).where(
+        AccessGrant.community_id == market.community.id, AccessGrant.user_id == member.id
+    )
+    assert session.scalars(granted).all() == []
     assert _membership(session, market, member).trial_tier_id is None
     assert _tier_rank(session, market, member) == 0
 
@@ -466,10 +470,14 @@ def test_access_offers_listed_before_these_rules_are_refused_clearly_and_can_be_
     mine = legacy(market.star.id, market.creator.id)  # the creator is no admin
     admins = legacy(market.gold.id, market.owner.id)
     member = market.members[0]
-    for offer, code in ((mine, "offer_inactive"), (admins, "trial_days_required")):
+    for offer, code, reason in (
+        (mine, "offer_inactive", None),
+        (admins, "offer_misconfigured", "trial_days"),
+    ):
         with pytest.raises(Conflict) as refused:
             _redeem(session, member, offer.id, f"legacy-{offer.id}")
         assert refused.value.code == code
+        assert reason is None or reason in refused.value.detail
     assert market.wallet(session, member, market.gold) == (100, 0)
     assert market.wallet(session, member, market.star) == (100, 0)
     # Their issuers can still take them off sale, or (an admin) give the trial a length.
@@ -479,3 +487,105 @@ def test_access_offers_listed_before_these_rules_are_refused_clearly_and_can_be_
     assert fixed.trial_days == 7
     _buy(session, market, member, admins.id, "legacy-fixed")
     assert _tier_rank(session, market, member) == 2
+
+
+# --- terms as paid ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edited_days", [1, 30])
+def test_a_trial_grants_the_days_paid_for_whatever_the_offer_says_at_fulfilment(
+    session: Session, market: Market, edited_days: int
+) -> None:
+    member = market.members[0]
+    offer = _trial_offer(session, market, "vip", days=7)
+    order_id = _redeem(session, member, offer.id, f"paid-7-{edited_days}")
+    # The admin edits the offer while the order is pending (shorter or longer).
+    redemption.update_offer(session, Actor(market.owner), offer.id, OfferPatch(trial_days=edited_days))
+    done = redemption.fulfil_order(session, Actor(market.owner), order_id)
+    grant = session.scalar(select(AccessGrant).where(AccessGrant.order_id == order_id))
+    assert grant is not None and grant.seconds == 7 * 86400
+    ends = _membership(session, market, member).trial_ends_at
+    assert done.access is not None and done.access.ends_at == ends
+    assert ends is not None and timedelta(days=6, hours=23) < ends - utcnow() <= timedelta(days=7)
+    # A new order buys the offer as it reads now.
+    later = _buy(session, market, member, offer.id, f"paid-now-{edited_days}")
+    grant = session.scalar(select(AccessGrant).where(AccessGrant.order_id == later))
+    assert grant is not None and grant.seconds == edited_days * 86400
+
+
+def test_a_seat_is_in_the_course_paid_for_when_the_offer_moves_to_another(
+    session: Session, market: Market
+) -> None:
+    member = market.members[1]
+    paid_for, other = _course(session, market), _course(session, market)
+    offer = _seat_offer(session, market, paid_for)
+    order_id = _redeem(session, member, offer.id, "seat-a")
+    redemption.update_offer(session, Actor(market.owner), offer.id, OfferPatch(access_ref=str(other)))
+    done = redemption.fulfil_order(session, Actor(market.owner), order_id)
+    assert done.access is not None and done.access.course_id == paid_for
+    enrolled = session.scalars(
+        select(Enrollment.course_id).where(
+            Enrollment.user_id == member.id, Enrollment.unenrolled_at.is_(None)
+        )
+    ).all()
+    assert enrolled == [paid_for]
+
+
+def test_a_vip_trial_refused_at_fulfilment_when_its_tier_is_gone_stays_pending(
+    session: Session, market: Market
+) -> None:
+    """The order's own terms are checked at fulfilment: a tier key no longer there is refused."""
+    member = market.members[2]
+    offer = _trial_offer(session, market, "vip", days=7)
+    order_id = _redeem(session, member, offer.id, "gone")
+    order = session.get(RedemptionOrder, order_id)
+    assert order is not None and (order.access_ref, order.trial_days) == ("vip", 7)
+    order.access_ref = "platinum"  # as if the tier were renamed or removed meanwhile
+    session.flush()
+    with pytest.raises(Conflict) as refused:
+        redemption.fulfil_order(session, Actor(market.owner), order_id)
+    assert refused.value.code == "offer_misconfigured" and "platinum" in refused.value.detail
+    assert redemption.get_order(session, Actor(member), order_id).status == OrderStatus.PENDING
+
+
+def test_a_course_is_named_by_its_plain_id_whatever_digits_were_sent(
+    session: Session, market: Market
+) -> None:
+    course_id = _course(session, market)
+    padded = f"{course_id:06d}"
+    fullwidth = "".join(chr(0xFF10 + int(d)) for d in str(course_id))
+    for ref in (padded, fullwidth, f" {course_id} "):
+        assert _seat_offer_ref(session, market, ref) == str(course_id)
+    seat = _seat_offer(session, market, course_id)
+    patched = redemption.update_offer(session, Actor(market.owner), seat.id, OfferPatch(access_ref=fullwidth))
+    assert patched.access_ref == str(course_id)
+    with pytest.raises(InvalidInput) as signed:
+        _seat_offer_ref(session, market, f"+{course_id}")
+    assert signed.value.code == "unknown_course"
+
+
+def _seat_offer_ref(session: Session, market: Market, ref: str) -> str | None:
+    return market.offer(session, market.gold, kind="course_seat", access_ref=ref, price=10).access_ref
+
+
+def test_a_reversed_order_does_not_count_toward_the_per_member_limit(
+    session: Session, market: Market
+) -> None:
+    """Its chips came back and its access was withdrawn: as after a cancellation, the member
+    may buy again."""
+    member = market.members[0]
+    offer = market.offer(
+        session, market.gold, kind="vip_trial", access_ref="vip", trial_days=7, price=10, per_member_limit=1
+    )
+    first = _buy(session, market, member, offer.id, "limit-1")
+    with pytest.raises(Conflict) as limited:
+        _redeem(session, member, offer.id, "limit-2")
+    assert limited.value.code == "redemption_limit_reached"
+    _reverse(session, market, first, "limit-rev")
+    again = _buy(session, market, member, offer.id, "limit-3")
+    assert _tier_rank(session, market, member) > 0
+    with pytest.raises(Conflict) as still:
+        _redeem(session, member, offer.id, "limit-4")
+    assert still.value.code == "redemption_limit_reached"
+    assert again != first
+    assert_invariants(session, market.community.id)
