@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.clock import as_utc
 from core.models import (
     AccountKind,
     LedgerAccount,
@@ -164,13 +166,50 @@ def tips_received(community_id: int, user_id: int) -> Select[Tip]:
     return select(Tip).where(Tip.community_id == community_id, Tip.recipient_id == user_id)
 
 
-def tips_in_window(session: Session, community_id: int, since: datetime, limit: int) -> Sequence[Tip]:
-    return session.scalars(
-        select(Tip)
+class EdgeTotals(NamedTuple):
+    """One tipper -> recipient pair's tips in the ring window."""
+
+    tips: int
+    volume: int
+    last: datetime
+
+
+def ring_edges(
+    session: Session, community_id: int, since: datetime, min_tips: int
+) -> dict[tuple[int, int], EdgeTotals]:
+    """The pairs that tipped at least `min_tips` times since `since`, summed in the database.
+
+    Every tip of the window counts, however many there are: only the (few) strong pairs come
+    back, read along `ix_tips_pair_time`.
+    """
+    rows = session.execute(
+        select(Tip.tipper_id, Tip.recipient_id, func.count(), func.sum(Tip.amount), func.max(Tip.created_at))
         .where(Tip.community_id == community_id, Tip.created_at >= since)
-        .order_by(Tip.id.desc())
-        .limit(limit)
+        .group_by(Tip.tipper_id, Tip.recipient_id)
+        .having(func.count() >= min_tips)
     ).all()
+    return {(a, b): EdgeTotals(int(n), int(volume), as_utc(last)) for a, b, n, volume, last in rows}
+
+
+def tip_ids_on_edges(
+    session: Session, community_id: int, since: datetime, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], list[int]]:
+    """The ids of the window's tips along each pair (a ring report's evidence)."""
+    found: dict[tuple[int, int], list[int]] = {pair: [] for pair in pairs}
+    if not pairs:
+        return found
+    rows = session.execute(
+        select(Tip.tipper_id, Tip.recipient_id, Tip.id)
+        .where(
+            Tip.community_id == community_id,
+            Tip.created_at >= since,
+            or_(*(and_(Tip.tipper_id == a, Tip.recipient_id == b) for a, b in pairs)),
+        )
+        .order_by(Tip.id)
+    ).all()
+    for a, b, tip_id in rows:
+        found[(a, b)].append(tip_id)
+    return found
 
 
 def confirmed_rings(session: Session, community_id: int) -> Sequence[TipRingReport]:
@@ -187,12 +226,23 @@ def latest_report(session: Session, community_id: int, members_key: str) -> TipR
         .where(TipRingReport.community_id == community_id, TipRingReport.members_key == members_key)
         .order_by(TipRingReport.id.desc())
         .limit(1)
+        .execution_options(populate_existing=True)  # its status as committed, not as first read
     )
 
 
 def reports(community_id: int, status: RingStatus | None) -> Select[TipRingReport]:
     stmt = select(TipRingReport).where(TipRingReport.community_id == community_id)
     return stmt if status is None else stmt.where(TipRingReport.status == status)
+
+
+def lock_open_reports(session: Session, community_id: int) -> None:
+    """Lock the community's open reports, in id order (before any tip: see `sweep_rings`)."""
+    session.execute(
+        select(TipRingReport.id)
+        .where(TipRingReport.community_id == community_id, TipRingReport.status == RingStatus.OPEN)
+        .order_by(TipRingReport.id)
+        .with_for_update()
+    ).all()
 
 
 def lock_report(session: Session, report_id: int) -> TipRingReport | None:

@@ -17,11 +17,11 @@ Reputation resists farming:
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -63,7 +63,8 @@ from core.tipping.schemas import (
 TIP_RECEIVED_JOB = "hearth.tipping.tip_received"
 
 MAX_CYCLE = 4
-RING_SCAN_LIMIT = 20_000  # tips read per detection run: bounds the job on a very busy community
+
+log = logging.getLogger(__name__)
 
 
 def _day_start(now: datetime) -> datetime:
@@ -335,10 +336,17 @@ UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 def _units(target: Session | UnitOfWork) -> UnitOfWork:
-    """A factory of units of work (the beat task passes `session_scope`), or one session for all."""
+    """A factory of units of work (the beat task passes `session_scope`), or one session whose
+    units are savepoints (a unit that fails rolls back alone)."""
     if isinstance(target, Session):
-        return lambda: nullcontext(target)
+        return lambda: _savepoint(target)
     return target
+
+
+@contextmanager
+def _savepoint(session: Session) -> Iterator[Session]:
+    with session.begin_nested():
+        yield session
 
 
 def sweep_rings(units: Session | UnitOfWork) -> list[int]:
@@ -347,9 +355,10 @@ def sweep_rings(units: Session | UnitOfWork) -> list[int]:
     Tips do no detection work themselves; this beat job (`tipping-sweep-rings`, every minute) does,
     so a burst of any size costs each community one detection per sweep. Each community is
     one unit of work: it claims its unscanned tips (`ring_scanned`, committed with the tip)
-    and runs `detect_rings` over the window in the same transaction, so a failed run leaves
-    its tips unclaimed for the next sweep. A tip that commits after the claim, even with a
-    lower id than tips already examined, is still unclaimed then: nothing is skipped.
+    and runs `detect_rings` over the whole window in the same transaction, so a failed run
+    leaves its tips unclaimed for the next sweep, and the other communities are examined all
+    the same (the failure is logged). A tip that commits after the claim, even with a lower id
+    than tips already examined, is still unclaimed then: nothing is skipped.
     Returns the ids of the communities examined.
     """
     run = _units(units)
@@ -357,11 +366,24 @@ def sweep_rings(units: Session | UnitOfWork) -> list[int]:
         due = repo.communities_with_unscanned_tips(session)
     examined = []
     for community_id in due:
-        with run() as session:
-            if repo.claim_unscanned_tips(session, community_id):
-                detect_rings(session, community_id)
-                examined.append(community_id)
+        try:
+            with run() as session:
+                if _sweep_community(session, community_id):
+                    examined.append(community_id)
+        except Exception:  # one community's failure must not hold up the others' detection
+            log.exception("ring sweep of community %s failed; its tips wait for the next sweep", community_id)
     return examined
+
+
+def _sweep_community(session: Session, community_id: int) -> bool:
+    # One lock order with a moderator resolving a report (`update_report`: the report, then its
+    # evidence tips): the community's open reports first, then the tips claimed, so neither
+    # waits for the other while holding what the other needs.
+    repo.lock_open_reports(session, community_id)
+    if not repo.claim_unscanned_tips(session, community_id):
+        return False
+    detect_rings(session, community_id)
+    return True
 
 
 def detect_rings(session: Session, community_id: int) -> list[int]:
@@ -373,32 +395,29 @@ def detect_rings(session: Session, community_id: int) -> list[int]:
     same members is refreshed; a resolved one is reopened only by tips made
     after it was resolved. Returns the ids of reports created or refreshed.
 
+    The edges are summed in the database over every tip of the window (no row cap), and only
+    the edges of reported cycles read their tip ids (the evidence).
     `sweep_rings` runs it; run alone (the `hearth.tipping.detect_rings` task) it examines
     the window now without claiming anything.
     """
     policy = repo.policy(session, community_id)
-    now = utcnow()
-    since = now - timedelta(days=policy.ring_window_days)
-    edges: dict[tuple[int, int], dict[str, Any]] = defaultdict(
-        lambda: {"tips": 0, "volume": 0, "tip_ids": [], "last": since}
-    )
-    for tip in repo.tips_in_window(session, community_id, since, RING_SCAN_LIMIT):
-        edge = edges[(tip.tipper_id, tip.recipient_id)]
-        edge["tips"] += 1
-        edge["volume"] += tip.amount
-        edge["tip_ids"].append(tip.id)
-        edge["last"] = max(edge["last"], as_utc(tip.created_at))
-    strong = {pair: e for pair, e in edges.items() if e["tips"] >= policy.ring_min_tips}
+    since = utcnow() - timedelta(days=policy.ring_window_days)
+    strong = repo.ring_edges(session, community_id, since, policy.ring_min_tips)
     graph: dict[int, list[int]] = defaultdict(list)
     for a, b in sorted(strong):
         graph[a].append(b)
-    touched = []
+    rings = []
     for cycle in _cycles(graph):
         pairs = [(cycle[i], cycle[(i + 1) % len(cycle)]) for i in range(len(cycle))]
-        flow = min(strong[p]["volume"] for p in pairs)
-        if flow < policy.ring_min_volume:
-            continue
-        report_id = _report(session, community_id, cycle, pairs, strong, flow * len(cycle))
+        flow = min(strong[p].volume for p in pairs)
+        if flow >= policy.ring_min_volume:
+            rings.append((cycle, pairs, flow * len(cycle)))
+    tip_ids = repo.tip_ids_on_edges(
+        session, community_id, since, sorted({p for _, ps, _ in rings for p in ps})
+    )
+    touched = []
+    for cycle, pairs, score in rings:
+        report_id = _report(session, community_id, cycle, pairs, strong, tip_ids, score)
         if report_id is not None:
             touched.append(report_id)
     return touched
@@ -425,7 +444,8 @@ def _report(
     community_id: int,
     cycle: list[int],
     pairs: list[tuple[int, int]],
-    strong: dict[tuple[int, int], dict[str, Any]],
+    strong: dict[tuple[int, int], repo.EdgeTotals],
+    tip_ids: dict[tuple[int, int], list[int]],
     score: int,
 ) -> int | None:
     members_key = ",".join(str(m) for m in sorted(cycle))
@@ -434,14 +454,14 @@ def _report(
             {
                 "tipper_id": a,
                 "recipient_id": b,
-                "tips": strong[(a, b)]["tips"],
-                "volume": strong[(a, b)]["volume"],
-                "tip_ids": sorted(strong[(a, b)]["tip_ids"]),
+                "tips": strong[(a, b)].tips,
+                "volume": strong[(a, b)].volume,
+                "tip_ids": tip_ids[(a, b)],
             }
             for a, b in pairs
         ]
     }
-    newest = max(strong[p]["last"] for p in pairs)
+    newest = max(strong[p].last for p in pairs)
     latest = repo.latest_report(session, community_id, members_key)
     if latest is not None and latest.status == RingStatus.OPEN:
         if latest.evidence != evidence:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -14,10 +16,11 @@ from sqlalchemy.orm import Session
 from core import jobs
 from core.access import Actor
 from core.db import session_scope
-from core.models import Community, Tip, TipRingReport, User
+from core.models import Community, RingStatus, Tip, TipRingReport, User
+from core.tipping import repository as repo
 from core.tipping import service as tipping
 from core.tipping import tasks as tipping_tasks
-from core.tipping.schemas import TipIn
+from core.tipping.schemas import RingReportPatch, TipIn
 from core.worker import BEAT_SCHEDULE
 from tests.conftest import needs_postgres
 from tests.core.tipping.helpers import age, channel, community_chip, thread
@@ -159,3 +162,117 @@ def test_a_tip_that_commits_late_with_a_lower_id_is_not_skipped(committed_engine
     assert community_id in tipping.sweep_rings(lambda: session_scope(committed_engine))
     with session_scope(committed_engine) as s:
         assert _rings(s, community_id) == [",".join(str(u) for u in sorted(ids[1:3]))]
+
+
+def test_every_tip_of_the_window_counts_however_many_the_tick_claims(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detection used to read only the newest RING_SCAN_LIMIT tips of the window while the sweep
+    marked every tip scanned: a ring behind a burst was never examined. The edges are summed in
+    the database now; the old cap, made small, must change nothing (and need not exist)."""
+    monkeypatch.setattr(tipping, "RING_SCAN_LIMIT", 10, raising=False)
+    community = make_community(session, make_user(session))
+    a, b, c, d = _members(session, community, 4)
+    ring = _tip(session, community, a, b, 20, times=3) + _tip(session, community, b, a, 20, times=3)
+    _tip(session, community, c, d, 1, times=10)  # then a burst of unrelated tips, in the same tick
+    assert community.id in tipping.sweep_rings(session)
+    assert _rings(session, community.id) == [_key(a, b)]
+    [report] = session.scalars(select(TipRingReport).where(TipRingReport.community_id == community.id))
+    evidence = sorted(tid for edge in report.evidence["edges"] for tid in edge["tip_ids"])
+    assert evidence == sorted(ring)
+    assert [(e["tips"], e["volume"]) for e in report.evidence["edges"]] == [(3, 60), (3, 60)]
+
+
+def test_one_community_failing_does_not_stop_the_sweep_for_the_others(
+    session: Session, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, fine = (make_community(session, make_user(session)) for _ in range(2))
+    a, b = _members(session, broken, 2)
+    c, d = _members(session, fine, 2)
+    for community, (x, y) in ((broken, (a, b)), (fine, (c, d))):
+        _tip(session, community, x, y, 20, times=2)
+        _tip(session, community, y, x, 20, times=2)
+    real = tipping.detect_rings
+
+    def failing(s: Session, community_id: int) -> list[int]:
+        found = real(s, community_id)  # writes its report, then fails: all of it rolls back
+        if community_id == broken.id:
+            raise RuntimeError("detection failed")
+        return found
+
+    monkeypatch.setattr(tipping, "detect_rings", failing)
+    with caplog.at_level("ERROR", logger="core.tipping.service"):
+        swept = tipping.sweep_rings(session)
+    assert fine.id in swept and broken.id not in swept
+    assert any(str(broken.id) in r.getMessage() for r in caplog.records)
+    assert _rings(session, fine.id) == [_key(c, d)] and _rings(session, broken.id) == []
+    unscanned = select(Tip.id).where(Tip.community_id == broken.id, ~Tip.ring_scanned)
+    assert len(session.scalars(unscanned).all()) == 4  # claimed by the next sweep
+    monkeypatch.setattr(tipping, "detect_rings", real)
+    assert broken.id in tipping.sweep_rings(session)
+    assert _rings(session, broken.id) == [_key(a, b)]
+
+
+@needs_postgres()
+def test_the_sweep_and_a_moderator_resolving_a_report_take_locks_in_one_order(
+    committed_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A moderator confirming locks the report, then its evidence tips; the sweep used to lock
+    the unscanned tips (its claim), then the report (refreshing the evidence): a deadlock."""
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        community = make_community(s, owner, slug=f"dl-{uuid.uuid4().hex[:8]}")
+        a, b = _members(s, community, 2)
+        _tip(s, community, a, b, 20, times=3)
+        _tip(s, community, b, a, 20, times=3)
+        # A direct run (the hearth.tipping.detect_rings task) claims nothing: the report's
+        # evidence tips are still unscanned when the sweep comes.
+        [report_id] = tipping.detect_rings(s, community.id)
+        _tip(s, community, a, b, 20)  # the sweep will refresh the report's evidence
+        community_id, owner_id = community.id, owner.id
+    claimed = threading.Event()
+    real_claim = repo.claim_unscanned_tips
+
+    def slow_claim(s: Session, cid: int) -> int:
+        n = real_claim(s, cid)
+        if cid == community_id:
+            claimed.set()
+            time.sleep(1.0)  # the moderator comes meanwhile
+        return n
+
+    monkeypatch.setattr(repo, "claim_unscanned_tips", slow_claim)
+    errors: dict[str, BaseException] = {}
+    swept: list[int] = []
+
+    def sweep() -> None:
+        try:
+            swept.extend(tipping.sweep_rings(lambda: session_scope(committed_engine)))
+        except BaseException as exc:  # surfaced below
+            errors["sweep"] = exc
+
+    def confirm() -> None:
+        claimed.wait(30)
+        try:
+            with session_scope(committed_engine) as s:
+                moderator = s.get(User, owner_id)
+                assert moderator is not None
+                tipping.update_report(s, Actor(moderator), report_id, RingReportPatch(status="confirmed"))
+        except BaseException as exc:  # surfaced below
+            errors["moderator"] = exc
+
+    with caplog.at_level("ERROR", logger="core.tipping.service"):  # a failed community is logged
+        threads = [threading.Thread(target=sweep), threading.Thread(target=confirm)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == {} and [r.getMessage() for r in caplog.records] == []
+    assert community_id in swept
+    with session_scope(committed_engine) as s:
+        report = s.get(TipRingReport, report_id)
+        assert report is not None and report.status == RingStatus.CONFIRMED
+        tips = s.scalars(select(Tip).where(Tip.community_id == community_id)).all()
+        assert all(t.ring_scanned for t in tips)
+        # The evidence the sweep refreshed (all 7 tips), and the 6 it named when confirmed.
+        evidence = {tid for edge in report.evidence["edges"] for tid in edge["tip_ids"]}
+        assert {t.id for t in tips if t.discounted} <= evidence
