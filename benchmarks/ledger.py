@@ -877,10 +877,10 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"baseline {result['baseline']['command']}: {result['baseline']['pgbench_tps']:,.0f} tps"
         )
-    lines.append(f"{'scenario':<34}{'transfers/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'per commit':>10}")
+    lines.append(f"{'scenario':<34}{'transfers/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'per commit':>12}")
     for section in ("single", "single_session"):
         for name, row in result.get(section, {}).items():
-            per_commit = f"{row['entries_per_commit']:>10.1f}" if "entries_per_commit" in row else ""
+            per_commit = f"{row['entries_per_commit']:>12.1f}" if "entries_per_commit" in row else ""
             label = section.replace("_", " ") + " " + name.replace("_", " ")
             lines.append(
                 f"{label:<34}{row['transfers_per_s']:>14,.0f}"
