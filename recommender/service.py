@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor, CommunityContext, community_context
 from core.clock import utcnow
+from core.courses import repository as courses_repo
 from core.db import session_scope
 from core.errors import InvalidInput, NotFound
 from core.models import (
@@ -579,10 +580,11 @@ class Recommender:
         blocked = social.blocked_ids(session, actor.id)
         exclude = _excluded(ctx, snapshot, blocked, now)
         not_interested = repo.feedback_targets(session, community_id, actor.id)
+        seats = _seats(session, snapshot, actor.id) if kind == "course" else frozenset()
 
         def can_access(item: Item) -> bool:
             gate = snapshot.gates.get(item.id)
-            return gate is None or ctx.meets_tier(gate.min_tier_id)
+            return gate is None or item.id in seats or ctx.meets_tier(gate.min_tier_id)
 
         me = repo.member_id(actor.id)
         # A member who opted out is asked for as nobody: the model then has no taste or
@@ -598,9 +600,9 @@ class Recommender:
             upgrade_slots=1,
             now=now,
         )
-        recs = self._still_valid(session, ctx, community_id, [r for r in recs if r.id not in exclude], now)[
-            :limit
-        ]
+        recs = self._still_valid(
+            session, ctx, community_id, [r for r in recs if r.id not in exclude], now, seats
+        )[:limit]
         hidden = _hidden_named(session, community_id, blocked, recs)
         items = [self._present(ctx, snapshot, rec, opted_out, hidden) for rec in recs]
         return RecommendationsOut(kind=kind, personalised=not opted_out, items=items)
@@ -612,6 +614,7 @@ class Recommender:
         community_id: int,
         recs: list[Recommendation],
         now: datetime,
+        seats: Collection[str] = frozenset(),
     ) -> list[Recommendation]:
         """Drop items whose live state no longer allows them (the model may be minutes old)."""
         if not recs:
@@ -632,7 +635,7 @@ class Recommender:
             if gate is None or ctx.role is None or not ctx.role.at_least(gate.min_role):
                 stale = True
                 continue
-            if rec.locked == ctx.meets_tier(gate.min_tier_id):
+            if rec.locked == (rec.id in seats or ctx.meets_tier(gate.min_tier_id)):
                 stale = True  # the gate moved since the fit: neither wording is right now
                 continue
             kept.append(rec)
@@ -707,6 +710,19 @@ def _excluded(
     out |= {iid for iid, needed in snapshot.role_gated.items() if role is None or not role.at_least(needed)}
     out |= {iid for iid, end in snapshot.ends_at.items() if end < now}
     return out
+
+
+def _seats(session: Session, snapshot: repo.Snapshot, user_id: int) -> frozenset[str]:
+    """Tier-gated courses the member holds a seat in (bought with chips): open to them
+    whatever their tier, so never shown as an upgrade."""
+    gated = [
+        int(iid.split(":", 1)[1])
+        for iid, gate in snapshot.gates.items()
+        if iid.startswith("course:") and gate.min_tier_id is not None
+    ]
+    return frozenset(
+        repo.item_id("course", cid) for cid in courses_repo.seat_course_ids(session, gated, user_id)
+    )
 
 
 # --- feedback -------------------------------------------------------------------------

@@ -731,3 +731,54 @@ def test_replies_tie_members_only_in_threads_members_can_see(session: Session, w
     thread.deleted_at = utcnow()
     session.flush()
     assert (mei, wen) not in ties()
+
+
+def test_a_course_seat_bought_with_chips_is_open_not_an_upgrade(
+    session: Session, world: World, recommender: service.Recommender
+) -> None:
+    """A member who holds a seat in a VIP course may open it whatever their tier: the course
+    is never offered to them as a locked upgrade (they may have left it and come back)."""
+    from core.chips.community import ensure_community_chip
+    from core.models import Settlement
+    from core.redemption import service as redemption
+    from core.redemption.schemas import OfferIn, RedeemIn
+    from tests.factories import fund
+
+    cid = world.community.id
+    owner, mei = world.actor("owner"), world.users["mei"]
+    vip_course = courses.create_course(
+        session, owner, cid, CourseIn(title="VIP 登山嚮導課程", description=HIKING_TW, min_tier="vip")
+    )
+    courses.add_lesson(session, owner, vip_course.id, LessonIn(title="高山天氣"))
+    courses.publish_course(session, owner, vip_course.id)
+    course_id = repo.item_id("course", vip_course.id)
+    locked_before = [
+        i for i in recommender.recommend(session, world.actor("mei"), cid, "course", limit=20).items
+    ]
+    assert [i.id for i in locked_before if i.locked] == [course_id]  # an upgrade suggestion for now
+
+    chip = ensure_community_chip(session, world.community)
+    fund(session, chip, mei, 50)
+    offer = redemption.create_offer(
+        session,
+        owner,
+        cid,
+        OfferIn(
+            chip_id=chip.id,
+            title="A seat in the guide course",
+            kind="course_seat",
+            access_ref=str(vip_course.id),
+            price=10,
+            settlement=Settlement.BURN,
+            instant=True,
+        ),
+    )
+    redemption.redeem(session, world.actor("mei"), offer.id, RedeemIn(), "seat-1")
+    courses.unenrol(session, world.actor("mei"), vip_course.id)  # left it; the seat still admits her
+    session.flush()
+
+    after = recommender.recommend(session, world.actor("mei"), cid, "course", limit=20).items
+    assert [i for i in after if i.id == course_id and i.locked] == []
+    assert [i.id for i in after if i.id == course_id] == [course_id]  # shown, open to her
+    lin = recommender.recommend(session, world.actor("lin"), cid, "course", limit=20).items
+    assert [i.id for i in lin if i.locked] == [course_id]  # no seat: still an upgrade for others
