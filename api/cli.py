@@ -269,8 +269,11 @@ def eval_recommend(
     write: Annotated[str | None, typer.Option(help="also write the evaluated corpus as JSON Lines")] = None,
     embedder: Annotated[str | None, typer.Option(help="embedder spec (default: settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    seeds: Annotated[
+        str | None, typer.Option(help="several seeds, e.g. 0-9: mean/min NDCG lift per method")
+    ] = None,
 ) -> None:
-    """Recall@10 and NDCG@10 per kind: Hearth vs popularity and random, latest 20% hidden."""
+    """Recall@10 and NDCG@10 per kind: Hearth vs popularity, random and reference methods."""
     from pathlib import Path
 
     from recommender.evaluate import run_command
@@ -284,6 +287,7 @@ def eval_recommend(
         embedder_spec=embedder,
         as_json=as_json,
         echo=typer.echo,
+        seeds=seeds,
     )
     if code:
         raise typer.Exit(code)

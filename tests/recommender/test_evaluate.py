@@ -404,3 +404,20 @@ def test_run_command_summarises_seeds_and_refuses_bad_ones(
     out = tmp_path / "x.jsonl"
     assert run("0-1", write=out) == 2
     assert "--write writes one corpus" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_cli_passes_seeds_through() -> None:
+    """`hearth eval recommend --graph davis --seeds 0-1 --json`: one summary over both seeds."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    result = CliRunner().invoke(
+        app, ["eval", "recommend", "--graph", "davis", "--seeds", "0-1", "--embedder", "hashing", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["seeds"] == [0, 1]
+    assert set(payload["kinds"]["event"]["methods"]) >= {"hearth", "popularity", "ease", "ppr"}
+    bad = CliRunner().invoke(app, ["eval", "recommend", "--graph", "davis", "--seeds", "3-1"])
+    assert bad.exit_code == 2
