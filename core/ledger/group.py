@@ -66,6 +66,13 @@ MAX_BATCH = 256
 # entry than overlapping smaller ones (measured: 1 writer ahead of 2 in 4 of 4 interleaved runs).
 WRITERS = 1
 BATCH_RETRIES = 3
+# Gathering, as PostgreSQL's commit_delay/commit_siblings: closed-loop callers otherwise settle
+# into batches that alternate (half of them queue while the other half's batch commits), and
+# each COMMIT has a fixed cost. A writer whose batch is smaller than the number of callers
+# active now waits at most this long for the missing ones' entries; a lone caller never waits.
+GATHER = 0.001
+# A caller that submitted within this long counts as active.
+ACTIVE_WINDOW = 0.05
 # Waits before each reconnection attempt of one write (about 6 s in all), then callers get a 503.
 RECONNECT_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 2.0)
 DEFAULT_TIMEOUT = 30.0
@@ -130,6 +137,8 @@ class GroupCommitter:
         timeout: float = DEFAULT_TIMEOUT,
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
         writers: int = WRITERS,
+        gather: float = GATHER,
+        active_window: float = ACTIVE_WINDOW,
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("group commit needs PostgreSQL (hearth_post_many)")
@@ -142,6 +151,9 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._guard = threading.Lock()
         self._stopped = False
+        self.gather = gather
+        self.active_window = active_window
+        self._callers: dict[int, float] = {}  # caller thread -> when it last submitted
         self._writers = [_Writer(self, n) for n in range(writers)]
         for writer in self._writers:
             writer.thread.start()
@@ -156,6 +168,7 @@ class GroupCommitter:
         """Queue a validated entry; the future resolves after the COMMIT that wrote it."""
         future: Future[Posted] = Future()
         pending = _Pending(entry, request_hash, future, _render(entry, request_hash))
+        self._callers[threading.get_ident()] = time.monotonic()
         with self._guard:
             if self._stopped:
                 raise CommitterStopped()
@@ -180,6 +193,17 @@ class GroupCommitter:
         deadline = None if timeout is None else time.monotonic() + timeout
         for writer in self._writers:
             writer.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _active_callers(self) -> int:
+        """How many caller threads submitted within `active_window` (and forget the others)."""
+        horizon = time.monotonic() - self.active_window
+        active = 0
+        for caller, at in list(self._callers.items()):  # callers insert meanwhile: iterate a copy
+            if at >= horizon:
+                active += 1
+            elif self._callers.get(caller) == at:
+                self._callers.pop(caller, None)
+        return active
 
     def _committed(self, entries: int) -> None:
         with self._guard:
@@ -221,11 +245,34 @@ class _Writer:
                         stopping = True
                         break
                     batch.append(item)
+                if not stopping and self.committer.gather > 0:
+                    stopping = self._gather(batch)
                 self._write(batch)
                 if stopping:
                     return
         finally:
             self._disconnect()
+
+    def _gather(self, batch: list[_Pending]) -> bool:
+        """Wait, at most `gather`, until every caller active now has an entry in `batch`.
+
+        Returns whether the stop sentinel was met (the batch is then written, and the writer ends).
+        """
+        committer = self.committer
+        expected = min(committer.max_batch, committer._active_callers())
+        if len(batch) >= expected:
+            return False
+        work = committer._queue
+        deadline = time.monotonic() + committer.gather
+        while len(batch) < expected:
+            try:
+                item = work.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
