@@ -16,21 +16,44 @@ nothing for the others.
 Failures:
 - a database error on the batch (deadlock, a key raced by another process,
   serialization): roll back and retry the batch (`BATCH_RETRIES`), then post its
-  entries one by one so that a poisoned entry fails alone;
+  entries one by one so that a poisoned entry fails alone; a caller whose entry the
+  database refused gets SQLAlchemy's error for it, as the session path raises it (a
+  lock timeout or a deadlock is then the API's 503 `retry_later`);
+- a row lock held by another transaction: the writer waits at most `LOCK_TIMEOUT` for
+  any lock (its connection's `lock_timeout`), so one long transaction on one account
+  cannot stall every transfer of the process. A batch that times out is split: the
+  writer locks, with SKIP LOCKED, those of its accounts that are free now and, in the
+  same transaction, writes the entries that touch only those; each entry that touches
+  an account still held is refused with the lock timeout (503 `retry_later`), as it
+  would have been after that wait on its own. A lone entry is refused the same way.
+  Locking in id order, a waiting batch holds its lower accounts meanwhile, as one big
+  entry would: the timeout bounds that too;
+- an unexpected error (a bug): the writer's transaction is rolled back (the connection
+  dropped if that fails) before any caller is answered, so nothing a caller was told
+  had failed is committed by the next batch;
 - the connection lost before COMMIT: nothing was written; reconnect and post again;
 - the connection lost during COMMIT (the outcome is unknown): reconnect and post the
   same entries again; their idempotency keys make that safe. An entry whose first
   attempt did commit comes back as a replay of the transaction id that attempt was
   given (ids come from a sequence and are never handed out twice), so its caller
-  still sees it as the first write, not `replayed`;
-- the database unreachable for `RECONNECT_DELAYS`, or no answer within the caller's
-  timeout: the caller gets `ledger_unavailable` (503); the entry's fate is then
-  decided by its key when the client retries.
+  still sees it as the first write, not `replayed`. If that retry fails with a
+  database error, whether the first COMMIT happened is unknown: the caller gets
+  `ledger_unavailable` (503), and its retry with the same key finds the entry or
+  writes it;
+- the database unreachable for `RECONNECT_DELAYS`: the caller gets `ledger_unavailable`
+  (503); the entry's fate is then decided by its key when the client retries;
+- no answer within the caller's timeout: an entry still queued is cancelled (a writer
+  skips it: it is never written) and its caller gets `ledger_unavailable`; an entry a
+  writer has taken is answered within its batch's bounded time (lock timeouts, one
+  split, reconnections), and its caller waits for that (`RUNNING_GRACE` at most).
 
 Shutdown (`stop`, `stop_all`, and at interpreter exit) drains the queue: an accepted
-entry is always written or answered with an error. After a fork the child starts
-its own committers (the parent's thread does not exist there, and its connection
-must not be touched). SQLite has no committer (one writer anyway), and neither has a
+entry is always written or answered with an error. Writers take their connections
+from a pool of their own (a copy of the engine's), never one the application's
+sessions use. After a fork the child starts its own committers (the parent's thread
+does not exist there, and its connections must not be touched) and drops the
+inherited pool of their engines (`dispose(close=False)`): pooled sockets are the
+parent's. SQLite has no committer (one writer anyway), and neither has a
 session joined to an outer transaction (a separate connection could not see that
 transaction's rows): `post` then writes in the caller's session like `service.post`.
 """
@@ -50,6 +73,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
@@ -76,9 +100,17 @@ ACTIVE_WINDOW = 0.05
 # Waits before each reconnection attempt of one write (about 6 s in all), then callers get a 503.
 RECONNECT_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 2.0)
 DEFAULT_TIMEOUT = 30.0
-# Transient conflicts (deadlock, serialization, lock not available) and a unique violation:
-# a key another process committed meanwhile, which a retry sees as a replay or a conflict.
-_RETRY_SQLSTATES = frozenset({"40P01", "40001", "55P03", "23505"})
+# How long a caller whose entry is already being written waits on past its own timeout: the
+# batch's bounded time (lock waits, one split, reconnections), with room to spare.
+RUNNING_GRACE = 60.0
+# The longest one statement of the writer waits for a row lock (another transaction's) before
+# the batch is split around the locked accounts (see the module docstring).
+LOCK_TIMEOUT = 3.0
+# Transient conflicts (deadlock, serialization) and a unique violation: a key another process
+# committed meanwhile, which a retry sees as a replay or a conflict. A lock timeout (55P03) is
+# not retried as it was: the batch is split instead.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001", "23505"})
+_LOCK_NOT_AVAILABLE = "55P03"
 
 # hearth_post_many's arrays, in order, with their types (see _render for their elements).
 _COLUMNS = (
@@ -139,13 +171,19 @@ class GroupCommitter:
         writers: int = WRITERS,
         gather: float = GATHER,
         active_window: float = ACTIVE_WINDOW,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("group commit needs PostgreSQL (hearth_post_many)")
         self.engine = engine
+        # The writers' connections come from a pool of their own, like the engine's: never a
+        # connection the application's sessions use (nor, after a fork, the parent's sockets
+        # pooled in the engine), and their session settings stay with them.
+        self._pool = engine.pool.recreate()
         self.max_batch = max_batch
         self.timeout = timeout
         self.reconnect_delays = tuple(reconnect_delays)
+        self.lock_timeout_ms = max(1, round(lock_timeout * 1000))
         self.commits = 0  # COMMITs that wrote at least one entry
         self.committed_entries = 0  # entries answered from those COMMITs (refusals included)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -181,6 +219,12 @@ class GroupCommitter:
         try:
             return future.result(self.timeout if timeout is None else timeout)
         except FutureTimeout:
+            if future.cancel():  # still queued: no writer will take it, so it is never written
+                raise err.unavailable("the ledger could not take this write in time") from None
+        # A writer has it: the batch answers within its bounded time (lock waits, a split, reconnections).
+        try:
+            return future.result(RUNNING_GRACE)
+        except FutureTimeout:
             raise err.unavailable("the ledger did not confirm this write in time") from None
 
     def stop(self, timeout: float | None = None) -> None:
@@ -193,6 +237,7 @@ class GroupCommitter:
         deadline = None if timeout is None else time.monotonic() + timeout
         for writer in self._writers:
             writer.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._pool.dispose()
 
     def _active_callers(self) -> int:
         """How many caller threads submitted within `active_window` (and forget the others)."""
@@ -275,23 +320,31 @@ class _Writer:
         return False
 
     def _write(self, batch: list[_Pending]) -> None:
+        # A caller that gave up while its entry was queued has been told so: skip the entry.
+        batch = [pending for pending in batch if pending.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         try:
             self._commit(batch)
         except err.LedgerUnavailable as exc:
             for pending in batch:
                 if not pending.future.done():  # those answered one by one keep their answer
                     pending.future.set_exception(err.LedgerUnavailable(exc.detail))
-        except Exception as exc:  # pragma: no cover - a bug; still, no caller is left waiting
+        except Exception as exc:  # a bug; still, nothing it wrote survives and no caller is left waiting
             log.exception("group commit failed for %d entries", len(batch))
+            # Before anyone is answered: otherwise the next batch's COMMIT would write entries
+            # whose callers were told they failed.
+            self._rollback()
             for pending in batch:
                 if not pending.future.done():
-                    pending.future.set_exception(exc)
+                    pending.future.set_exception(self._driver_error(exc))
 
-    def _commit(self, items: list[_Pending]) -> None:
+    def _commit(self, items: list[_Pending], *, split: bool = False) -> None:
         """Write `items` in one transaction and answer their callers, retrying as the module docstring says.
 
         Raises `LedgerUnavailable` when the database cannot be reached; callers answered by then
-        (one by one) keep their answer.
+        (one by one) keep their answer. `split`: these are what is left of a batch split around
+        locked accounts (`_split`), not to be split again.
         """
         failures = 0
         reconnects = iter(self.committer.reconnect_delays)
@@ -310,8 +363,12 @@ class _Writer:
                             if status == "ok":
                                 pending.lost_tx = tx_id
                     continue  # post again on a new connection (keys make it safe)
-                # Refused by the database (a deadlock, a raced key, a bad value, a check at COMMIT).
+                # Refused by the database (a deadlock, a raced key, a bad value, a check at COMMIT,
+                # a row lock held by another transaction past the lock timeout).
                 self._rollback()
+                if _sqlstate(exc) == _LOCK_NOT_AVAILABLE and len(items) > 1 and not split:
+                    self._split(items, exc)
+                    return
                 failures += 1
                 if _retryable(exc) and failures <= BATCH_RETRIES:
                     continue
@@ -327,7 +384,7 @@ class _Writer:
             # Alone and still refused: its caller gets the database's error. (A key raced by
             # another transaction never ends here: the retry finds the key and answers
             # idempotency_key_reused.)
-            _answer(items[0], exc)
+            self._refuse(items[0], exc)
             return
         log.warning(
             "group commit: a batch of %d failed (%s); posting its entries one by one", len(items), exc
@@ -335,16 +392,73 @@ class _Writer:
         for pending in items:
             self._commit([pending])
 
+    def _split(self, items: list[_Pending], exc: Exception) -> None:
+        """The batch waited past the lock timeout on a row another transaction holds.
+
+        Locks what is free now (SKIP LOCKED never waits) and, in the same transaction, writes
+        the entries whose accounts are all free; an entry that touches an account still
+        locked is refused with the lock timeout (503 `retry_later`), as a transfer of its own
+        would have been after that wait. Its retry is then its own.
+        """
+        connection = self._connect(iter(self.committer.reconnect_delays))
+        accounts = sorted({leg.account_id for pending in items for leg in pending.entry.legs})
+        try:
+            locked = _lock_free_accounts(connection.dbapi_connection, accounts)
+        except self.engine.dialect.loaded_dbapi.Error as probe_failed:
+            log.warning("group commit: cannot tell which accounts are locked (%s)", probe_failed)
+            if not self._lost(probe_failed):
+                self._rollback()
+            self._one_by_one(items, exc)
+            return
+        free = [p for p in items if locked.isdisjoint(leg.account_id for leg in p.entry.legs)]
+        log.warning(
+            "group commit: accounts %s locked past the lock timeout; %d of %d entries wait for them",
+            sorted(locked),
+            len(items) - len(free),
+            len(items),
+        )
+        for pending in items:
+            if not locked.isdisjoint(leg.account_id for leg in pending.entry.legs):
+                self._refuse(pending, exc)
+        if free:
+            self._commit(free, split=True)  # their accounts are locked by this transaction already
+        else:
+            self._rollback()
+
+    def _refuse(self, pending: _Pending, exc: Exception) -> None:
+        """Answer an entry the database refused, with the error SQLAlchemy would raise for it."""
+        if pending.lost_tx is not None:
+            # An earlier attempt's COMMIT was cut off and may have happened; this one failed.
+            _answer(pending, err.unavailable("the ledger could not tell whether this write was committed"))
+        else:
+            _answer(pending, self._driver_error(exc))
+
+    def _driver_error(self, exc: Exception) -> Exception:
+        """A driver error as SQLAlchemy raises it (a lock timeout: `OperationalError`, the API's 503)."""
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        if not isinstance(exc, dbapi_error):
+            return exc
+        wrapped = DBAPIError.instance(
+            _POST_MANY, None, exc, dbapi_error, hide_parameters=True, dialect=self.engine.dialect
+        )
+        wrapped.__cause__ = exc
+        return wrapped
+
     def _connect(self, delays: Iterable[float]) -> Any:
         """The writer's connection; a new one after a loss, waiting `delays` between attempts."""
         if self._connection is not None:
             return self._connection
         for delay in delays:
             time.sleep(delay)
+            connection = None
             try:
-                self._connection = self.engine.raw_connection()
-                return self._connection
+                connection = self.committer._pool.connect()
+                _bound_lock_waits(connection.dbapi_connection, self.committer.lock_timeout_ms)
+                self._connection = connection
+                return connection
             except Exception as exc:  # the next attempt, or the error below
+                if connection is not None:
+                    connection.invalidate(exc)
                 log.warning("group commit: cannot reach the database (%s)", exc)
         raise err.unavailable("the ledger's database cannot be reached")
 
@@ -359,9 +473,16 @@ class _Writer:
         return True
 
     def _rollback(self) -> None:
-        # Should this fail, the connection is broken: the batch's callers get the error, and
-        # the next batch finds the connection lost and reconnects.
-        self._connection.dbapi_connection.rollback()
+        """End the writer's transaction, writing nothing; a connection that cannot is dropped."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.dbapi_connection.rollback()
+            except Exception as exc:
+                # Broken: the server rolls back when it goes, and the next attempt reconnects.
+                log.warning("group commit: rollback failed, dropping the connection (%s)", exc)
+                connection.invalidate(exc)
+                self._connection = None
 
     def _disconnect(self) -> None:
         if self._connection is not None:
@@ -430,8 +551,38 @@ def _execute(dbapi_connection: Any, items: Sequence[_Pending]) -> list[tuple[str
     return [(row[1], row[2], row[3]) for row in rows]
 
 
+def _bound_lock_waits(dbapi_connection: Any, lock_timeout_ms: int) -> None:
+    """Set the writer's lock timeout for the connection's life (outside any transaction)."""
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+    finally:
+        dbapi_connection.autocommit = False
+
+
+# The batch's accounts another transaction holds now; the others are locked by this one.
+_LOCK_FREE_ACCOUNTS = (
+    "WITH free AS (SELECT id FROM ledger_accounts WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED)"
+    " SELECT id FROM ledger_accounts WHERE id = ANY(%(ids)s) AND id NOT IN (SELECT id FROM free)"
+)
+
+
+def _lock_free_accounts(dbapi_connection: Any, account_ids: list[int]) -> set[int]:
+    """Lock those of `account_ids` no other transaction holds; return the ones it does."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(_LOCK_FREE_ACCOUNTS, {"ids": account_ids})
+        return {row[0] for row in cursor.fetchall()}
+    finally:
+        cursor.close()
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    return getattr(exc, "sqlstate", None)
+
+
 def _retryable(exc: Exception) -> bool:
-    return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
+    return _sqlstate(exc) in _RETRY_SQLSTATES
 
 
 def _answer(pending: _Pending, outcome: Posted | Exception) -> None:
@@ -500,6 +651,9 @@ def _after_fork_in_child() -> None:
     # A thread of the parent may have held the lock at the fork; the child has only a copy.
     _registry_lock = threading.Lock()
     _inherited.extend(_committers.values())
+    for engine in _committers:
+        # The pool's connections are the parent's sockets: the child's writers open their own.
+        engine.dispose(close=False)
     _committers.clear()
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -449,7 +450,8 @@ def test_a_poisoned_entry_fails_alone(committed_engine: Engine, committer: group
     assert isinstance(outcome(futures[0]), Posted) and isinstance(outcome(futures[2]), Posted)
     with pytest.raises(Exception) as refused:
         futures[1].result(10)
-    assert getattr(refused.value, "sqlstate", None) == "22001"  # string data right truncation
+    # SQLAlchemy's error, as the session path raises it, around the driver's: string data right truncation.
+    assert isinstance(refused.value, DBAPIError) and refused.value.orig.sqlstate == "22001"  # type: ignore[union-attr]
     assert [balance(committed_engine, x) for x in (a, b, c)] == [
         FUNDING - 2,
         FUNDING + 2 - 3 + 1,
@@ -581,16 +583,18 @@ def test_a_caller_that_times_out_gets_a_clear_error_and_its_key_decides(
     committed_engine: Engine, committer: group.GroupCommitter
 ) -> None:
     w = make_world(committed_engine)
-    a, b, *_ = w.wallets
+    a, b, c, *_ = w.wallets
     entry = pay(w, a, b, 9)
-    with stalled(committed_engine, a) as writer_blocked:
+    with stalled(committed_engine, c) as writer_blocked:
+        blocker = submit(committer, pay(w, c, b, 1))
+        writer_blocked()
         with pytest.raises(err.LedgerUnavailable) as late:
             committer.post(entry, ledger.request_hash(entry), timeout=0.2)
         assert late.value.code == "ledger_unavailable"
-        writer_blocked()
-    # The entry was accepted, so it is written once the writer can go on; a retry finds it.
+    outcome(blocker)
+    # It timed out in the queue, so no writer takes it: the client's retry is the first write.
     again = committer.post(entry, ledger.request_hash(entry))
-    assert again.replayed
+    assert not again.replayed
     assert balance(committed_engine, a) == FUNDING - 9
 
 
@@ -679,12 +683,19 @@ def test_a_forked_child_starts_its_own_committer(committed_engine: Engine) -> No
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert balance(committed_engine, w.wallets[1]) == FUNDING + 4
-    # What the child's fork hook did, here in-process: the registry forgets, a new committer starts.
+    group.stop(committed_engine, 10)
+    # What the child's fork hook did, here in-process on an engine of its own (the hook drops its
+    # pool): the registry forgets, the pool is a new one, a new committer starts.
+    own = make_engine(DATABASE_URL, poolclass=NullPool)
+    inherited = group.committer(own)
+    pool = own.pool
     group._after_fork_in_child()
-    assert parents in group._inherited
-    assert group.committer(committed_engine) is not parents
-    group._inherited.remove(parents)
-    parents.stop(10)
+    assert inherited in group._inherited and own.pool is not pool
+    assert group.committer(own) is not inherited
+    group._inherited.remove(inherited)
+    inherited.stop(10)
+    group.stop(own, 10)
+    own.dispose()
 
 
 @needs_postgres()
