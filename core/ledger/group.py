@@ -4,11 +4,12 @@ A durable PostgreSQL commit costs a WAL flush and a round trip, and one commit p
 transfer caps single transfers near what `pgbench -N` reaches on the machine. Here
 request threads hand their validated entry to the process's `GroupCommitter` and
 block; its writer thread (one by default) owns a dedicated connection, takes
-everything queued (at most `MAX_BATCH`; no artificial delay: while one batch commits
-the next one accumulates), writes it with one call of `hearth_post_many` (migration
-0007: it locks every account of the batch at once in id order, then applies each
-entry with `hearth_post`'s checks, in order), COMMITs, and only then answers each
-caller. An acknowledged entry is
+everything queued (at most `MAX_BATCH`; while one batch commits the next one
+accumulates, and when fewer entries are queued than callers are active, it waits up
+to `GATHER` for theirs: see `_Writer._gather`), writes it with one call of
+`hearth_post_many` (migration 0007: it locks every account of the batch at once in id
+order, then applies each entry with `hearth_post`'s checks, in order), COMMITs, and
+only then answers each caller. An acknowledged entry is
 therefore exactly as durable as before, and each caller gets its own answer: a
 refused entry (insufficient funds, frozen, key reused...) writes nothing and spoils
 nothing for the others.
