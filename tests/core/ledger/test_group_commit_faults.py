@@ -343,3 +343,38 @@ def test_a_connection_cut_while_the_writer_sets_it_up_is_replaced(committed_engi
         committer.stop(10)
         engine.dispose()
         cutter.refuse()
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+
+def test_a_transfer_whose_wallet_stays_locked_is_answered_503_retry_later(committed_engine: Engine) -> None:
+    """End to end, with the process's committer (its default lock timeout): 503, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from core.db import session_factory, session_scope
+    from tests.factories import add_member, auth, community_chip, fund, make_community, make_user
+
+    with session_scope(committed_engine) as session:
+        owner = make_user(session)
+        community = make_community(session, owner)
+        alice, bob = add_member(session, community), add_member(session, community)
+        points = community_chip(session, community)
+        fund(session, points, alice, 10)
+        headers = {**auth(session, alice), "Idempotency-Key": f"locked-{os.getpid()}-{time.monotonic_ns()}"}
+        wallet = ledger.open_account(session, points, alice.id).id
+        chip_id, bob_id = points.id, bob.id
+    app = create_app(session_maker=session_factory(committed_engine), dispatch_jobs=False)
+    body = {"to_user_id": bob_id, "amount": 4}
+    with TestClient(app, raise_server_exceptions=False) as client, stalled(committed_engine, wallet):
+        started = time.monotonic()
+        response = client.post(f"/chips/{chip_id}/transfers", json=body, headers=headers)
+        waited = time.monotonic() - started
+    assert (response.status_code, response.json()["error"]) == (503, "retry_later")
+    assert response.headers["Retry-After"] == "1"
+    assert group.LOCK_TIMEOUT <= waited < group.LOCK_TIMEOUT + 5
+    with TestClient(app, raise_server_exceptions=False) as client:  # the lock is gone: the retry goes through
+        again = client.post(f"/chips/{chip_id}/transfers", json=body, headers=headers)
+    assert again.status_code == 201 and not again.json()["replayed"]
+    assert balance(committed_engine, wallet) == 10 - 4
