@@ -96,7 +96,9 @@ BATCH_RETRIES = 3
 # each COMMIT has a fixed cost. A writer whose batch is smaller than the number of callers
 # active now waits at most this long for the missing ones' entries; a lone caller never waits.
 GATHER = 0.001
-# A caller that submitted within this long counts as active.
+# A caller counts as active while it submits in a stream: its last entry came within this long
+# of the one before and of now. (A request thread of a pool that is seldom reused does not, so
+# under light load no batch waits for it.)
 ACTIVE_WINDOW = 0.05
 # Waits before each reconnection attempt of one write (about 6 s in all), then callers get a 503.
 RECONNECT_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 2.0)
@@ -192,7 +194,9 @@ class GroupCommitter:
         self._stopped = False
         self.gather = gather
         self.active_window = active_window
-        self._callers: dict[int, float] = {}  # caller thread -> when it last submitted
+        # Caller thread -> when it last submitted, and whether that followed its previous entry
+        # within `active_window`.
+        self._callers: dict[int, tuple[float, bool]] = {}
         self._writers = [_Writer(self, n) for n in range(writers)]
         for writer in self._writers:
             writer.thread.start()
@@ -207,7 +211,9 @@ class GroupCommitter:
         """Queue a validated entry; the future resolves after the COMMIT that wrote it."""
         future: Future[Posted] = Future()
         pending = _Pending(entry, request_hash, future, _render(entry, request_hash))
-        self._callers[threading.get_ident()] = time.monotonic()
+        caller, now = threading.get_ident(), time.monotonic()
+        last = self._callers.get(caller)
+        self._callers[caller] = (now, last is not None and now - last[0] < self.active_window)
         with self._guard:
             if self._stopped:
                 raise CommitterStopped()
@@ -241,13 +247,13 @@ class GroupCommitter:
         self._pool.dispose()
 
     def _active_callers(self) -> int:
-        """How many caller threads submitted within `active_window` (and forget the others)."""
+        """How many caller threads submit in a stream now (`ACTIVE_WINDOW`); forget the idle ones."""
         horizon = time.monotonic() - self.active_window
         active = 0
-        for caller, at in list(self._callers.items()):  # callers insert meanwhile: iterate a copy
-            if at >= horizon:
-                active += 1
-            elif self._callers.get(caller) == at:
+        for caller, seen in list(self._callers.items()):  # callers insert meanwhile: iterate a copy
+            if seen[0] >= horizon:
+                active += seen[1]
+            elif self._callers.get(caller) == seen:
                 self._callers.pop(caller, None)
         return active
 

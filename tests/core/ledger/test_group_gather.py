@@ -8,6 +8,7 @@ bound ran out.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -31,10 +32,10 @@ def gathering(committed_engine: Engine) -> Iterator[group.GroupCommitter]:
     one.stop(10)
 
 
-def _others_active(committer: group.GroupCommitter, count: int) -> None:
-    """`count` other caller threads submitted a moment ago (their next entries are expected)."""
+def _others_active(committer: group.GroupCommitter, count: int, streaming: bool = True) -> None:
+    """`count` other caller threads submitted a moment ago (in a stream: their next entries are expected)."""
     for n in range(count):
-        committer._callers[FAKE_CALLER - n] = time.monotonic()
+        committer._callers[FAKE_CALLER - n] = (time.monotonic(), streaming)
 
 
 def _wait_until_taken(committer: group.GroupCommitter) -> None:
@@ -48,7 +49,8 @@ def test_a_batch_waits_for_the_entries_of_the_callers_active_now(
     committed_engine: Engine, gathering: group.GroupCommitter
 ) -> None:
     w = make_world(committed_engine)
-    _others_active(gathering, 3)  # with this thread: four callers
+    _others_active(gathering, 3)
+    gathering._callers[threading.get_ident()] = (time.monotonic(), True)  # this thread streams too: four
     first = submit(gathering, pay(w, w.wallets[0], w.wallets[1], 1))
     _wait_until_taken(gathering)
     time.sleep(0.2)
@@ -101,8 +103,8 @@ def test_stopping_while_gathering_writes_the_batch(committed_engine: Engine) -> 
 def test_callers_idle_past_the_window_no_longer_count(committed_engine: Engine) -> None:
     committer = group.GroupCommitter(committed_engine, active_window=1.0)
     try:
-        committer._callers[FAKE_CALLER] = time.monotonic() - 60  # idle for a minute
-        committer._callers[FAKE_CALLER - 1] = time.monotonic()
+        committer._callers[FAKE_CALLER] = (time.monotonic() - 60, True)  # idle for a minute
+        committer._callers[FAKE_CALLER - 1] = (time.monotonic(), True)
         assert committer._active_callers() == 1
         assert FAKE_CALLER not in committer._callers  # forgotten
     finally:
@@ -117,3 +119,17 @@ def test_without_gathering_the_writer_takes_what_is_queued(committed_engine: Eng
         assert isinstance(outcome(submit(committer, pay(w, w.wallets[0], w.wallets[1], 1))), Posted)
     finally:
         committer.stop(10)
+
+
+def test_callers_count_only_while_they_submit_in_a_stream(
+    committed_engine: Engine, gathering: group.GroupCommitter
+) -> None:
+    w = make_world(committed_engine)
+    # Request threads that each submitted once (a pool under light load): nobody waits for them.
+    _others_active(gathering, 3, streaming=False)
+    assert isinstance(outcome(submit(gathering, pay(w, w.wallets[0], w.wallets[1], 1))), Posted)
+    me = threading.get_ident()
+    assert gathering._callers[me][1] is False  # a first entry starts no stream
+    assert isinstance(outcome(submit(gathering, pay(w, w.wallets[0], w.wallets[1], 1))), Posted)
+    assert gathering._callers[me][1] is True  # the next one, soon after, does
+    assert gathering._active_callers() == 1
