@@ -319,6 +319,7 @@ def redeem(
             status=OrderStatus.PENDING,
             idempotency_key=key,
             note=data.note,
+            created_at=now,  # the request's one clock: an instant order resolves at this moment
         )
         locked_ids = [account.id]
         if offer.instant:

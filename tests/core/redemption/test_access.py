@@ -389,6 +389,7 @@ def test_an_instant_offer_grants_in_the_redemption_itself(session: Session, mark
     assert offer.instant
     order, created = redemption.redeem(session, Actor(member), offer.id, RedeemIn(), "instant")
     assert created and order.status == OrderStatus.FULFILLED and order.resolved_by is None
+    assert order.resolved_at == order.created_at  # placed and resolved in one moment, never "before"
     assert order.access is not None and order.access.course_id == course_id
     assert market.wallet(session, member, market.gold) == (90, 0)
     assert courses.get_course(session, Actor(member), course_id).enrolled
