@@ -77,11 +77,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput
 from core.ledger import errors as err
 from core.ledger import service
 from core.ledger.repository import _post_params, _status_to_result
-from core.ledger.types import Entry, Leg, Posted
+from core.ledger.types import Entry, Posted
 from core.models import TxKind
 
 log = logging.getLogger("hearth.ledger.group")
@@ -711,24 +710,19 @@ def transfer(
     timeout: float | None = None,
 ) -> Posted:
     """`service.transfer` through the group committer (see `post`): the same checks, the same entry."""
-    if amount <= 0:
-        raise InvalidInput("the amount must be positive", code="invalid_amount")
-    if source == target:
-        raise InvalidInput("a wallet cannot pay itself", code="same_account")
-    return post(
-        session,
-        Entry(
-            community_id=community_id,
-            kind=kind,
-            key=key,
-            legs=(Leg(source, chip_id, -amount), Leg(target, chip_id, amount)),
-            actor_id=actor_id,
-            memo=memo,
-            subject_type=subject[0] if subject else None,
-            subject_id=subject[1] if subject else None,
-        ),
-        timeout=timeout,
+    entry = service.transfer_entry(
+        community_id=community_id,
+        chip_id=chip_id,
+        source=source,
+        target=target,
+        amount=amount,
+        key=key,
+        kind=kind,
+        actor_id=actor_id,
+        memo=memo,
+        subject=subject,
     )
+    return post(session, entry, timeout=timeout)
 
 
 __all__ = ["CommitterStopped", "GroupCommitter", "committer", "post", "stop", "stop_all", "transfer"]

@@ -136,6 +136,36 @@ def post_batch(session: Session, entries: Sequence[Entry]) -> list[Posted]:
     return repo.apply_entries(session, entries, [request_hash(e) for e in entries], utcnow())
 
 
+def transfer_entry(
+    *,
+    community_id: int,
+    chip_id: int,
+    source: int,
+    target: int,
+    amount: int,
+    key: str,
+    kind: TxKind = TxKind.TRANSFER,
+    actor_id: int | None = None,
+    memo: str = "",
+    subject: tuple[str, int] | None = None,
+) -> Entry:
+    """The two-leg entry of a transfer from `source` to `target`, after its own checks."""
+    if amount <= 0:
+        raise InvalidInput("the amount must be positive", code="invalid_amount")
+    if source == target:
+        raise InvalidInput("a wallet cannot pay itself", code="same_account")
+    return Entry(
+        community_id=community_id,
+        kind=kind,
+        key=key,
+        legs=(Leg(source, chip_id, -amount), Leg(target, chip_id, amount)),
+        actor_id=actor_id,
+        memo=memo,
+        subject_type=subject[0] if subject else None,
+        subject_id=subject[1] if subject else None,
+    )
+
+
 def transfer(
     session: Session,
     *,
@@ -150,21 +180,19 @@ def transfer(
     memo: str = "",
     subject: tuple[str, int] | None = None,
 ) -> Posted:
-    if amount <= 0:
-        raise InvalidInput("the amount must be positive", code="invalid_amount")
-    if source == target:
-        raise InvalidInput("a wallet cannot pay itself", code="same_account")
     return post(
         session,
-        Entry(
+        transfer_entry(
             community_id=community_id,
-            kind=kind,
+            chip_id=chip_id,
+            source=source,
+            target=target,
+            amount=amount,
             key=key,
-            legs=(Leg(source, chip_id, -amount), Leg(target, chip_id, amount)),
+            kind=kind,
             actor_id=actor_id,
             memo=memo,
-            subject_type=subject[0] if subject else None,
-            subject_id=subject[1] if subject else None,
+            subject=subject,
         ),
     )
 
