@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from core.ledger import group
 from core.ledger.types import Posted
 from tests.conftest import needs_postgres
-from tests.core.ledger.test_group_commit import audit, balance, make_world, outcome, pay, submit
+from tests.core.ledger.test_group_commit import audit, balance, make_world, outcome, pay, stalled, submit
 
 pytestmark = needs_postgres()
 
@@ -133,3 +133,30 @@ def test_callers_count_only_while_they_submit_in_a_stream(
     assert isinstance(outcome(submit(gathering, pay(w, w.wallets[0], w.wallets[1], 1))), Posted)
     assert gathering._callers[me][1] is True  # the next one, soon after, does
     assert gathering._active_callers() == 1
+
+
+def test_a_writer_does_not_wait_for_callers_whose_entries_another_writer_holds(
+    committed_engine: Engine,
+) -> None:
+    w = make_world(committed_engine)
+    # Two writers; one caller besides this thread streams (its entry is the one held below).
+    committer = group.GroupCommitter(
+        committed_engine, writers=2, gather=30.0, active_window=3600.0, lock_timeout=60
+    )
+    try:
+        _others_active(committer, 1)
+        with stalled(committed_engine, w.wallets[0]) as writer_blocked:
+            held = submit(committer, pay(w, w.wallets[0], w.wallets[1], 1))  # complete alone: 1 active caller
+            writer_blocked()  # one writer holds it, waiting on the lock
+            committer._callers[threading.get_ident()] = (time.monotonic(), True)  # now two stream
+            # The other writer expects one entry, not two: the first caller's is already held.
+            # (Counting it would wait out the 30 s bound and fail outcome's wait.)
+            started = time.monotonic()
+            assert isinstance(outcome(submit(committer, pay(w, w.wallets[2], w.wallets[3], 1))), Posted)
+            assert time.monotonic() - started < 10
+            assert not held.done()
+        assert isinstance(outcome(held), Posted)
+    finally:
+        committer.stop(10)
+    assert balance(committed_engine, w.wallets[3]) == 1001
+    audit(committed_engine, w.community_id)
