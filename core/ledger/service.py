@@ -40,6 +40,9 @@ from core.models import (
 MAX_LEGS = 20_000
 MAX_AMOUNT = 10**15  # far below 2**63, so no sum of a batch can overflow
 KEY_MAX = 200
+# The columns' lengths (`LedgerTransaction`): checked here, because SQLite does not enforce them.
+MEMO_MAX = 280
+SUBJECT_TYPE_MAX = 32
 
 __all__ = ["Entry", "HoldUse", "Leg", "Posted"]
 
@@ -99,6 +102,10 @@ def _json(value: str | int | None) -> str:
 def validate(entry: Entry) -> None:
     if not entry.key or len(entry.key) > KEY_MAX:
         raise InvalidInput(f"an idempotency key of 1 to {KEY_MAX} characters is required", code="invalid_key")
+    if len(entry.memo) > MEMO_MAX:
+        raise InvalidInput(f"a memo is at most {MEMO_MAX} characters", code="memo_too_long")
+    if entry.subject_type is not None and not 0 < len(entry.subject_type) <= SUBJECT_TYPE_MAX:
+        raise InvalidInput(f"a subject type is 1 to {SUBJECT_TYPE_MAX} characters", code="invalid_subject")
     if len(entry.legs) < 2 or len(entry.legs) > MAX_LEGS:
         raise err.unbalanced(f"a transaction needs 2 to {MAX_LEGS} legs")
     sums: dict[int, int] = defaultdict(int)

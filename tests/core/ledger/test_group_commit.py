@@ -437,11 +437,11 @@ def test_a_key_raced_by_another_transaction_is_refused_after_a_retry(
 
 @needs_postgres()
 def test_a_poisoned_entry_fails_alone(committed_engine: Engine, committer: group.GroupCommitter) -> None:
-    """A value the database refuses (a memo over the column's 280 characters) spoils only its entry."""
+    """A value the database refuses (an actor that is no user) spoils only its entry."""
     w = make_world(committed_engine)
     a, b, c, *_ = w.wallets
     good = [pay(w, a, b, 2), pay(w, b, c, 3)]
-    poisoned = pay(w, c, a, 4, memo="x" * 300)
+    poisoned = pay(w, c, a, 4, actor_id=-1)
     with stalled(committed_engine, c) as writer_blocked:
         blocker = submit(committer, pay(w, c, b, 1))
         writer_blocked()
@@ -450,8 +450,8 @@ def test_a_poisoned_entry_fails_alone(committed_engine: Engine, committer: group
     assert isinstance(outcome(futures[0]), Posted) and isinstance(outcome(futures[2]), Posted)
     with pytest.raises(Exception) as refused:
         futures[1].result(10)
-    # SQLAlchemy's error, as the session path raises it, around the driver's: string data right truncation.
-    assert isinstance(refused.value, DBAPIError) and refused.value.orig.sqlstate == "22001"  # type: ignore[union-attr]
+    # SQLAlchemy's error, as the session path raises it, around the driver's: a foreign key violation.
+    assert isinstance(refused.value, DBAPIError) and refused.value.orig.sqlstate == "23503"  # type: ignore[union-attr]
     assert [balance(committed_engine, x) for x in (a, b, c)] == [
         FUNDING - 2,
         FUNDING + 2 - 3 + 1,

@@ -166,6 +166,45 @@ def test_keys_and_amounts_are_validated(session: Session, book: Book) -> None:
     assert caught.value.code == "same_account"
 
 
+def test_memo_and_subject_lengths_are_checked_before_any_write(session: Session, book: Book) -> None:
+    # SQLite does not enforce the columns' lengths: the service does, the same on both backends.
+    alice, bob = (book.wallet(session, m) for m in book.members[:2])
+    mint(session, book, alice, 10, "memo-fund")
+
+    def entry(key: str, **kw: object) -> Entry:
+        return Entry(
+            community_id=book.community.id,
+            kind=TxKind.TRANSFER,
+            key=key,
+            legs=(Leg(alice.id, book.gold.id, -1), Leg(bob.id, book.gold.id, 1)),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    with pytest.raises(InvalidInput) as caught:
+        ledger.post(session, entry("long-memo", memo="備" * 281))
+    assert caught.value.code == "memo_too_long"
+    for subject_type in ("", "x" * 33):
+        with pytest.raises(InvalidInput) as caught:
+            ledger.post(
+                session, entry(f"subject-{len(subject_type)}", subject_type=subject_type, subject_id=1)
+            )
+        assert caught.value.code == "invalid_subject"
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(LedgerTransaction.idempotency_key.in_(["long-memo", "subject-0", "subject-33"]))
+        )
+        == 0
+    )
+    # At the limits, both are written as given.
+    ledger.post(session, entry("full-memo", memo="備" * 280, subject_type="x" * 32, subject_id=1))
+    row = session.scalars(
+        select(LedgerTransaction).where(LedgerTransaction.idempotency_key == "full-memo")
+    ).one()
+    assert (len(row.memo), row.subject_type) == (280, "x" * 32)
+
+
 def test_an_account_of_another_chip_or_community_is_not_found(session: Session, book: Book) -> None:
     alice = book.wallet(session, book.members[0])
     alice_star = book.wallet(session, book.members[0], book.star)
