@@ -371,7 +371,8 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
                     )
                 ledger.post_batch(session, entries)
                 done = len(entries)
-            session.commit()
+            if session.in_transaction():  # as `core.db.session_scope` ends a request's unit of work
+                session.commit()
             return done
         except BaseException:
             session.rollback()

@@ -65,7 +65,11 @@ def session_scope(
     session = (factory or session_factory(engine))()
     try:
         yield session
-        session.commit()
+        # Nothing to commit when the unit of work left no transaction open (a group-commit
+        # transfer commits its own; `jobs.enqueue` always opens one, so no job is skipped):
+        # an empty commit would still begin and end a session transaction, in Python.
+        if session.in_transaction():
+            session.commit()
     except BaseException:
         session.rollback()
         raise
