@@ -109,4 +109,7 @@ class OrderOut(Output):
     resolved_by: int | None
     resolved_at: datetime | None
     created_at: datetime
+    # An access order's terms as paid (copied from the offer when redeemed): what fulfilment grants.
+    access_ref: str | None = None  # a trial's tier key, a seat's course id
+    trial_days: int | None = None
     access: AccessOut | None = None

@@ -222,6 +222,8 @@ def _order_views(session: Session, orders: Sequence[RedemptionOrder]) -> list[Or
             resolved_by=o.resolved_by,
             resolved_at=o.resolved_at,
             created_at=o.created_at,
+            access_ref=o.access_ref,
+            trial_days=o.trial_days,
             access=_access_out(grants.get(o.id), tier_keys),
         )
         for o in orders

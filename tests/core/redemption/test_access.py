@@ -502,7 +502,11 @@ def test_a_trial_grants_the_days_paid_for_whatever_the_offer_says_at_fulfilment(
     order_id = _redeem(session, member, offer.id, f"paid-7-{edited_days}")
     # The admin edits the offer while the order is pending (shorter or longer).
     redemption.update_offer(session, Actor(market.owner), offer.id, OfferPatch(trial_days=edited_days))
+    # Both sides see the terms the order was paid for, before and after fulfilment.
+    pending = redemption.get_order(session, Actor(member), order_id)
+    assert (pending.access_ref, pending.trial_days, pending.access) == ("vip", 7, None)
     done = redemption.fulfil_order(session, Actor(market.owner), order_id)
+    assert (done.access_ref, done.trial_days) == ("vip", 7)
     grant = session.scalar(select(AccessGrant).where(AccessGrant.order_id == order_id))
     assert grant is not None and grant.seconds == 7 * 86400
     ends = _membership(session, market, member).trial_ends_at
@@ -523,6 +527,7 @@ def test_a_seat_is_in_the_course_paid_for_when_the_offer_moves_to_another(
     order_id = _redeem(session, member, offer.id, "seat-a")
     redemption.update_offer(session, Actor(market.owner), offer.id, OfferPatch(access_ref=str(other)))
     done = redemption.fulfil_order(session, Actor(market.owner), order_id)
+    assert (done.access_ref, done.trial_days) == (str(paid_for), None)
     assert done.access is not None and done.access.course_id == paid_for
     enrolled = session.scalars(
         select(Enrollment.course_id).where(
