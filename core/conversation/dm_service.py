@@ -29,6 +29,8 @@ from core.conversation.schemas import (
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.models import Conversation, ConversationParticipant, DirectMessage, MembershipStatus
 from core.pagination import Page, paginate, paginate_by_time
+from core.social import errors as social_errors
+from core.social import repository as social_repo
 
 MESSAGE_SENT_JOB = "hearth.notifications.message_sent"
 
@@ -114,6 +116,9 @@ def create_conversation(
     missing = [uid for uid in others if uid not in active]
     if missing:
         raise NotFound(f"no member {missing[0]} in this community", code="member_not_found")
+    if any(social_repo.blocked_either_way(session, actor.id, uid) for uid in others):
+        # Nobody is drawn into a conversation with someone they blocked, or who blocked them.
+        raise social_errors.blocked()
 
     if len(others) == 1:
         if data.title is not None:
@@ -186,6 +191,8 @@ def send_message(session: Session, actor: Actor, conversation_id: int, data: Mes
         ]
         if repo.membership_status(session, conversation.community_id, other) != MembershipStatus.ACTIVE:
             raise Conflict("they are no longer a member of this community", code="recipient_not_member")
+        if social_repo.blocked_either_way(session, actor.id, other):
+            raise social_errors.blocked()
     now = utcnow()
     message = DirectMessage(
         conversation_id=conversation.id, sender_id=actor.id, body=data.body, created_at=now

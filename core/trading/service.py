@@ -47,6 +47,8 @@ from core.models import (
 )
 from core.pagination import paginate
 from core.schemas import PageOut
+from core.social import errors as social_errors
+from core.social import repository as social_repo
 from core.trading import matching
 from core.trading import repository as repo
 from core.trading.schemas import (
@@ -540,6 +542,8 @@ def create_swap(
     )
     if taker is None:
         raise NotFound("no such member in this community", code="member_not_found")
+    if social_repo.blocked_either_way(session, actor.id, data.taker_id):
+        raise social_errors.blocked()  # no offers (and their notifications) between a blocked pair
     give = _tradable(session, community_id, data.give_chip_id)
     _tradable(session, community_id, data.want_chip_id)
     now = utcnow()

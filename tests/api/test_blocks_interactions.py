@@ -1,0 +1,68 @@
+"""A block keeps two members apart beyond follows and recommendations: no DMs, no swap offers."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import DirectMessage, SwapOffer, User
+from tests.factories import add_member, auth, fund, make_chip, make_community, make_user
+
+
+def _block(client: TestClient, session: Session, blocker: User, blocked: User) -> None:
+    r = client.post("/me/blocks", json={"user_id": blocked.id}, headers=auth(session, blocker))
+    assert r.status_code in (200, 201), r.text
+
+
+def test_blocked_members_cannot_open_or_write_dms_in_either_direction(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    ann, bob, cat = (add_member(session, community) for _ in range(3))
+    url = f"/communities/{community.id}/conversations"
+    opened = client.post(url, json={"participant_ids": [bob.id]}, headers=auth(session, ann))
+    assert opened.status_code == 201, opened.text
+    conversation = opened.json()["id"]
+    send = f"/conversations/{conversation}/messages"
+    assert client.post(send, json={"body": "hi"}, headers=auth(session, bob)).status_code == 201
+
+    _block(client, session, bob, ann)  # bob blocks ann
+    for who in (ann, bob):  # both directions
+        r = client.post(send, json={"body": "still there?"}, headers=auth(session, who))
+        assert (r.status_code, r.json()["error"]) == (403, "blocked")
+    r = client.post(url, json={"participant_ids": [bob.id]}, headers=auth(session, ann))
+    assert (r.status_code, r.json()["error"]) == (403, "blocked")
+    # Nor into a group with someone who blocked you.
+    r = client.post(
+        url, json={"participant_ids": [bob.id, cat.id], "title": "trip"}, headers=auth(session, ann)
+    )
+    assert (r.status_code, r.json()["error"]) == (403, "blocked")
+    assert session.scalar(select(func.count()).select_from(DirectMessage)) == 1
+    # Others are unaffected.
+    assert client.post(url, json={"participant_ids": [cat.id]}, headers=auth(session, ann)).status_code == 201
+
+
+def test_no_swap_offers_between_a_blocked_pair(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    ann, bob = add_member(session, community), add_member(session, community)
+    star = make_chip(session, community, ann, symbol="STAR")
+    gold = make_chip(session, community, symbol="GOLD")
+    for member in (ann, bob):
+        fund(session, star, member, 100)
+        fund(session, gold, member, 100)
+    _block(client, session, ann, bob)  # ann blocks bob
+    url = f"/communities/{community.id}/swaps"
+    for maker, taker in ((ann, bob), (bob, ann)):
+        body = {
+            "taker_id": taker.id,
+            "give_chip_id": star.id,
+            "give_amount": 5,
+            "want_chip_id": gold.id,
+            "want_amount": 5,
+        }
+        r = client.post(url, json=body, headers={**auth(session, maker), "Idempotency-Key": f"sw-{maker.id}"})
+        assert (r.status_code, r.json()["error"]) == (403, "blocked")
+    assert session.scalar(select(func.count()).select_from(SwapOffer)) == 0
