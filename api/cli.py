@@ -272,6 +272,9 @@ def eval_recommend(
     seeds: Annotated[
         str | None, typer.Option(help="several seeds, e.g. 0-9: mean/min NDCG lift per method")
     ] = None,
+    references: Annotated[
+        bool, typer.Option(help="also the reference methods (user-kNN, item-kNN, EASE, PPR, Adamic-Adar)")
+    ] = True,
 ) -> None:
     """Recall@10 and NDCG@10 per kind: Hearth vs popularity, random and reference methods."""
     from pathlib import Path
@@ -288,6 +291,7 @@ def eval_recommend(
         as_json=as_json,
         echo=typer.echo,
         seeds=seeds,
+        references=references,
     )
     if code:
         raise typer.Exit(code)

@@ -584,8 +584,11 @@ def run_command(
     as_json: bool,
     echo: Callable[[str], None],
     seeds: str | None = None,
+    references: bool = True,
 ) -> int:
     """`hearth eval recommend`: the exit status (0, or 2 for input it cannot use).
+
+    `references`: also run the reference methods (the slow part on large corpora).
 
     `seeds` ("0-9"): evaluate once per seed (a graph's tie order, a synthetic community, and the
     baselines' tie-breaks all take the seed; a data file stays the same) and print the
@@ -613,7 +616,7 @@ def run_command(
             return corpus
 
         try:
-            summary = evaluate_seeds(load, embedder, seed_list, progress=_progress)
+            summary = evaluate_seeds(load, embedder, seed_list, references=references, progress=_progress)
         except DomainError as exc:
             print(f"error: {exc.detail}", file=sys.stderr)
             return 2
@@ -628,7 +631,7 @@ def run_command(
                 fh.write(line + "\n")
         _progress(f"wrote {write}")
     try:
-        result = evaluate(corpus, embedder, seed=seed, progress=_progress)
+        result = evaluate(corpus, embedder, seed=seed, references=references, progress=_progress)
     except DomainError as exc:  # an engine that cannot load only fails when first used
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2

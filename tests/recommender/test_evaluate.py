@@ -421,3 +421,23 @@ def test_the_cli_passes_seeds_through() -> None:
     assert set(payload["kinds"]["event"]["methods"]) >= {"hearth", "popularity", "ease", "ppr"}
     bad = CliRunner().invoke(app, ["eval", "recommend", "--graph", "davis", "--seeds", "3-1"])
     assert bad.exit_code == 2
+
+
+def test_the_cli_can_leave_the_reference_methods_out() -> None:
+    """`--no-references`: Hearth and the baselines only (the reference methods are the slow part)."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    args = ["eval", "recommend", "--graph", "davis", "--embedder", "hashing", "--json"]
+    result = CliRunner().invoke(app, [*args, "--no-references"])
+    assert result.exit_code == 0, result.output
+    event = json.loads(result.stdout.strip().splitlines()[-1])["kinds"]["event"]
+    methods = set(event["ndcg_lifts_vs_popularity"])
+    assert {"hearth", "popularity", "random"} <= methods and not methods & {"ease", "ppr", "item_knn"}
+    with_them = CliRunner().invoke(app, args)
+    assert "ppr" in json.loads(with_them.stdout.strip().splitlines()[-1])["kinds"]["event"]
+    seeds = CliRunner().invoke(app, [*args, "--seeds", "0-1", "--no-references"])
+    assert seeds.exit_code == 0, seeds.output
+    summary = json.loads(seeds.stdout.strip().splitlines()[-1])
+    assert "ppr" not in summary["kinds"]["event"]["methods"]
