@@ -56,6 +56,7 @@ from core.models import (
     EmissionPeriod,
     Language,
     LedgerAccount,
+    LedgerPosting,
     LedgerTransaction,
     Notification,
     Role,
@@ -64,6 +65,7 @@ from core.models import (
 from core.pagination import paginate
 from core.redemption import access as redemption_access
 from core.schemas import PageOut
+from core.tipping import service as tipping
 
 log = logging.getLogger(__name__)
 
@@ -490,10 +492,32 @@ def set_wallet_frozen(
     ]
 
 
+def _parties(session: Session, tx: LedgerTransaction) -> set[int]:
+    """Who a transaction concerns: its actor, the owners of its wallets, and the issuer of a
+    personal chip whose issuance account it touches (a mint, a burn, a redemption burned)."""
+    rows = session.execute(
+        select(LedgerAccount.kind, LedgerAccount.owner_id, Chip.kind, Chip.issuer_id)
+        .join(LedgerPosting, LedgerPosting.account_id == LedgerAccount.id)
+        .join(Chip, Chip.id == LedgerAccount.chip_id)
+        .where(LedgerPosting.transaction_id == tx.id)
+    ).all()
+    found = {tx.actor_id} if tx.actor_id is not None else set()
+    for account_kind, owner_id, chip_kind, issuer_id in rows:
+        if owner_id is not None:
+            found.add(owner_id)
+        if account_kind == AccountKind.ISSUANCE and chip_kind == ChipKind.PERSONAL and issuer_id is not None:
+            found.add(issuer_id)
+    return found
+
+
 def reverse(
     session: Session, actor: Actor, transaction_id: int, data: ReasonIn, client_key: str | None
 ) -> TransactionOut:
-    """A moderator undoes a transaction with its mirror image; the reason is the memo and audited."""
+    """A moderator undoes a transaction with its mirror image; the reason is the memo and audited.
+
+    Nobody reverses a transaction they are a party to (`_parties`), owners included: a
+    reversal moves chips back, and no one may move them back to themselves.
+    """
     key = ledger_key(actor, client_key)
     missing = NotFound("transaction not found", code="transaction_not_found")
     tx = session.get(LedgerTransaction, transaction_id)
@@ -501,6 +525,10 @@ def reverse(
         raise missing
     ctx = context_via(session, actor, tx.community_id, missing)
     ctx.require_role(Role.MODERATOR)
+    if actor.id in _parties(session, tx):
+        raise PermissionDenied(
+            "you cannot reverse a transaction you are a party to", code="cannot_reverse_own"
+        )
     redeemed = tx.subject_id if tx.kind == TxKind.REDEEM and tx.subject_type == "redemption_order" else None
     if redeemed is not None:
         redemption_access.lock_order_member(session, redeemed)  # before the ledger's account locks
@@ -508,6 +536,9 @@ def reverse(
     if not posted.replayed and redeemed is not None:
         # The member has their chips back: what the order bought goes too (a seat, a trial).
         redemption_access.withdraw(session, redeemed, actor.id, utcnow())
+    if not posted.replayed and tx.kind == TxKind.TIP:
+        # The tipper has their chips back: the reputation the tip earned goes too.
+        tipping.withdraw_reversed_tip(session, tx.id)
     if not posted.replayed:
         audit.record(
             session,

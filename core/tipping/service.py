@@ -210,6 +210,28 @@ def _tip_in_savepoint(
     return TipOut.model_validate(tip)
 
 
+def withdraw_reversed_tip(session: Session, transaction_id: int) -> bool:
+    """A moderator reversed a tip's transaction: the tip leaves the recipient's reputation.
+
+    Its points (unless a confirmed ring took them back already) and its count in
+    `tips_received` go, in the reversal's own database transaction. The caller calls this
+    only when it posted the reversal now: a transaction is reversed at most once (the
+    ledger's unique `reverses_id`), so the count is taken back exactly once. The tip is
+    marked `discounted`, so a ring confirmed later takes nothing back a second time.
+    Returns False when the transaction was not a tip's.
+    """
+    found = repo.tip_by_transaction(session, transaction_id)
+    if found is None:
+        return False
+    # The tip's row lock, as a ring confirmation takes it: the two never both take its points.
+    (tip,) = repo.lock_tips(session, [found.id])
+    points = 0 if tip.discounted else tip.reputation_points
+    tip.discounted = True
+    session.flush()
+    repo.add_reputation(session, tip.community_id, tip.recipient_id, -points, -1)
+    return True
+
+
 def _is_new(policy: TippingPolicy, membership: Membership, now: datetime) -> bool:
     return as_utc(membership.joined_at) > now - timedelta(days=policy.new_account_days)
 

@@ -1,0 +1,181 @@
+"""Regressions of the money review: who may reverse and freeze, the supply ceiling, refused transfers."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import AuditLog, Community, LedgerTransaction, Role, TxKind, User
+from tests.core.tipping.helpers import age, channel, thread
+from tests.factories import add_member, auth, community_chip, fund, make_chip, make_community, make_user
+
+
+def _err(r, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert (r.status_code, r.json().get("error")) == (status, code), (r.status_code, r.text)
+
+
+def _keyed(session: Session, user: User, key: str) -> dict[str, str]:
+    return {**auth(session, user), "Idempotency-Key": key}
+
+
+def _balance(client: TestClient, session: Session, community: Community, user: User, chip_id: int) -> int:
+    owner_view = client.get(f"/communities/{community.id}/wallet", headers=auth(session, user)).json()
+    return sum(b["balance"] for b in owner_view["balances"] if b["chip_id"] == chip_id)
+
+
+def _reversals(session: Session, community: Community) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                LedgerTransaction.community_id == community.id, LedgerTransaction.kind == TxKind.REVERSAL
+            )
+        )
+        or 0
+    )
+
+
+# --- 1. nobody reverses a transaction they are a party to -------------------------------------------
+
+
+def test_a_moderator_cannot_reverse_their_own_payment_for_delivered_goods(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    seller, mod = add_member(session, community), add_member(session, community, role=Role.MODERATOR)
+    star = make_chip(session, community, seller, symbol="STAR")
+    fund(session, star, mod, 100)
+    session.commit()
+    offer = client.post(
+        f"/communities/{community.id}/redemption/offers",
+        headers=auth(session, seller),
+        json={"chip_id": star.id, "title": "call", "kind": "goods", "price": 50, "settlement": "issuer"},
+    ).json()
+    order = client.post(f"/redemption/offers/{offer['id']}/redeem", headers=_keyed(session, mod, "k")).json()
+    done = client.post(f"/redemption/orders/{order['id']}/fulfil", headers=auth(session, seller)).json()
+    assert done["status"] == "fulfilled", done
+    url = f"/ledger/transactions/{done['transaction_id']}/reverse"
+
+    _err(
+        client.post(url, json={"reason": "mine"}, headers=_keyed(session, mod, "rv")),
+        403,
+        "cannot_reverse_own",
+    )
+    # The seller, were they staff, is a party too; so is the owner who is neither: the owner may.
+    assert _balance(client, session, community, mod, star.id) == 50
+    assert _balance(client, session, community, seller, star.id) == 50
+    assert _reversals(session, community) == 0
+    order_now = client.get(f"/redemption/orders/{order['id']}", headers=auth(session, mod)).json()
+    assert order_now["status"] == "fulfilled"
+
+    by_owner = client.post(url, json={"reason": "chargeback"}, headers=_keyed(session, owner, "rv-o"))
+    assert by_owner.status_code == 201, by_owner.text
+    assert _balance(client, session, community, mod, star.id) == 100
+
+
+def test_nobody_reverses_a_tip_or_a_mint_they_are_a_party_to(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    mod = add_member(session, community, role=Role.MODERATOR)
+    other_mod = add_member(session, community, role=Role.MODERATOR)
+    alice = add_member(session, community)
+    points = community_chip(session, community)
+    fund(session, points, mod, 100)
+    fund(session, points, alice, 100)
+    tea = make_chip(session, community, mod, symbol="TEA")
+    session.commit()
+
+    sent = client.post(
+        f"/communities/{community.id}/members/{alice.id}/tips",
+        json={"chip_id": points.id, "amount": 30},
+        headers=_keyed(session, mod, "t1"),
+    ).json()
+    received = client.post(
+        f"/communities/{community.id}/members/{mod.id}/tips",
+        json={"chip_id": points.id, "amount": 20},
+        headers=_keyed(session, alice, "t2"),
+    ).json()
+    minted = client.post(
+        f"/chips/{tea.id}/mint",
+        json={"amount": 5, "to_user_id": alice.id},
+        headers=_keyed(session, mod, "m1"),
+    ).json()
+    # An owner's own mint is theirs too: no role above a party lets them undo it.
+    owner_mint = client.post(
+        f"/chips/{points.id}/mint",
+        json={"amount": 7, "to_user_id": alice.id},
+        headers=_keyed(session, owner, "m2"),
+    ).json()
+    alice_burn = client.post(
+        f"/chips/{tea.id}/burn", json={"amount": 2}, headers=_keyed(session, alice, "b1")
+    ).json()
+    cases = [
+        (mod, sent["transaction_id"]),  # the tipper
+        (mod, received["transaction_id"]),  # the recipient
+        (mod, minted["id"]),  # the minter (and the chip's issuer)
+        (mod, alice_burn["id"]),  # the issuer of the chip burned back into its issuance account
+        (owner, owner_mint["id"]),  # the actor, whatever their role
+    ]
+    for n, (who, tx_id) in enumerate(cases):
+        r = client.post(
+            f"/ledger/transactions/{tx_id}/reverse",
+            json={"reason": "mine"},
+            headers=_keyed(session, who, f"r{n}"),
+        )
+        _err(r, 403, "cannot_reverse_own")
+    assert _reversals(session, community) == 0
+    assert not session.scalars(
+        select(AuditLog).where(AuditLog.community_id == community.id, AuditLog.action == "ledger.reverse")
+    ).all()
+    assert _balance(client, session, community, mod, points.id) == 90
+    # Someone who is not a party still may.
+    r = client.post(
+        f"/ledger/transactions/{sent['transaction_id']}/reverse",
+        json={"reason": "sent by mistake"},
+        headers=_keyed(session, other_mod, "r-other"),
+    )
+    assert r.status_code == 201, r.text
+    assert _balance(client, session, community, mod, points.id) == 120
+
+
+def test_a_reversed_tip_leaves_the_recipients_reputation(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    alice, bob = add_member(session, community), add_member(session, community)
+    mod = add_member(session, community, role=Role.MODERATOR)
+    age(session, community, alice)
+    thread(session, alice, channel(session, owner, community))  # a tipper who posted earns points
+    points = community_chip(session, community)
+    fund(session, points, alice, 100)
+    session.commit()
+    tips_url = f"/communities/{community.id}/members/{bob.id}/tips"
+    first = client.post(
+        tips_url, json={"chip_id": points.id, "amount": 10}, headers=_keyed(session, alice, "a")
+    )
+    kept = client.post(
+        tips_url, json={"chip_id": points.id, "amount": 10}, headers=_keyed(session, alice, "b")
+    )
+    assert (first.json()["reputation_points"], kept.json()["reputation_points"]) == (10, 5)
+    rep_url = f"/communities/{community.id}/members/{bob.id}/reputation"
+    rep = client.get(rep_url, headers=auth(session, bob)).json()
+    assert (rep["points"], rep["tips_received"]) == (15, 2)
+
+    url = f"/ledger/transactions/{first.json()['transaction_id']}/reverse"
+    done = client.post(url, json={"reason": "stolen card"}, headers=_keyed(session, mod, "rv"))
+    assert done.status_code == 201, done.text
+    rep = client.get(rep_url, headers=auth(session, bob)).json()
+    assert (rep["points"], rep["tips_received"]) == (5, 1)
+    board = client.get(
+        f"/communities/{community.id}/reputation/leaderboard", headers=auth(session, bob)
+    ).json()
+    assert [(e["user_id"], e["points"], e["tips_received"]) for e in board] == [(bob.id, 5, 1)]
+    received = client.get(f"/communities/{community.id}/tips/received", headers=auth(session, bob)).json()
+    assert [t["discounted"] for t in received["items"]] == [False, True]
+
+    # A retry of the reversal, or another attempt, takes nothing back a second time.
+    again = client.post(url, json={"reason": "stolen card"}, headers=_keyed(session, mod, "rv"))
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    _err(client.post(url, json={"reason": "x"}, headers=_keyed(session, mod, "rv2")), 409, "already_reversed")
+    rep = client.get(rep_url, headers=auth(session, bob)).json()
+    assert (rep["points"], rep["tips_received"]) == (5, 1)
