@@ -58,6 +58,7 @@ from core.models import (
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
+    MembershipStatus,
     Notification,
     Role,
     TxKind,
@@ -457,20 +458,27 @@ def set_wallet_frozen(
 ) -> list[AccountStateOut]:
     """Freeze or thaw a member's accounts in this community (all chips, or one)."""
     ctx = community_context(session, actor, community_id)
-    ctx.require_role(Role.MODERATOR)
+    me = ctx.require_role(Role.MODERATOR)
     if not repo.ever_member(session, community_id, user_id):
         raise NotFound("member not found", code="member_not_found")
+    # As for removing or banning: only members below one's own role (so never oneself); a
+    # departed member's old role no longer protects them.
+    target = community_repo.membership(session, community_id, user_id)
+    active = target is not None and target.status == MembershipStatus.ACTIVE
+    target_rank = target.role.rank if target is not None and active else Role.MEMBER.rank
+    if target_rank >= me.role.rank:
+        raise PermissionDenied(
+            "you can only freeze or thaw the wallets of members below your role", code="insufficient_role"
+        )
     if data.chip_id is not None:
         chip = session.get(Chip, data.chip_id)
         if chip is None or chip.community_id != community_id:
             raise _missing_chip()
         # Freezing must hold even for a chip the member has never touched.
         ledger.open_account(session, chip, user_id)
-    else:
-        membership = community_repo.membership(session, community_id, user_id)
-        if membership is not None and membership.wallet_frozen != frozen:
-            membership.wallet_frozen = frozen  # so accounts opened later start frozen
-            session.flush()
+    elif target is not None and target.wallet_frozen != frozen:
+        target.wallet_frozen = frozen  # so accounts opened later start frozen
+        session.flush()
     accounts = repo.member_accounts(session, community_id, user_id, data.chip_id)
     changed = [a for a in accounts if a.frozen != frozen]
     if changed:

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import AuditLog, Community, LedgerTransaction, Role, TxKind, User
+from core.models import AuditLog, Community, LedgerTransaction, Membership, Role, TxKind, User
 from tests.core.tipping.helpers import age, channel, thread
 from tests.factories import add_member, auth, community_chip, fund, make_chip, make_community, make_user
 
@@ -179,3 +179,46 @@ def test_a_reversed_tip_leaves_the_recipients_reputation(client: TestClient, ses
     _err(client.post(url, json={"reason": "x"}, headers=_keyed(session, mod, "rv2")), 409, "already_reversed")
     rep = client.get(rep_url, headers=auth(session, bob)).json()
     assert (rep["points"], rep["tips_received"]) == (5, 1)
+
+
+# --- 2. a moderator freezes only the wallets of members below them ------------------------------------
+
+
+def test_wallets_are_frozen_only_by_someone_above_their_owner(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    admin = add_member(session, community, role=Role.ADMIN)
+    mod, other_mod = (add_member(session, community, role=Role.MODERATOR) for _ in range(2))
+    alice = add_member(session, community)
+    points = community_chip(session, community)
+    session.commit()
+
+    def freeze(who: User, whose: User, action: str = "freeze", **body: object):  # type: ignore[no-untyped-def]
+        return client.post(
+            f"/communities/{community.id}/members/{whose.id}/wallet/{action}",
+            json={"reason": "r", **body},
+            headers=auth(session, who),
+        )
+
+    for target in (owner, admin, other_mod, mod):
+        _err(freeze(mod, target), 403, "insufficient_role")
+        _err(freeze(mod, target, chip_id=points.id), 403, "insufficient_role")
+        _err(freeze(mod, target, "unfreeze"), 403, "insufficient_role")
+    _err(freeze(admin, owner), 403, "insufficient_role")
+    _err(freeze(owner, owner), 403, "insufficient_role")
+    frozen_flags = session.scalars(
+        select(Membership.wallet_frozen).where(Membership.community_id == community.id)
+    ).all()
+    assert not any(frozen_flags)
+    assert not session.scalars(
+        select(AuditLog).where(
+            AuditLog.community_id == community.id, AuditLog.action == "ledger_account.freeze"
+        )
+    ).all()
+
+    assert freeze(mod, alice).status_code == 200
+    assert freeze(admin, other_mod, chip_id=points.id).status_code == 200
+    assert freeze(owner, admin).status_code == 200
+    # The admin's frozen wallet is thawed by the owner, never by the admin or a moderator.
+    _err(freeze(mod, admin, "unfreeze"), 403, "insufficient_role")
+    assert freeze(owner, admin, "unfreeze").status_code == 200
