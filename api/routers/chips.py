@@ -8,11 +8,9 @@ or for a different operation, is a 409 `idempotency_key_reused`. Keys are per ca
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Query, Response, status
-
-from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, answer_created
+from api.deps import CurrentActor, Cursor, DbSession, IdempotencyKey, Limit, PathId, QueryId, answer_created
 from core.chips import service as chips
 from core.chips.schemas import (
     AccountStateOut,
@@ -51,7 +49,7 @@ def list_chips(
     cursor: Cursor = None,
     limit: Limit = 50,
     kind: ChipKind | None = None,
-    issuer_id: Annotated[int | None, Query(ge=1)] = None,
+    issuer_id: QueryId | None = None,
 ) -> PageOut[ChipOut]:
     return chips.list_chips(
         session, actor, community_id, kind=kind, issuer_id=issuer_id, cursor=cursor, limit=limit

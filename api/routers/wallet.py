@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, status
 from api.deps import CurrentActor, Cursor, DbSession, Limit, PathId, QueryId
 from core.chips.schemas import DigestIn
 from core.models import TxKind
-from core.schemas import PageOut
+from core.schemas import MAX_ID, PageOut
 from core.wallet import service as wallet
 from core.wallet.schemas import (
     ChainVerifyOut,
@@ -24,7 +24,8 @@ from core.wallet.schemas import (
 router = APIRouter(tags=["wallet"])
 
 UserQuery = Annotated[
-    int | None, Query(ge=1, description="another member's wallet (moderators only); default: yours")
+    int | None,
+    Query(ge=1, le=MAX_ID, description="another member's wallet (moderators only); default: yours"),
 ]
 
 
