@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
 from core.clock import as_utc
+from core.events.schemas import EARLIEST, LATEST
 from core.models import AccountKind, ChipKind, EmissionPeriod, TxKind
 from core.schemas import Id, Input, Output
 
@@ -29,6 +30,21 @@ Memo = Annotated[str, StringConstraints(max_length=280)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=280)]
 
 
+def bounded_utc(value: datetime) -> datetime:
+    """Aware UTC within the events' range; ValueError (a 422) outside it.
+
+    An offset near year 1 or 9999 would overflow converting to UTC, and the ledger adds
+    days and periods to these instants.
+    """
+    try:
+        utc = as_utc(value)
+    except OverflowError as exc:
+        raise ValueError("date out of range") from exc
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"dates must fall between {EARLIEST.year} and {LATEST.year}")
+    return utc
+
+
 class ChipIn(Input):
     """A personal chip. `supply_cap` bounds the circulating supply; `emission_limit` what may be
     minted per `emission_period` (UTC day, ISO week from Monday, calendar month)."""
@@ -40,7 +56,8 @@ class ChipIn(Input):
     emission_limit: Amount | None = None
     emission_period: EmissionPeriod = EmissionPeriod.DAY
     expires_at: datetime | None = Field(
-        default=None, description="season end (naive = UTC): balances return to the issuer then"
+        default=None,
+        description="season end (naive = UTC, before 2200): balances return to the issuer then",
     )
     decay_bps: Annotated[int, Field(ge=0, le=10_000, strict=True)] = Field(
         default=0, description="basis points of each holder's balance returned to the issuer monthly"
@@ -53,7 +70,7 @@ class ChipIn(Input):
     @field_validator("expires_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return as_utc(value) if value is not None else None
+        return bounded_utc(value) if value is not None else None
 
 
 class ChipPatch(Input):

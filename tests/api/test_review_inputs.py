@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,3 +37,38 @@ def test_query_ids_past_int64_are_invalid(client: TestClient, session: Session, 
     # The largest id is still a valid query: nobody has it.
     r = client.get(f"/communities/{c.id}/" + path.format(n=2**63 - 1), headers=auth(session, owner))
     assert r.status_code in (200, 404), r.text
+
+
+# --- F2: a chip's season end is bounded -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:59:59-05:00",  # past datetime.max in UTC
+        "0001-01-01T00:00:00+01:00",  # before datetime.min in UTC
+        "9999-12-31T23:59:59",
+        "2200-01-01T00:00:00Z",
+    ],
+)
+def test_chip_season_end_out_of_range(client: TestClient, session: Session, value: str) -> None:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    r = client.post(
+        f"/communities/{c.id}/chips",
+        json={"name": "n", "symbol": "ABC", "expires_at": value},
+        headers=auth(session, owner),
+    )
+    _err(r, 422, "validation_error")
+
+
+def test_chip_season_end_with_offset_is_stored_in_utc(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    r = client.post(
+        f"/communities/{c.id}/chips",
+        json={"name": "n", "symbol": "ABC", "expires_at": "2199-12-31T18:30:00-05:00"},
+        headers=auth(session, owner),
+    )
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["expires_at"]) == datetime(2199, 12, 31, 23, 30, tzinfo=UTC)
