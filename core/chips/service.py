@@ -16,6 +16,7 @@ wallet's lock while it waits for another's.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -241,11 +242,23 @@ def headroom(session: Session, chip: Chip, now: datetime | None = None) -> Headr
         limits.append(chip.supply_cap - circulating)
     if chip.emission_limit is not None:
         limits.append(chip.emission_limit - minted)
-    return Headroom(circulating, minted, since, max(0, min(limits)) if limits else None)
+    if not limits:
+        return Headroom(circulating, minted, since, None)  # no policy limit: only the ceiling
+    return Headroom(circulating, minted, since, max(0, min(*limits, ledger.MAX_SUPPLY - circulating)))
+
+
+def _check_ceiling(circulating: int, amount: int) -> None:
+    """Refuse to take one chip's circulation past `ledger.MAX_SUPPLY`, whatever its policy."""
+    if circulating + amount > ledger.MAX_SUPPLY:
+        raise Conflict(
+            "this would take the chip's supply above the most any chip may have in circulation",
+            code="supply_limit_exceeded",
+            extra={"max_supply": ledger.MAX_SUPPLY, "circulating": circulating},
+        )
 
 
 def check_policy(session: Session, chip: Chip, amount: int, now: datetime | None = None) -> None:
-    """Refuse an issuance of `amount` that the cap or the emission limit does not allow.
+    """Refuse an issuance of `amount` that the cap, the emission limit or the ceiling does not allow.
 
     Call it with the chip's issuance account locked.
     """
@@ -256,6 +269,7 @@ def check_policy(session: Session, chip: Chip, amount: int, now: datetime | None
             code="supply_cap_exceeded",
             extra={"supply_cap": chip.supply_cap, "circulating": room.circulating},
         )
+    _check_ceiling(room.circulating, amount)
     if chip.emission_limit is not None and room.minted + amount > chip.emission_limit:
         raise Conflict(
             f"this mint would exceed the chip's emission for this {chip.emission_period.value}",
@@ -518,6 +532,37 @@ def _parties(session: Session, tx: LedgerTransaction) -> set[int]:
     return found
 
 
+def _check_reversal_ceiling(session: Session, tx: LedgerTransaction) -> None:
+    """A reversal of what went into an issuance account (a burn, a redemption, a sweep) puts
+    chips back into circulation: it too stays under `ledger.MAX_SUPPLY`.
+
+    The transaction's accounts are locked first, all at once in id order (the ledger takes
+    the same locks again when it posts), so the circulation read cannot change meanwhile.
+    """
+    postings = ledger_repo.postings_of(session, tx.id)
+    issuance = {
+        a.id
+        for a in session.scalars(
+            select(LedgerAccount).where(
+                LedgerAccount.id.in_({p.account_id for p in postings}),
+                LedgerAccount.kind == AccountKind.ISSUANCE,
+            )
+        )
+    }
+    drawn: dict[int, int] = defaultdict(int)
+    for p in postings:
+        if p.account_id in issuance:
+            drawn[p.account_id] += p.amount
+    drawn = {account_id: amount for account_id, amount in drawn.items() if amount > 0}
+    if not drawn:
+        return
+    ledger.lock_accounts(session, [p.account_id for p in postings])
+    for account_id, amount in drawn.items():
+        account = ledger_repo.account_row(session, account_id)
+        assert account is not None
+        _check_ceiling(-account.balance, amount)
+
+
 def reverse(
     session: Session, actor: Actor, transaction_id: int, data: ReasonIn, client_key: str | None
 ) -> TransactionOut:
@@ -540,6 +585,8 @@ def reverse(
     redeemed = tx.subject_id if tx.kind == TxKind.REDEEM and tx.subject_type == "redemption_order" else None
     if redeemed is not None:
         redemption_access.lock_order_member(session, redeemed)  # before the ledger's account locks
+    if repo.transaction_by_key(session, key) is None:
+        _check_reversal_ceiling(session, tx)  # a retry is answered by the ledger, as for a mint
     posted = ledger.reverse(session, tx.id, key=key, actor_id=actor.id, memo=data.reason)
     if not posted.replayed and redeemed is not None:
         # The member has their chips back: what the order bought goes too (a seat, a trial).

@@ -39,6 +39,9 @@ from core.models import (
 
 MAX_LEGS = 20_000
 MAX_AMOUNT = 10**15  # far below 2**63, so no sum of a batch can overflow
+# The most of one chip that may ever be in circulation (checked by `core.chips` before anything
+# leaves an issuance account): with legs of at most MAX_AMOUNT, no balance comes near 2**63.
+MAX_SUPPLY = 10**18
 KEY_MAX = 200
 # The columns' lengths (`LedgerTransaction`): checked here, because SQLite does not enforce them.
 MEMO_MAX = 280

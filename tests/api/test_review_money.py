@@ -6,7 +6,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import AuditLog, Community, LedgerTransaction, Membership, Role, TxKind, User
+from core import jobs
+from core.earning import service as earning
+from core.ledger import service as ledger
+from core.ledger.types import Entry, Leg
+from core.models import AuditLog, Chip, Community, LedgerTransaction, Membership, Role, TxKind, User
 from tests.core.tipping.helpers import age, channel, thread
 from tests.factories import add_member, auth, community_chip, fund, make_chip, make_community, make_user
 
@@ -222,3 +226,138 @@ def test_wallets_are_frozen_only_by_someone_above_their_owner(client: TestClient
     # The admin's frozen wallet is thawed by the owner, never by the admin or a moderator.
     _err(freeze(mod, admin, "unfreeze"), 403, "insufficient_role")
     assert freeze(owner, admin, "unfreeze").status_code == 200
+
+
+# --- 3. no chip's supply passes the ceiling (it overflowed 64-bit balances: a 500) --------------------
+
+
+def _premint(session: Session, chip_id: int, wallet_owner: User, circulating: int) -> None:
+    """Put `circulating` of the chip into one wallet in one ledger batch (legs of MAX_AMOUNT at most)."""
+    chip = session.get(Chip, chip_id)
+    assert chip is not None
+    issuance = ledger.issuance_account(session, chip.id).id
+    wallet = ledger.open_account(session, chip, wallet_owner.id).id
+    amounts = [ledger.MAX_AMOUNT] * (circulating // ledger.MAX_AMOUNT)
+    if circulating % ledger.MAX_AMOUNT:
+        amounts.append(circulating % ledger.MAX_AMOUNT)
+    ledger.post_batch(
+        session,
+        [
+            Entry(
+                community_id=chip.community_id,
+                kind=TxKind.MINT,
+                key=f"premint-{chip.id}-{n}",
+                legs=(Leg(issuance, chip.id, -amount), Leg(wallet, chip.id, amount)),
+            )
+            for n, amount in enumerate(amounts)
+        ],
+    )
+    session.commit()
+
+
+def test_mints_earnings_and_reversals_stop_at_the_supply_ceiling(
+    client: TestClient, session: Session, recorded_jobs: list[jobs.Job]
+) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    whale, member = add_member(session, community), add_member(session, community)
+    mod = add_member(session, community, role=Role.MODERATOR)
+    points = community_chip(session, community)
+    _premint(session, points.id, whale, ledger.MAX_SUPPLY - 3)
+    mint_url = f"/chips/{points.id}/mint"
+
+    refused = client.post(
+        mint_url,
+        json={"amount": ledger.MAX_AMOUNT, "to_user_id": member.id},
+        headers=_keyed(session, owner, "m1"),
+    )
+    _err(refused, 409, "supply_limit_exceeded")
+    _err(
+        client.post(
+            mint_url, json={"amount": 4, "to_user_id": member.id}, headers=_keyed(session, owner, "m2")
+        ),
+        409,
+        "supply_limit_exceeded",
+    )
+    # Up to the ceiling exactly, and then not one more.
+    ok = client.post(
+        mint_url, json={"amount": 3, "to_user_id": member.id}, headers=_keyed(session, owner, "m3")
+    )
+    assert ok.status_code == 201, ok.text
+    _err(
+        client.post(
+            mint_url, json={"amount": 1, "to_user_id": member.id}, headers=_keyed(session, owner, "m4")
+        ),
+        409,
+        "supply_limit_exceeded",
+    )
+    assert client.post(
+        mint_url, json={"amount": 3, "to_user_id": member.id}, headers=_keyed(session, owner, "m3")
+    ).json()["replayed"]
+    supply = client.get(f"/chips/{points.id}/supply", headers=auth(session, owner)).json()
+    assert supply["circulating"] == ledger.MAX_SUPPLY
+
+    # An earn grant at the ceiling is skipped (as at a cap), writing nothing.
+    rule = client.post(
+        f"/communities/{community.id}/earn-rules",
+        json={"name": "Onboarding", "trigger": "onboarding_completed", "amount": 1},
+        headers=auth(session, owner),
+    )
+    assert rule.status_code == 201, rule.text
+    recorded_jobs.clear()
+    assert (
+        client.post(
+            f"/communities/{community.id}/onboarding/complete", headers=auth(session, member)
+        ).status_code
+        == 202
+    )
+    [job] = [j for j in recorded_jobs if j.name == "hearth.earning.grant"]
+    assert earning.grant(session, *job.args) == []
+    session.commit()
+    assert _balance(client, session, community, member, points.id) == 3
+
+    # A reversal of a burn puts chips back into circulation: refused at the ceiling too.
+    burnt = client.post(
+        f"/chips/{points.id}/burn", json={"amount": 2}, headers=_keyed(session, member, "b1")
+    ).json()
+    assert (
+        client.post(
+            mint_url, json={"amount": 2, "to_user_id": whale.id}, headers=_keyed(session, owner, "m5")
+        ).status_code
+        == 201
+    )
+    url = f"/ledger/transactions/{burnt['id']}/reverse"
+    _err(
+        client.post(url, json={"reason": "r"}, headers=_keyed(session, mod, "rv1")),
+        409,
+        "supply_limit_exceeded",
+    )
+    assert _reversals(session, community) == 0
+    assert _balance(client, session, community, member, points.id) == 1
+    # Below the ceiling again, the same reversal goes through.
+    assert (
+        client.post(
+            f"/chips/{points.id}/burn", json={"amount": 2}, headers=_keyed(session, whale, "b2")
+        ).status_code
+        == 201
+    )
+    done = client.post(url, json={"reason": "r"}, headers=_keyed(session, mod, "rv2"))
+    assert done.status_code == 201, done.text
+    assert _balance(client, session, community, member, points.id) == 3
+    report = ledger.check_invariants(session, community.id)
+    assert report.ok, report.problems
+
+
+def test_a_supply_already_past_the_ceiling_is_refused_more_not_a_server_error(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    issuer = add_member(session, community)
+    star = make_chip(session, community, issuer, symbol="STAR")
+    # What 9,223 mints of MAX_AMOUNT reached before the ceiling existed: one more overflowed int64.
+    _premint(session, star.id, issuer, 9_223 * ledger.MAX_AMOUNT)
+    r = client.post(
+        f"/chips/{star.id}/mint", json={"amount": ledger.MAX_AMOUNT}, headers=_keyed(session, issuer, "m")
+    )
+    _err(r, 409, "supply_limit_exceeded")
