@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator
 
 from core.clock import as_utc
 from core.events.schemas import EARLIEST, LATEST
@@ -43,6 +44,26 @@ def bounded_utc(value: datetime) -> datetime:
     if not EARLIEST <= utc < LATEST:
         raise ValueError(f"dates must fall between {EARLIEST.year} and {LATEST.year}")
     return utc
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date_text(value: object) -> object:
+    # Like the strict ints: 0 must not quietly become 1970-01-01. A date object is fine
+    # (callers in Python); a datetime is not a day.
+    if (isinstance(value, str) and _DAY.fullmatch(value)) or type(value) is date:
+        return value
+    raise ValueError("a date as YYYY-MM-DD")
+
+
+def _bounded_day(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError(f"dates must fall between {EARLIEST.year} and {LATEST.year}")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_date_text), AfterValidator(_bounded_day)]
 
 
 class ChipIn(Input):
@@ -183,4 +204,4 @@ class AccountStateOut(Output):
 
 
 class DigestIn(Input):
-    day: date
+    day: Day = Field(description="a UTC day, YYYY-MM-DD")

@@ -72,3 +72,30 @@ def test_chip_season_end_with_offset_is_stored_in_utc(client: TestClient, sessio
     )
     assert r.status_code == 201, r.text
     assert datetime.fromisoformat(r.json()["expires_at"]) == datetime(2199, 12, 31, 23, 30, tzinfo=UTC)
+
+
+# --- F3: the day of a digest is a bounded date string ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "day", ["9999-12-31", "2200-01-01", "1999-12-31", 0, 20260101, True, "2026-01-01T00:00:00"]
+)
+def test_digest_day_must_be_a_date_in_range(client: TestClient, session: Session, day: object) -> None:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    r = client.post(f"/communities/{c.id}/ledger/digests", json={"day": day}, headers=auth(session, owner))
+    _err(r, 422, "validation_error")
+
+
+def test_digest_of_a_day_not_over_is_still_refused(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    r = client.post(
+        f"/communities/{c.id}/ledger/digests", json={"day": "2199-12-31"}, headers=auth(session, owner)
+    )
+    _err(r, 409, "day_not_over")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    r = client.post(
+        f"/communities/{c.id}/ledger/digests", json={"day": yesterday}, headers=auth(session, owner)
+    )
+    assert r.status_code == 201, r.text
