@@ -8,7 +8,8 @@
   is back on their own tier with nothing to undo. A second trial of the same tier extends the
   running one (its days are added at the end); a trial of another tier while one runs is
   refused (`trial_running`), and so is a trial of a tier the member already holds
-  (`tier_already_held`).
+  (`tier_already_held`) or one that would end more than `MAX_TRIAL` (ten years) from now
+  (`trial_too_long`).
 - `course_seat`: `access_ref` is the id of a course of the community (stored as
   `str(course.id)`, whatever form of the number the issuer sent). Fulfilling enrols the
   member whatever their tier (a member already enrolled stays enrolled; the order still
@@ -59,6 +60,9 @@ from core.models import (
 from core.redemption import repository as repo
 
 ACCESS_KINDS = (OfferKind.VIP_TRIAL, OfferKind.COURSE_SEAT)
+# How far ahead a member's trial may end: stacking orders past it is refused
+# (`trial_too_long`) before anything is held or moved.
+MAX_TRIAL = timedelta(days=3650)
 
 
 # --- offers ----------------------------------------------------------------------------------
@@ -179,12 +183,28 @@ def _check(session: Session, terms: Terms, membership: Membership, now: datetime
             raise Conflict(
                 "another tier's trial is running: it can be extended, not replaced", code="trial_running"
             )
+        assert terms.trial_days is not None  # _target refuses a trial without a length
+        start = _trial_start(membership, now)
+        # Compared without adding to `start`: a trial stacked near year 9999 would overflow.
+        if start > now + MAX_TRIAL - timedelta(days=terms.trial_days):
+            raise Conflict(
+                f"a trial may run at most {MAX_TRIAL.days} days from now",
+                code="trial_too_long",
+                extra={"trial_ends_at": start.isoformat(), "max_days": MAX_TRIAL.days},
+            )
         return target
     if target.published_at is None:
         raise Conflict("this course is not published yet", code="course_not_published")
     if repo.has_live_seat(session, target.id, membership.user_id):
         raise Conflict("you already hold a seat in this course", code="seat_already_held")
     return target
+
+
+def _trial_start(membership: Membership, now: datetime) -> datetime:
+    """Where a new trial's days start: now, or the end of the running one (same tier)."""
+    if membership.trial_running(now) and membership.trial_ends_at is not None:
+        return membership.trial_ends_at  # the same tier: the days are added at the end
+    return now
 
 
 def lock_member(session: Session, community_id: int, user_id: int) -> None:
@@ -208,9 +228,7 @@ def grant(
     if isinstance(target, Tier):
         assert terms.trial_days is not None
         seconds = terms.trial_days * 86400
-        start = now
-        if membership.trial_running(now) and membership.trial_ends_at is not None:
-            start = membership.trial_ends_at  # the same tier: the days are added at the end
+        start = _trial_start(membership, now)
         membership.trial_tier_id = target.id
         membership.trial_ends_at = start + timedelta(seconds=seconds)
         row = AccessGrant(

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.factories import auth, make_community, make_user
+from core.models import LedgerTransaction, Membership, RedemptionOrder, Role, User
+from tests.factories import add_member, auth, community_chip, fund, make_community, make_user
 
 MAX_TRIAL = timedelta(days=3650)  # the documented cap: ten years from now
 
@@ -99,3 +101,124 @@ def test_digest_of_a_day_not_over_is_still_refused(client: TestClient, session: 
         f"/communities/{c.id}/ledger/digests", json={"day": yesterday}, headers=auth(session, owner)
     )
     assert r.status_code == 201, r.text
+
+
+# --- F5: a trial cannot be stacked without end ----------------------------------------------------
+
+
+def _vip_offer(client: TestClient, session: Session, *, instant: bool) -> tuple[int, int, User]:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    member = add_member(session, c)
+    gold = community_chip(session, c)
+    fund(session, gold, member, 10)
+    session.commit()
+    r = client.post(
+        f"/communities/{c.id}/redemption/offers",
+        headers=auth(session, owner),
+        json={
+            "chip_id": gold.id,
+            "title": "VIP year",
+            "kind": "vip_trial",
+            "access_ref": "vip",
+            "trial_days": 365,
+            "price": 1,
+            "instant": instant,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return c.id, r.json()["id"], member
+
+
+def _membership(session: Session, community_id: int, user_id: int) -> Membership:
+    m = session.scalar(
+        select(Membership).where(Membership.community_id == community_id, Membership.user_id == user_id)
+    )
+    assert m is not None
+    return m
+
+
+def _balance(client: TestClient, session: Session, community_id: int, member: User) -> int:
+    items = client.get(f"/communities/{community_id}/wallet", headers=auth(session, member)).json()
+    return sum(b["balance"] for b in items["balances"])
+
+
+def _transactions(session: Session, community_id: int) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(LedgerTransaction)
+        .where(LedgerTransaction.community_id == community_id)
+    )
+
+
+@pytest.mark.parametrize("ends", [datetime(9999, 6, 1, tzinfo=UTC), None])
+def test_instant_trial_past_the_cap_is_refused_before_paying(
+    client: TestClient, session: Session, ends: datetime | None
+) -> None:
+    community_id, offer_id, member = _vip_offer(client, session, instant=True)
+    hm = auth(session, member)
+    r = client.post(f"/redemption/offers/{offer_id}/redeem", headers={**hm, "Idempotency-Key": "a"})
+    assert r.status_code == 201, r.text
+    m = _membership(session, community_id, member.id)
+    # Near year 9999 (what ~8,000 stacked orders reach), or just inside the cap.
+    m.trial_ends_at = ends or datetime.now(UTC) + MAX_TRIAL - timedelta(days=300)
+    session.commit()
+    before, txs = _balance(client, session, community_id, member), _transactions(session, community_id)
+    r = client.post(f"/redemption/offers/{offer_id}/redeem", headers={**hm, "Idempotency-Key": "b"})
+    _err(r, 409, "trial_too_long")
+    assert _balance(client, session, community_id, member) == before == 9
+    assert _transactions(session, community_id) == txs
+    assert (
+        session.scalar(
+            select(func.count()).select_from(RedemptionOrder).where(RedemptionOrder.offer_id == offer_id)
+        )
+        == 1
+    )
+    session.expire_all()
+    assert _membership(session, community_id, member.id).trial_ends_at == m.trial_ends_at
+
+
+def test_trial_up_to_the_cap_is_granted(client: TestClient, session: Session) -> None:
+    community_id, offer_id, member = _vip_offer(client, session, instant=True)
+    hm = auth(session, member)
+    assert (
+        client.post(
+            f"/redemption/offers/{offer_id}/redeem", headers={**hm, "Idempotency-Key": "a"}
+        ).status_code
+        == 201
+    )
+    m = _membership(session, community_id, member.id)
+    m.trial_ends_at = datetime.now(UTC) + MAX_TRIAL - timedelta(days=366)
+    session.commit()
+    r = client.post(f"/redemption/offers/{offer_id}/redeem", headers={**hm, "Idempotency-Key": "b"})
+    assert r.status_code == 201, r.text
+
+
+def test_fulfilling_a_trial_past_the_cap_leaves_the_order_pending(
+    client: TestClient, session: Session
+) -> None:
+    community_id, offer_id, member = _vip_offer(client, session, instant=False)
+    hm = auth(session, member)
+    first = client.post(f"/redemption/offers/{offer_id}/redeem", headers={**hm, "Idempotency-Key": "a"})
+    assert first.status_code == 201, first.text
+    second = client.post(f"/redemption/offers/{offer_id}/redeem", headers={**hm, "Idempotency-Key": "b"})
+    assert second.status_code == 201, second.text
+    owner = session.scalar(
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.community_id == community_id, Membership.role == Role.OWNER)
+    )
+    assert owner is not None
+    ho = auth(session, owner)
+    assert client.post(f"/redemption/orders/{first.json()['id']}/fulfil", headers=ho).status_code == 200
+    # Meanwhile the member's trial reached year 9999 (other orders, other offers).
+    m = _membership(session, community_id, member.id)
+    m.trial_ends_at = datetime(9999, 6, 1, tzinfo=UTC)
+    session.commit()
+    txs = _transactions(session, community_id)
+    r = client.post(f"/redemption/orders/{second.json()['id']}/fulfil", headers=ho)
+    _err(r, 409, "trial_too_long")
+    assert client.get(f"/redemption/orders/{second.json()['id']}", headers=hm).json()["status"] == "pending"
+    assert _transactions(session, community_id) == txs
+    session.expire_all()
+    assert _membership(session, community_id, member.id).trial_ends_at == datetime(9999, 6, 1, tzinfo=UTC)
