@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
+from core.errors import InvalidInput
 from core.models import CompletionStatus, EarnTrigger, GrantStatus
 from core.schemas import Id, Input, LongText, Output, Title
 
@@ -23,12 +24,29 @@ class RuleIn(Input):
 
 
 class RulePatch(Input):
+    """Only the fields sent change. `clear_caps: true` removes both daily caps; `null` is
+    refused for every field (it would be ignored), as for chips and offers."""
+
     name: RuleName | None = None
     amount: Amount | None = None
     daily_count_cap: Amount | None = None
     daily_amount_cap: Amount | None = None
     clear_caps: bool = False
     active: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> RulePatch:
+        # InvalidInput, not a ValueError: the same 422 `invalid_input` the chip and offer
+        # patches answer for a null.
+        for name in ("name", "amount", "daily_count_cap", "daily_amount_cap", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                hint = " (send clear_caps: true to remove the caps)" if name.startswith("daily_") else ""
+                raise InvalidInput(f"`{name}` cannot be null{hint}", code="invalid_input")
+        if self.clear_caps and {"daily_count_cap", "daily_amount_cap"} & self.model_fields_set:
+            raise InvalidInput(
+                "`clear_caps` removes the caps: do not send a cap with it", code="invalid_input"
+            )
+        return self
 
 
 class RuleOut(Output):

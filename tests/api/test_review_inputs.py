@@ -222,3 +222,51 @@ def test_fulfilling_a_trial_past_the_cap_leaves_the_order_pending(
     assert _transactions(session, community_id) == txs
     session.expire_all()
     assert _membership(session, community_id, member.id).trial_ends_at == datetime(9999, 6, 1, tzinfo=UTC)
+
+
+# --- F7: an earn rule patch refuses null and contradictions ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": None},
+        {"name": None},
+        {"active": None},
+        {"daily_count_cap": None},
+        {"daily_amount_cap": None},
+        {"clear_caps": True, "daily_count_cap": 5},
+        {"clear_caps": True, "daily_amount_cap": 5},
+    ],
+)
+def test_rule_patch_refuses_null_and_contradictions(client: TestClient, session: Session, body: dict) -> None:  # type: ignore[type-arg]
+    owner = make_user(session)
+    c = make_community(session, owner)
+    h = auth(session, owner)
+    rule = client.post(
+        f"/communities/{c.id}/earn-rules",
+        headers=h,
+        json={"name": "r", "trigger": "post_created", "amount": 1, "daily_count_cap": 3},
+    ).json()
+    _err(client.patch(f"/earn-rules/{rule['id']}", json=body, headers=h), 422, "invalid_input")
+    same = client.get(f"/earn-rules/{rule['id']}", headers=h).json()
+    assert (same["name"], same["amount"], same["daily_count_cap"], same["active"]) == ("r", 1, 3, True)
+
+
+def test_rule_patch_still_clears_and_sets(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    h = auth(session, owner)
+    rule = client.post(
+        f"/communities/{c.id}/earn-rules",
+        headers=h,
+        json={"name": "r", "trigger": "post_created", "amount": 1, "daily_count_cap": 3},
+    ).json()
+    r = client.patch(f"/earn-rules/{rule['id']}", json={"clear_caps": True, "amount": 2}, headers=h)
+    assert r.status_code == 200, r.text
+    assert (r.json()["amount"], r.json()["daily_count_cap"]) == (2, None)
+    r = client.patch(
+        f"/earn-rules/{rule['id']}", json={"clear_caps": False, "daily_amount_cap": 9}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["daily_amount_cap"] == 9
