@@ -73,7 +73,7 @@ class MeOut(UserOut):
 
 class TokenIn(Input):
     name: Name = "session"
-    ttl_hours: int | None = Field(default=None, ge=1, le=24 * 365)
+    ttl_hours: int | None = Field(default=None, ge=1, le=24 * 365, strict=True)
 
 
 class TokenOut(Output):

@@ -16,7 +16,7 @@ Perk = Annotated[str, StringConstraints(min_length=1, max_length=120)]
 class TierIn(Input):
     key: TierKey
     name: Name
-    rank: int = Field(ge=0, le=100)
+    rank: int = Field(ge=0, le=100, strict=True)
     perks: list[Perk] = Field(default_factory=list, max_length=20)
 
 
@@ -101,8 +101,8 @@ class MemberPatch(Input):
 
 
 class InviteIn(Input):
-    max_uses: int | None = Field(default=None, ge=1, le=100_000)
-    expires_in_hours: int | None = Field(default=168, ge=1, le=24 * 365)
+    max_uses: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    expires_in_hours: int | None = Field(default=168, ge=1, le=24 * 365, strict=True)
     tier: TierKey | None = None
 
 
@@ -121,7 +121,7 @@ class InviteOut(Output):
 class BanIn(Input):
     user_id: Id
     reason: Annotated[str, StringConstraints(max_length=1000)] = ""
-    expires_in_hours: int | None = Field(default=None, ge=1, le=24 * 3650)
+    expires_in_hours: int | None = Field(default=None, ge=1, le=24 * 3650, strict=True)
 
 
 class BanOut(Output):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from core.conversation.schemas import AuthorOut
 from core.schemas import Id, Input, Output
 
@@ -41,4 +43,4 @@ class RecommendationSettingsOut(Output):
 
 
 class RecommendationSettingsIn(Input):
-    opted_out: bool
+    opted_out: bool = Field(strict=True)  # 1 or "yes" is not a choice

@@ -270,3 +270,52 @@ def test_rule_patch_still_clears_and_sets(client: TestClient, session: Session) 
     )
     assert r.status_code == 200, r.text
     assert r.json()["daily_amount_cap"] == 9
+
+
+# --- loose numbers: true or 1.0 is not 1, 1 is not true -------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "5"])
+def test_counts_and_hours_are_strict_integers(client: TestClient, session: Session, value: object) -> None:
+    owner = make_user(session)
+    c = make_community(session, owner)
+    member = add_member(session, c)
+    h = auth(session, owner)
+    for method, url, body in (
+        ("post", f"/communities/{c.id}/tiers", {"key": "gold", "name": "Gold", "rank": value}),
+        ("post", f"/communities/{c.id}/invites", {"max_uses": value}),
+        ("post", f"/communities/{c.id}/invites", {"expires_in_hours": value}),
+        ("post", f"/communities/{c.id}/bans", {"user_id": member.id, "expires_in_hours": value}),
+        ("post", "/me/tokens", {"name": "cli", "ttl_hours": value}),
+    ):
+        _err(client.request(method, url, json=body, headers=h), 422, "validation_error")
+    # The same numbers as integers are fine.
+    assert (
+        client.post(
+            f"/communities/{c.id}/tiers", json={"key": "gold", "name": "Gold", "rank": 5}, headers=h
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/communities/{c.id}/invites", json={"max_uses": 1, "expires_in_hours": 1}, headers=h
+        ).status_code
+        == 201
+    )
+    assert client.post("/me/tokens", json={"name": "cli", "ttl_hours": 1}, headers=h).status_code == 201
+    r = client.post(
+        f"/communities/{c.id}/bans", json={"user_id": member.id, "expires_in_hours": 1}, headers=h
+    )
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", "yes"])
+def test_recommendation_opt_out_is_a_boolean(client: TestClient, session: Session, value: object) -> None:
+    h = auth(session, make_user(session))
+    _err(
+        client.put("/me/recommendation-settings", json={"opted_out": value}, headers=h),
+        422,
+        "validation_error",
+    )
+    r = client.put("/me/recommendation-settings", json={"opted_out": True}, headers=h)
+    assert r.status_code == 200 and r.json()["opted_out"] is True, r.text
