@@ -66,7 +66,7 @@ def test_a_moderator_cannot_reverse_their_own_payment_for_delivered_goods(
         403,
         "cannot_reverse_own",
     )
-    # The seller, were they staff, is a party too; so is the owner who is neither: the owner may.
+    # Nothing moved; the seller is a party too. The owner, a party to neither side, may reverse it.
     assert _balance(client, session, community, mod, star.id) == 50
     assert _balance(client, session, community, seller, star.id) == 50
     assert _reversals(session, community) == 0
