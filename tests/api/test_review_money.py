@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core import jobs
+from core.db import session_factory, session_scope
 from core.earning import service as earning
+from core.ledger import group
 from core.ledger import service as ledger
 from core.ledger.types import Entry, Leg
-from core.models import AuditLog, Chip, Community, LedgerTransaction, Membership, Role, TxKind, User
+from core.models import (
+    AuditLog,
+    Chip,
+    Community,
+    LedgerAccount,
+    LedgerTransaction,
+    Membership,
+    Role,
+    TxKind,
+    User,
+)
+from tests.conftest import needs_postgres
 from tests.core.tipping.helpers import age, channel, thread
 from tests.factories import add_member, auth, community_chip, fund, make_chip, make_community, make_user
 
@@ -361,3 +376,64 @@ def test_a_supply_already_past_the_ceiling_is_refused_more_not_a_server_error(
         f"/chips/{star.id}/mint", json={"amount": ledger.MAX_AMOUNT}, headers=_keyed(session, issuer, "m")
     )
     _err(r, 409, "supply_limit_exceeded")
+
+
+# --- 4. a refused transfer writes nothing, not even the wallet it would have opened ---------------------
+
+
+@needs_postgres()
+def test_a_refused_transfer_leaves_no_new_wallet_behind_with_the_committer(committed_engine: Engine) -> None:
+    from api.app import create_app
+
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        community = make_community(s, owner)
+        alice, bob, carol, dave = (add_member(s, community) for _ in range(4))
+        points = community_chip(s, community)
+        fund(s, points, alice, 10)
+        fund(s, points, bob, 1)
+        headers = {u.id: auth(s, u) for u in (alice, bob, carol)}
+        chip_id, alice_id, bob_id, carol_id, dave_id = points.id, alice.id, bob.id, carol.id, dave.id
+    app = create_app(session_maker=session_factory(committed_engine), dispatch_jobs=False)
+    run = uuid.uuid4().hex[:8]
+
+    def wallets(user_id: int) -> list[tuple[int, int]]:
+        with committed_engine.connect() as conn:
+            rows = conn.execute(
+                select(LedgerAccount.balance, LedgerAccount.seq).where(
+                    LedgerAccount.chip_id == chip_id, LedgerAccount.owner_id == user_id
+                )
+            ).all()
+        return [(balance, seq) for balance, seq in rows]
+
+    one = group.committer(committed_engine)
+    assert one is not None
+    base = one.stats()["entries"]
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        def send(sender: int, key: str, amount: int, to: int):  # type: ignore[no-untyped-def]
+            return client.post(
+                f"/chips/{chip_id}/transfers",
+                json={"to_user_id": to, "amount": amount},
+                headers={**headers[sender], "Idempotency-Key": f"{run}-{key}"},
+            )
+
+        # Between two existing wallets: through the committer, as before.
+        assert send(alice_id, "k1", 1, bob_id).status_code == 201
+        assert one.stats()["entries"] == base + 1
+        # Refused, to a member without a wallet (too much, or a key reused): nothing is left.
+        _err(send(alice_id, "k2", 99, dave_id), 409, "insufficient_funds")
+        _err(send(alice_id, "k1", 1, dave_id), 409, "idempotency_key_reused")
+        # Refused, from a member without a wallet: nor is the sender's.
+        _err(send(carol_id, "k3", 1, alice_id), 409, "insufficient_funds")
+        assert wallets(dave_id) == [] and wallets(carol_id) == []
+        # Accepted: the new wallet and its first entry commit together; a retry replays it.
+        first = send(alice_id, "k4", 4, dave_id)
+        assert first.status_code == 201, first.text
+        again = send(alice_id, "k4", 4, dave_id)
+        assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+        assert wallets(dave_id) == [(4, 1)]
+    assert (
+        one.stats()["entries"] == base + 2
+    )  # the retry went through it; the entries that opened wallets did not
+    assert wallets(alice_id)[0][0] == 5 and wallets(bob_id) == [(2, 2)]

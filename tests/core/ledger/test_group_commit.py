@@ -783,6 +783,8 @@ def test_the_transfer_endpoint_goes_through_the_committer(committed_engine: Engi
         alice, bob = add_member(session, community), add_member(session, community)
         points = community_chip(session, community)
         fund(session, points, alice, 10)
+        # Bob's wallet exists: a transfer that opens one is written in the request's session.
+        ledger.open_account(session, points, bob.id)
         headers = auth(session, alice)
         chip_id, bob_id = points.id, bob.id
     app = create_app(session_maker=session_factory(committed_engine), dispatch_jobs=False)
