@@ -48,6 +48,8 @@ from core.models import (
 )
 from core.pagination import Page, paginate
 from core.schemas import PageOut
+from core.social import errors as social_errors
+from core.social import repository as social_repo
 from core.tipping import repository as repo
 from core.tipping.schemas import (
     LeaderboardEntry,
@@ -144,6 +146,8 @@ def _tip_in_savepoint(
     recipient = community_repo.membership(session, community_id, recipient_id)
     if recipient is None or recipient.status != MembershipStatus.ACTIVE:
         raise NotFound("member not found", code="member_not_found")
+    if social_repo.blocked_either_way(session, actor.id, recipient_id):
+        raise social_errors.blocked()  # a tip notifies its recipient: none between a blocked pair
     chip = session.get(Chip, data.chip_id)
     if chip is None or chip.community_id != community_id:
         raise NotFound("chip not found", code="chip_not_found")

@@ -1,4 +1,4 @@
-"""A block keeps two members apart beyond follows and recommendations: no DMs, no swap offers."""
+"""A block keeps two members apart beyond follows and recommendations: no DMs, tips or swap offers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import DirectMessage, SwapOffer, User
+from core.models import DirectMessage, SwapOffer, Tip, User
+from tests.core.tipping.helpers import age, balance, channel, community_chip, thread
 from tests.factories import add_member, auth, fund, make_chip, make_community, make_user
 
 
@@ -66,3 +67,28 @@ def test_no_swap_offers_between_a_blocked_pair(client: TestClient, session: Sess
         r = client.post(url, json=body, headers={**auth(session, maker), "Idempotency-Key": f"sw-{maker.id}"})
         assert (r.status_code, r.json()["error"]) == (403, "blocked")
     assert session.scalar(select(func.count()).select_from(SwapOffer)) == 0
+
+
+def test_no_tips_between_a_blocked_pair(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    ann, bob = add_member(session, community), add_member(session, community)
+    for member in (ann, bob):
+        age(session, community, member)
+    chip = community_chip(session, community)
+    fund(session, chip, ann, 100)
+    fund(session, chip, bob, 100)
+    _, post_id = thread(session, bob, channel(session, owner, community))
+    session.commit()
+    _block(client, session, bob, ann)  # bob blocks ann
+    body = {"chip_id": chip.id, "amount": 5}
+    attempts = [
+        (ann, f"/communities/{community.id}/members/{bob.id}/tips"),
+        (ann, f"/posts/{post_id}/tips"),
+        (bob, f"/communities/{community.id}/members/{ann.id}/tips"),
+    ]
+    for n, (who, url) in enumerate(attempts):
+        r = client.post(url, json=body, headers={**auth(session, who), "Idempotency-Key": f"t{n}"})
+        assert (r.status_code, r.json()["error"]) == (403, "blocked"), url
+    assert session.scalar(select(func.count()).select_from(Tip)) == 0
+    assert [balance(session, chip, m) for m in (ann, bob)] == [100, 100]
