@@ -267,10 +267,13 @@ def test_messages_flow_notify_once_and_order_by_activity(
     # The job tells the other participant, without the message text.
     session.expire_all()
     assert notifications.message_sent(session, message["id"]) == 1
-    note = session.scalar(select(Notification).where(Notification.subject_id == message["id"]))
-    assert (
-        note is not None and note.user_id == town.id("ann") and note.data == {"conversation_id": older["id"]}
-    )
+    # Only this community's notifications: other tests' rows may share the subject id.
+    notes = session.scalars(
+        select(Notification).where(
+            Notification.subject_id == message["id"], Notification.community_id == town.community.id
+        )
+    ).all()
+    assert [(n.user_id, n.data) for n in notes] == [(town.id("ann"), {"conversation_id": older["id"]})]
 
 
 @pytest.mark.parametrize("how", ["left", "banned"])
