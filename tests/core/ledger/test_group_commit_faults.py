@@ -364,6 +364,8 @@ def test_a_transfer_whose_wallet_stays_locked_is_answered_503_retry_later(commit
         fund(session, points, alice, 10)
         headers = {**auth(session, alice), "Idempotency-Key": f"locked-{os.getpid()}-{time.monotonic_ns()}"}
         wallet = ledger.open_account(session, points, alice.id).id
+        # Bob's wallet exists too: a transfer that opens one is written in the request's session.
+        ledger.open_account(session, points, bob.id)
         chip_id, bob_id = points.id, bob.id
     app = create_app(session_maker=session_factory(committed_engine), dispatch_jobs=False)
     body = {"to_user_id": bob_id, "amount": 4}
