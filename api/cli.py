@@ -80,6 +80,9 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     reload: bool = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="API processes (default: HEARTH_API_WORKERS, 1)")
+    ] = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -87,7 +90,13 @@ def serve(
     s = get_settings()
     _prepare()
     uvicorn.run(
-        "api.app:create_app", factory=True, host=host or s.api_host, port=port or s.api_port, reload=reload
+        "api.app:create_app",
+        factory=True,
+        host=host or s.api_host,
+        port=port or s.api_port,
+        reload=reload,
+        # Each process has its own group committer and request threads (see README "Speed").
+        workers=None if reload else (workers or s.api_workers),
     )
 
 
@@ -118,7 +127,7 @@ def up(
         demo(200, 42)
     worker_proc = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--beat"])
     try:
-        serve(host, port, False)
+        serve(host, port, False, None)
     finally:
         worker_proc.send_signal(signal.SIGTERM)
         try:

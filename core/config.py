@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = Field(
+        default=1, ge=1, description="API processes of `hearth serve`; on PostgreSQL, one per core"
+    )
     max_body_bytes: int = 1_000_000
     token_ttl_hours: int = 24 * 30
     auth_rate_limit: int = Field(default=10, description="sign-up/login attempts per window")

@@ -47,3 +47,22 @@ def test_migrate_createadmin_and_demo(fresh_db: str) -> None:
         assert (
             s.scalar(select(func.count()).select_from(Community).where(Community.slug == "hearth-demo")) == 1
         )
+
+
+def test_serve_runs_the_configured_number_of_api_processes(
+    fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    runner = CliRunner()
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert calls[-1]["workers"] == 1 and calls[-1]["factory"] is True
+    assert runner.invoke(app, ["serve", "--workers", "2"]).exit_code == 0
+    assert calls[-1]["workers"] == 2
+    monkeypatch.setenv("HEARTH_API_WORKERS", "3")
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert calls[-1]["workers"] == 3
+    assert runner.invoke(app, ["serve", "--workers", "0"]).exit_code == 2
