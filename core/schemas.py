@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from core.errors import InvalidInput
 
 T = TypeVar("T")
 
@@ -55,3 +58,14 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=500)]
+
+
+def refuse_nulls(
+    sent: Mapping[str, Any], names: Iterable[str], hints: Mapping[str, str] | None = None
+) -> None:
+    """A patch changes only the fields it sends: `null` for a field that cannot be empty would
+    be silently ignored, so it is refused (422 `invalid_input`), the first such field named."""
+    for name in names:
+        if name in sent and sent[name] is None:
+            hint = (hints or {}).get(name, "")
+            raise InvalidInput(f"`{name}` cannot be null{hint}", code="invalid_input")

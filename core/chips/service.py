@@ -66,7 +66,7 @@ from core.models import (
 )
 from core.pagination import paginate
 from core.redemption import access as redemption_access
-from core.schemas import PageOut
+from core.schemas import PageOut, refuse_nulls
 from core.tipping import service as tipping
 
 log = logging.getLogger(__name__)
@@ -160,9 +160,7 @@ def update_chip(session: Session, actor: Actor, chip_id: int, patch: ChipPatch) 
     chip, ctx = load_chip(session, actor, chip_id)
     _require_minter(ctx, chip)
     changes = patch.model_dump(exclude_unset=True)
-    for name, value in changes.items():
-        if value is None and name != "emission_limit":
-            raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
+    refuse_nulls(changes, [name for name in changes if name != "emission_limit"])
     chip = repo.lock_chip(session, chip.id)
     if "supply_cap" in changes:
         cap = changes["supply_cap"]

@@ -7,7 +7,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from core.errors import InvalidInput
 from core.models import CompletionStatus, EarnTrigger, GrantStatus
-from core.schemas import Id, Input, LongText, Output, Title
+from core.schemas import Id, Input, LongText, Output, Title, refuse_nulls
 
 Amount = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 RuleName = Annotated[str, StringConstraints(min_length=1, max_length=120)]
@@ -38,10 +38,12 @@ class RulePatch(Input):
     def _no_nulls(self) -> RulePatch:
         # InvalidInput, not a ValueError: the same 422 `invalid_input` the chip and offer
         # patches answer for a null.
-        for name in ("name", "amount", "daily_count_cap", "daily_amount_cap", "active"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                hint = " (send clear_caps: true to remove the caps)" if name.startswith("daily_") else ""
-                raise InvalidInput(f"`{name}` cannot be null{hint}", code="invalid_input")
+        caps = " (send clear_caps: true to remove the caps)"
+        refuse_nulls(
+            {name: getattr(self, name) for name in self.model_fields_set},
+            ("name", "amount", "daily_count_cap", "daily_amount_cap", "active"),
+            {"daily_count_cap": caps, "daily_amount_cap": caps},
+        )
         if self.clear_caps and {"daily_count_cap", "daily_amount_cap"} & self.model_fields_set:
             raise InvalidInput(
                 "`clear_caps` removes the caps: do not send a cap with it", code="invalid_input"

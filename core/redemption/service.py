@@ -40,7 +40,7 @@ from core.pagination import paginate
 from core.redemption import access
 from core.redemption import repository as repo
 from core.redemption.schemas import AccessOut, OfferIn, OfferOut, OfferPatch, OrderOut, RedeemIn
-from core.schemas import PageOut
+from core.schemas import PageOut, refuse_nulls
 
 ORDER_CHANGED_JOB = "hearth.redemption.order_changed"
 _OFFER_FIELDS = [
@@ -131,9 +131,7 @@ def update_offer(session: Session, actor: Actor, offer_id: int, patch: OfferPatc
     locked = repo.lock_offer(session, offer_id)
     assert locked is not None
     changes = patch.model_dump(exclude_unset=True)
-    for name in ("title", "description", "price", "active", "instant"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"`{name}` cannot be null", code="invalid_input")
+    refuse_nulls(changes, ("title", "description", "price", "active", "instant"))
     # What the offer grants is checked when it changes or the offer is put on sale again;
     # an offer listed before these rules can always be edited or taken off sale.
     if {"access_ref", "trial_days", "instant"} & changes.keys() or changes.get("active") is True:

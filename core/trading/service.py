@@ -46,7 +46,7 @@ from core.models import (
     TxKind,
 )
 from core.pagination import paginate
-from core.schemas import PageOut
+from core.schemas import PageOut, refuse_nulls
 from core.social import errors as social_errors
 from core.social import repository as social_repo
 from core.trading import matching
@@ -147,8 +147,7 @@ def set_guards(session: Session, actor: Actor, pair_id: int, data: GuardsIn) -> 
     pair = repo.lock_pair(session, pair_id)
     assert pair is not None
     changes = data.model_dump(exclude_unset=True)
-    if "breaker_window_seconds" in changes and changes["breaker_window_seconds"] is None:
-        raise InvalidInput("`breaker_window_seconds` cannot be null", code="invalid_input")
+    refuse_nulls(changes, ("breaker_window_seconds",))
     audit.apply_changes(
         session, actor, "trading.guards_updated", pair, changes, _GUARDS, community_id=pair.community_id
     )

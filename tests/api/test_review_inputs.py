@@ -227,6 +227,19 @@ def test_fulfilling_a_trial_past_the_cap_leaves_the_order_pending(
 # --- F7: an earn rule patch refuses null and contradictions ---------------------------------------
 
 
+def _rule(client: TestClient, session: Session) -> tuple[dict[str, str], dict]:  # type: ignore[type-arg]
+    """An owner's headers and a rule of theirs: name "r", amount 1, a daily count cap of 3."""
+    owner = make_user(session)
+    c = make_community(session, owner)
+    h = auth(session, owner)
+    rule = client.post(
+        f"/communities/{c.id}/earn-rules",
+        headers=h,
+        json={"name": "r", "trigger": "post_created", "amount": 1, "daily_count_cap": 3},
+    ).json()
+    return h, rule
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -240,28 +253,14 @@ def test_fulfilling_a_trial_past_the_cap_leaves_the_order_pending(
     ],
 )
 def test_rule_patch_refuses_null_and_contradictions(client: TestClient, session: Session, body: dict) -> None:  # type: ignore[type-arg]
-    owner = make_user(session)
-    c = make_community(session, owner)
-    h = auth(session, owner)
-    rule = client.post(
-        f"/communities/{c.id}/earn-rules",
-        headers=h,
-        json={"name": "r", "trigger": "post_created", "amount": 1, "daily_count_cap": 3},
-    ).json()
+    h, rule = _rule(client, session)
     _err(client.patch(f"/earn-rules/{rule['id']}", json=body, headers=h), 422, "invalid_input")
     same = client.get(f"/earn-rules/{rule['id']}", headers=h).json()
     assert (same["name"], same["amount"], same["daily_count_cap"], same["active"]) == ("r", 1, 3, True)
 
 
 def test_rule_patch_still_clears_and_sets(client: TestClient, session: Session) -> None:
-    owner = make_user(session)
-    c = make_community(session, owner)
-    h = auth(session, owner)
-    rule = client.post(
-        f"/communities/{c.id}/earn-rules",
-        headers=h,
-        json={"name": "r", "trigger": "post_created", "amount": 1, "daily_count_cap": 3},
-    ).json()
+    h, rule = _rule(client, session)
     r = client.patch(f"/earn-rules/{rule['id']}", json={"clear_caps": True, "amount": 2}, headers=h)
     assert r.status_code == 200, r.text
     assert (r.json()["amount"], r.json()["daily_count_cap"]) == (2, None)
