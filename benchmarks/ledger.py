@@ -4,7 +4,7 @@ What is measured, and why this way:
 
 - Single transfers ("single") go through the service layer as an API process runs
   them: N client threads in one process (each a request thread: a fresh Session,
-  `core.ledger.group.transfer`, one transfer at a time) share that process's group
+  `core.ledger.group.post`, one transfer at a time) share that process's group
   committer, and each waits for its durable result. Latency is that whole unit of
   work, the COMMIT (fsync) included. "entries_per_commit" says how many transfers
   one COMMIT carried on average. A multi-process variant (`processes` x clients /
@@ -320,7 +320,8 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
     world = job.world
     traders = world.owners[:TRADERS]
     accounts = world.accounts if job.shard is None else world.accounts[job.shard[0] : job.shard[1]]
-    single = group.transfer if job.path == "group" else ledger.transfer
+    # Single transfers: through the process's committer, or with a COMMIT each (the old path).
+    post_single = group.post if job.path == "group" else ledger.post
 
     def one_unit(rng: random.Random, client: int, counter: int) -> int:
         session: Session = factory()
@@ -343,15 +344,17 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
                 done = len(placed.trades)
             elif job.kind == "single":
                 source, target = _pick(rng, job, accounts)
-                single(
+                post_single(
                     session,
-                    community_id=world.community_id,
-                    chip_id=world.chip_id,
-                    source=source,
-                    target=target,
-                    amount=1,
-                    key=f"bench:{job.run_tag}:{client}:{counter}",
-                    kind=TxKind.TIP,
+                    ledger.transfer_entry(
+                        community_id=world.community_id,
+                        chip_id=world.chip_id,
+                        source=source,
+                        target=target,
+                        amount=1,
+                        key=f"bench:{job.run_tag}:{client}:{counter}",
+                        kind=TxKind.TIP,
+                    ),
                 )
                 done = 1
             else:

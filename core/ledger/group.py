@@ -81,7 +81,6 @@ from core.ledger import errors as err
 from core.ledger import service
 from core.ledger.repository import _post_params, _status_to_result
 from core.ledger.types import Entry, Posted
-from core.models import TxKind
 
 log = logging.getLogger("hearth.ledger.group")
 
@@ -707,35 +706,4 @@ def post(session: Session, entry: Entry, *, timeout: float | None = None) -> Pos
         return service.post(session, entry)
 
 
-def transfer(
-    session: Session,
-    *,
-    community_id: int,
-    chip_id: int,
-    source: int,
-    target: int,
-    amount: int,
-    key: str,
-    kind: TxKind = TxKind.TRANSFER,
-    actor_id: int | None = None,
-    memo: str = "",
-    subject: tuple[str, int] | None = None,
-    timeout: float | None = None,
-) -> Posted:
-    """`service.transfer` through the group committer (see `post`): the same checks, the same entry."""
-    entry = service.transfer_entry(
-        community_id=community_id,
-        chip_id=chip_id,
-        source=source,
-        target=target,
-        amount=amount,
-        key=key,
-        kind=kind,
-        actor_id=actor_id,
-        memo=memo,
-        subject=subject,
-    )
-    return post(session, entry, timeout=timeout)
-
-
-__all__ = ["CommitterStopped", "GroupCommitter", "committer", "post", "stop", "stop_all", "transfer"]
+__all__ = ["CommitterStopped", "GroupCommitter", "committer", "post", "stop", "stop_all"]

@@ -194,15 +194,15 @@ def test_sqlite_and_joined_sessions_post_in_the_session(session: Session, commit
     )
     key = f"joined-{uuid.uuid4()}"
     kwargs = dict(community_id=community.id, chip_id=chip.id, source=source.id, target=target.id, key=key)
-    first = group.transfer(session, amount=3, **kwargs)  # type: ignore[arg-type]
-    again = group.transfer(session, amount=3, **kwargs)  # type: ignore[arg-type]
+    first = group.post(session, ledger.transfer_entry(amount=3, **kwargs))  # type: ignore[arg-type]
+    again = group.post(session, ledger.transfer_entry(amount=3, **kwargs))  # type: ignore[arg-type]
     assert (first.replayed, again.replayed, again.transaction_id) == (False, True, first.transaction_id)
     assert session.in_transaction()  # nothing was committed behind the caller's back
     with pytest.raises(DomainError) as bad:
-        group.transfer(session, amount=0, **{**kwargs, "key": "other"})  # type: ignore[arg-type]
+        group.post(session, ledger.transfer_entry(amount=0, **{**kwargs, "key": "other"}))  # type: ignore[arg-type]
     assert bad.value.code == "invalid_amount"
     with pytest.raises(DomainError) as same:
-        group.transfer(session, amount=1, **{**kwargs, "target": source.id})  # type: ignore[arg-type]
+        group.post(session, ledger.transfer_entry(amount=1, **{**kwargs, "target": source.id}))  # type: ignore[arg-type]
     assert same.value.code == "same_account"
     if not IS_POSTGRES:
         assert group.committer(committed_engine) is None
@@ -632,14 +632,16 @@ def test_the_process_registry_and_the_request_path(
     assert one is not None and group.committer(committed_engine) is one
     with factory() as session:
         session.get(LedgerAccount, a)  # the request has read something: its transaction is open
-        posted = group.transfer(
+        posted = group.post(
             session,
-            community_id=w.community_id,
-            chip_id=w.chip_id,
-            source=a,
-            target=b,
-            amount=2,
-            key=f"reg-{uuid.uuid4()}",
+            ledger.transfer_entry(
+                community_id=w.community_id,
+                chip_id=w.chip_id,
+                source=a,
+                target=b,
+                amount=2,
+                key=f"reg-{uuid.uuid4()}",
+            ),
         )
         assert not posted.replayed and one.stats()["commits"] == 1
         assert session.get(LedgerTransaction, posted.transaction_id) is not None  # readable at once
@@ -650,14 +652,16 @@ def test_the_process_registry_and_the_request_path(
     # A committer stopped between the lookup and the hand-over: the entry is posted in the session.
     monkeypatch.setattr(group, "committer", lambda engine: one)
     with factory() as session:
-        late = group.transfer(
+        late = group.post(
             session,
-            community_id=w.community_id,
-            chip_id=w.chip_id,
-            source=a,
-            target=b,
-            amount=3,
-            key=f"reg-{uuid.uuid4()}",
+            ledger.transfer_entry(
+                community_id=w.community_id,
+                chip_id=w.chip_id,
+                source=a,
+                target=b,
+                amount=3,
+                key=f"reg-{uuid.uuid4()}",
+            ),
         )
         session.commit()
     assert not late.replayed
@@ -707,14 +711,16 @@ def test_stop_all_drains_and_then_posts_in_the_session(committed_engine: Engine)
         group.stop_all()
         assert one.stopped and group.committer(committed_engine) is None
         with session_scope(committed_engine) as session:
-            posted = group.transfer(
+            posted = group.post(
                 session,
-                community_id=w.community_id,
-                chip_id=w.chip_id,
-                source=w.wallets[0],
-                target=w.wallets[1],
-                amount=1,
-                key=f"after-exit-{uuid.uuid4()}",
+                ledger.transfer_entry(
+                    community_id=w.community_id,
+                    chip_id=w.chip_id,
+                    source=w.wallets[0],
+                    target=w.wallets[1],
+                    amount=1,
+                    key=f"after-exit-{uuid.uuid4()}",
+                ),
             )
         assert not posted.replayed
     finally:
