@@ -365,18 +365,6 @@ def burn(
     return transaction_out(session, posted)
 
 
-def _wallets(session: Session, chip_id: int, owner_ids: tuple[int, ...]) -> dict[int, LedgerAccount]:
-    """The members' existing wallets of the chip, by owner (one query for both sides of a transfer)."""
-    found = session.scalars(
-        select(LedgerAccount).where(
-            LedgerAccount.chip_id == chip_id,
-            LedgerAccount.kind == AccountKind.MEMBER,
-            LedgerAccount.owner_id.in_(owner_ids),
-        )
-    )
-    return {a.owner_id: a for a in found if a.owner_id is not None}
-
-
 def transfer(
     session: Session, actor: Actor, chip_id: int, data: TransferIn, client_key: str | None
 ) -> TransactionOut:
@@ -391,9 +379,11 @@ def transfer(
         if not chip.transferable:
             raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
         _require_live(chip)
-    wallets = _wallets(session, chip.id, (actor.id, data.to_user_id))
-    source = wallets.get(actor.id) or ledger.open_account(session, chip, actor.id)
-    target = wallets.get(data.to_user_id) or ledger.open_account(session, chip, data.to_user_id)
+    source = ledger.find_wallet(session, chip.id, actor.id)
+    target = ledger.find_wallet(session, chip.id, data.to_user_id)
+    opens_wallet = source is None or target is None
+    source = source or ledger.open_account(session, chip, actor.id)
+    target = target or ledger.open_account(session, chip, data.to_user_id)
     # The transfer is the whole unit of work: on PostgreSQL it goes through the process's group
     # committer, which commits the session first and returns once the transfer is committed,
     # shared with concurrent requests' transfers. A wallet this request had to open is written
@@ -410,7 +400,7 @@ def transfer(
         actor_id=actor.id,
         memo=data.memo,
     )
-    posted = ledger_group.post(session, entry) if len(wallets) == 2 else ledger.post(session, entry)
+    posted = ledger.post(session, entry) if opens_wallet else ledger_group.post(session, entry)
     return transaction_out(session, posted)
 
 

@@ -366,15 +366,20 @@ def _lock_account(session: Session, account_id: int) -> LedgerAccount:
 # --- accounts -----------------------------------------------------------------------------
 
 
-def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:
-    """The owner's wallet account for `chip`, created on first use."""
-    found = session.scalar(
+def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount | None:
+    """The owner's wallet account for the chip, if they have one yet."""
+    return session.scalar(
         select(LedgerAccount).where(
-            LedgerAccount.chip_id == chip.id,
+            LedgerAccount.chip_id == chip_id,
             LedgerAccount.kind == AccountKind.MEMBER,
             LedgerAccount.owner_id == owner_id,
         )
     )
+
+
+def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:
+    """The owner's wallet account for `chip`, created on first use."""
+    found = find_wallet(session, chip.id, owner_id)
     if found is not None:
         return found
     try:

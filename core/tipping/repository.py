@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from core.clock import as_utc
 from core.models import (
-    AccountKind,
     LedgerAccount,
     MemberReputation,
     Membership,
@@ -51,16 +50,6 @@ def tip_by_key(session: Session, key: str) -> Tip | None:
 
 def tip_by_transaction(session: Session, transaction_id: int) -> Tip | None:
     return session.scalar(select(Tip).where(Tip.transaction_id == transaction_id))
-
-
-def member_account(session: Session, chip_id: int, owner_id: int) -> LedgerAccount | None:
-    return session.scalar(
-        select(LedgerAccount).where(
-            LedgerAccount.chip_id == chip_id,
-            LedgerAccount.kind == AccountKind.MEMBER,
-            LedgerAccount.owner_id == owner_id,
-        )
-    )
 
 
 def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:

@@ -158,7 +158,7 @@ def _tip_in_savepoint(
     if chip.frozen:
         raise Conflict("this chip is frozen", code="chip_frozen", extra={"chip_id": chip.id})
 
-    source = repo.member_account(session, chip.id, actor.id)
+    source = ledger.find_wallet(session, chip.id, actor.id)
     if source is None:
         raise Conflict("not enough chips available in this wallet", code="insufficient_funds")
     target = ledger.open_account(session, chip, recipient_id)
