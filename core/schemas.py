@@ -16,6 +16,10 @@ T = TypeVar("T")
 MAX_ID = 2**63 - 1
 # Strict: "12" or true must not quietly become user 12 or user 1 in a ban or a transfer.
 Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+# Strict for the same reason: in a JSON body 1, "yes", "true" or "on" is not a yes, and a flag
+# such as a chip's `transferable` or an offer's `active` moves money. Only for request bodies:
+# query-string booleans stay plain `bool`, where the text "true" is the only way to say true.
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 def _has_nul(value: Any) -> bool:

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 from core.clock import as_utc
 from core.events.schemas import EARLIEST, LATEST
 from core.models import AccountKind, ChipKind, EmissionPeriod, TxKind
-from core.schemas import Id, Input, Output
+from core.schemas import Id, Input, Output, StrictBool
 
 MAX_AMOUNT = 10**15  # the ledger's own bound on one leg
 
@@ -83,10 +83,10 @@ class ChipIn(Input):
     decay_bps: Annotated[int, Field(ge=0, le=10_000, strict=True)] = Field(
         default=0, description="basis points of each holder's balance returned to the issuer monthly"
     )
-    transferable: bool = True
-    tippable: bool = True
-    redeemable: bool = True
-    tradable: bool = True
+    transferable: StrictBool = True
+    tippable: StrictBool = True
+    redeemable: StrictBool = True
+    tradable: StrictBool = True
 
     @field_validator("expires_at")
     @classmethod
@@ -104,10 +104,10 @@ class ChipPatch(Input):
     supply_cap: Amount | None = None
     emission_limit: Amount | None = Field(default=None, description="null removes the per-period limit")
     emission_period: EmissionPeriod | None = None
-    transferable: bool | None = None
-    tippable: bool | None = None
-    redeemable: bool | None = None
-    tradable: bool | None = None
+    transferable: StrictBool | None = None
+    tippable: StrictBool | None = None
+    redeemable: StrictBool | None = None
+    tradable: StrictBool | None = None
 
 
 class MintIn(Input):

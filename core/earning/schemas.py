@@ -7,7 +7,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from core.errors import InvalidInput
 from core.models import CompletionStatus, EarnTrigger, GrantStatus
-from core.schemas import Id, Input, LongText, Output, Title, refuse_nulls
+from core.schemas import Id, Input, LongText, Output, StrictBool, Title, refuse_nulls
 
 Amount = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 RuleName = Annotated[str, StringConstraints(min_length=1, max_length=120)]
@@ -20,7 +20,7 @@ class RuleIn(Input):
     chip_id: Id | None = None  # the community chip when left out
     daily_count_cap: Amount | None = None
     daily_amount_cap: Amount | None = None
-    active: bool = True
+    active: StrictBool = True
 
 
 class RulePatch(Input):
@@ -31,8 +31,8 @@ class RulePatch(Input):
     amount: Amount | None = None
     daily_count_cap: Amount | None = None
     daily_amount_cap: Amount | None = None
-    clear_caps: bool = False
-    active: bool | None = None
+    clear_caps: StrictBool = False
+    active: StrictBool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> RulePatch:

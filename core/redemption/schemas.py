@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from core.models import GrantKind, OfferKind, OrderStatus, Settlement
-from core.schemas import Id, Input, LongText, Output, Title
+from core.schemas import Id, Input, LongText, Output, StrictBool, Title
 
 Price = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 Stock = Annotated[int, Field(ge=0, le=10**9, strict=True)]
@@ -28,12 +28,12 @@ class OfferIn(Input):
     trial_days: TrialDays | None = None  # vip_trial only (required there)
     # Access offers only: redeeming grants the access at once (the order is fulfilled in the
     # same request), with no step for the issuer.
-    instant: bool = False
+    instant: StrictBool = False
     price: Price
     stock: Stock | None = None
     per_member_limit: PerMember | None = None
     settlement: Settlement = Settlement.BURN
-    active: bool = True
+    active: StrictBool = True
     hold_seconds: HoldSeconds | None = None
 
 
@@ -44,11 +44,11 @@ class OfferPatch(Input):
     description: LongText | None = None
     access_ref: AccessRef | None = None
     trial_days: TrialDays | None = None
-    instant: bool | None = None
+    instant: StrictBool | None = None
     price: Price | None = None
     stock: Stock | None = None
     per_member_limit: PerMember | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
     hold_seconds: HoldSeconds | None = None
 
 
