@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from core.db import make_engine
 from core.models import Base
+from core.models.ledger import schema_filter
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,6 +20,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=sqlite,
         compare_type=True,
+        include_object=schema_filter(connection.dialect.name),
     )
     # SQLite alters a table by rebuilding it (batch mode: copy, DROP, rename). With foreign
     # keys enforced (`core.db` turns them on), dropping a table other rows point at fails, so

@@ -17,6 +17,7 @@ from core.db import make_engine
 from core.errors import Conflict
 from core.migrate import downgrade, upgrade
 from core.models import Base, RedemptionOrder, Tip
+from core.models.ledger import schema_filter
 from core.redemption import service as redemption
 from core.redemption.schemas import OfferIn, RedeemIn
 from core.tipping import service as tipping
@@ -30,7 +31,8 @@ def _roundtrip(url: str) -> None:
     engine = make_engine(url)
     with engine.connect() as conn:
         assert set(Base.metadata.tables) <= set(inspect(conn).get_table_names())
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": schema_filter(conn.dialect.name)})
+        diff = compare_metadata(context, Base.metadata)
         assert diff == [], f"models and migrations differ: {diff}"
     downgrade(url)
     with engine.connect() as conn:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -25,10 +27,18 @@ from tests.core.ledger.test_ledger import mint
 from tests.factories import make_chip, make_community, make_user
 
 _ids = itertools.count(10**9)
+_seqs = itertools.count(10**6)  # chain positions no real posting takes
 
 
-def _write_raw(session: Session, book: Book, legs: int, postings: list[tuple[LedgerAccount, int]]) -> int:
-    """Insert a transaction and postings directly, then force the deferred checks."""
+def _write_raw(
+    session: Session,
+    book: Book,
+    legs: int,
+    postings: list[tuple[Any, int]],
+) -> int:
+    """Insert a transaction and postings directly, then force the deferred checks.
+
+    A posting's account is anything with an `id` and a `chip_id` (a forged one too)."""
     tx_id = next(_ids)
     tx = {
         "id": tx_id,
@@ -48,15 +58,20 @@ def _write_raw(session: Session, book: Book, legs: int, postings: list[tuple[Led
             "account_id": account.id,
             "chip_id": account.chip_id,
             "amount": amount,
-            "seq": 10**6 + leg,
+            "seq": next(_seqs),
             "balance_after": 0,
             "hash": "f" * 64,
         }
         for leg, (account, amount) in enumerate(postings)
     ]
+    # The order each database's writers use: on SQLite the transaction row seals postings
+    # already there; on PostgreSQL postings must find their transaction (migration 0010).
+    if IS_POSTGRES:
+        session.execute(LedgerTransaction.__table__.insert(), [tx])
     if rows:
         session.execute(LedgerPosting.__table__.insert(), rows)
-    session.execute(LedgerTransaction.__table__.insert(), [tx])
+    if not IS_POSTGRES:
+        session.execute(LedgerTransaction.__table__.insert(), [tx])
     if IS_POSTGRES:
         session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
     return tx_id
@@ -71,7 +86,7 @@ def savepoint(session: Session) -> Iterator[None]:
         nested.rollback()
 
 
-def _refused(session: Session, book: Book, legs: int, postings: list[tuple[LedgerAccount, int]]) -> str:
+def _refused(session: Session, book: Book, legs: int, postings: list[tuple[Any, int]]) -> str:
     nested = session.begin_nested()
     try:
         with pytest.raises(DBAPIError) as caught:
@@ -227,3 +242,40 @@ def test_member_balance_can_never_go_below_zero_or_below_held(session: Session, 
     session.refresh(book.gold_issuance)
     assert book.gold_issuance.balance == -10
     assert ledger.check_invariants(session, book.community.id).ok
+
+
+def test_a_leg_on_an_account_that_does_not_exist_is_refused(session: Session, book: Book) -> None:
+    """On PostgreSQL no foreign key guards this since migration 0010: the commit-time check does."""
+    a = book.wallet(session, book.members[0])
+    ghost = SimpleNamespace(id=10**12, chip_id=a.chip_id)
+    _refused(session, book, 2, [(a, 5), (ghost, -5)])
+
+
+def test_a_leg_must_hold_its_accounts_chip(session: Session, book: Book) -> None:
+    """Two legs that balance per chip, one of them naming a chip its account does not hold."""
+    a, b = (book.wallet(session, m) for m in book.members[:2])
+    star = book.wallet(session, book.members[1], book.star)
+    a_as_star = SimpleNamespace(id=a.id, chip_id=star.chip_id)
+    _refused(session, book, 4, [(a, 5), (b, -5), (a_as_star, 1), (star, -1)])
+
+
+def test_an_account_with_postings_cannot_be_deleted_or_rekeyed(session: Session, book: Book) -> None:
+    a, b = (book.wallet(session, m) for m in book.members[:2])
+    mint(session, book, a, 10, "keep")
+    table = LedgerAccount.__table__
+    for statement in (
+        table.delete().where(table.c.id == a.id),
+        table.update().where(table.c.id == a.id).values(id=10**12),
+        table.update().where(table.c.id == a.id).values(chip_id=book.star.id),
+    ):
+        nested = session.begin_nested()
+        with pytest.raises(DBAPIError):
+            session.execute(statement)
+            if IS_POSTGRES:
+                session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        nested.rollback()
+    # An account nobody posted to can go, and balance updates never trip the guard.
+    nested = session.begin_nested()
+    session.execute(table.update().where(table.c.id == a.id).values(seq=table.c.seq))
+    assert session.execute(table.delete().where(table.c.id == b.id)).rowcount == 1  # type: ignore[attr-defined]
+    nested.rollback()
