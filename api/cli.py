@@ -171,6 +171,13 @@ def bench_ledger(
         bool, typer.Option("--chains/--no-chains", help="verify hash chains at the end")
     ] = True,
     baseline: Annotated[float, typer.Option(help="seconds of `pgbench -N` to compare with (0 = skip)")] = 8.0,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum/--no-vacuum",
+            help="VACUUM ANALYZE the ledger tables before each scenario, as pgbench does",
+        ),
+    ] = True,
 ) -> None:
     """Ledger throughput and latency on PostgreSQL (issue 3 "Speed")."""
     import json
@@ -193,6 +200,7 @@ def bench_ledger(
         reset=reset,
         check_chains=chains,
         baseline_seconds=baseline,
+        vacuum=vacuum,
         progress=stderr_progress,
     )
     try:

@@ -63,6 +63,7 @@ class BenchConfig:
     processes: int = 2  # the multi-process variant of single transfers: processes x (clients / processes)
     scenarios: tuple[str, ...] = ("single", "single_session", "batch", "matching")
     baseline_seconds: float = 8.0  # pgbench -N with the same number of clients; 0 = skip
+    vacuum: bool = True  # VACUUM ANALYZE the ledger tables before each scenario (see vacuum_ledger)
     progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def say(self, message: str) -> None:
@@ -457,6 +458,8 @@ def run_scenario(
     path: str = "group",
 ) -> dict[str, Any]:
     """`processes` client processes of `threads` client threads each, all measured at once."""
+    if cfg.vacuum:
+        vacuum_ledger(cfg.database_url)
     # forkserver: clean children (no inherited connections) that start in milliseconds,
     # because the server imported SQLAlchemy and the ledger once.
     ctx = mp.get_context("forkserver")
@@ -689,6 +692,23 @@ def pgbench_baseline(cfg: BenchConfig) -> dict[str, Any]:
 
 
 # --- reporting -----------------------------------------------------------------------------
+
+
+def vacuum_ledger(url: str) -> None:
+    """VACUUM ANALYZE the ledger's tables, as pgbench vacuums its own before each run.
+
+    Each scenario then starts from the same state, whether or not autovacuum runs on the
+    server (it is off on this project's dev machine: the accounts' dead row versions from
+    earlier scenarios then pile up and slow every later one).
+    """
+    from sqlalchemy import text
+
+    engine = _engine(url, poolclass=_null_pool(), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("VACUUM (ANALYZE) ledger_accounts, ledger_transactions, ledger_postings"))
+    finally:
+        engine.dispose()
 
 
 def machine_info(url: str) -> dict[str, Any]:
