@@ -22,6 +22,8 @@ from core.chips.schemas import (
     ReasonIn,
     SupplyOut,
     TransactionOut,
+    TransferBatchIn,
+    TransferBatchOut,
     TransferIn,
     WalletFreezeIn,
 )
@@ -106,6 +108,23 @@ def transfer(
     idempotency_key: IdempotencyKey = None,
 ) -> TransactionOut:
     return _created(response, chips.transfer(session, actor, chip_id, data, idempotency_key))
+
+
+@router.post(
+    "/chips/{chip_id}/transfers/batch", response_model=TransferBatchOut, status_code=status.HTTP_201_CREATED
+)
+def transfer_batch(
+    chip_id: PathId,
+    data: TransferBatchIn,
+    actor: CurrentActor,
+    session: DbSession,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TransferBatchOut:
+    """Up to 1,000 transfers from the caller's wallet, all or none; each is its own transaction."""
+    out = chips.transfer_batch(session, actor, chip_id, data, idempotency_key)
+    answer_created(response, out.replayed)
+    return out
 
 
 # --- moderation ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, exists, func, select, update
@@ -109,6 +109,19 @@ def chips_of(community_id: int, *, kind: ChipKind | None, issuer_id: int | None)
     if issuer_id is not None:
         stmt = stmt.where(Chip.issuer_id == issuer_id)
     return stmt
+
+
+def active_member_ids(session: Session, community_id: int, user_ids: Iterable[int]) -> set[int]:
+    """Which of `user_ids` are active members of the community (one query)."""
+    return set(
+        session.scalars(
+            select(Membership.user_id).where(
+                Membership.community_id == community_id,
+                Membership.user_id.in_(set(user_ids)),
+                Membership.status == MembershipStatus.ACTIVE,
+            )
+        )
+    )
 
 
 def transaction_by_key(session: Session, key: str) -> LedgerTransaction | None:

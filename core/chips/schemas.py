@@ -127,6 +127,15 @@ class TransferIn(Input):
     memo: Memo = ""
 
 
+MAX_BATCH_TRANSFERS = 1_000
+
+
+class TransferBatchIn(Input):
+    """Many transfers from the caller's wallet in one request, all or none (an airdrop, a payout)."""
+
+    transfers: list[TransferIn] = Field(min_length=1, max_length=MAX_BATCH_TRANSFERS)
+
+
 class ReasonIn(Input):
     reason: Reason
 
@@ -193,6 +202,23 @@ class TransactionOut(Output):
     reverses_id: int | None
     created_at: datetime
     postings: list[PostingOut]
+    replayed: bool = Field(default=False, description="true: a retry answered with the first result")
+
+
+class BatchTransferOut(Output):
+    """One transfer of a batch: its own ledger transaction, with its own receipt
+    (`GET /ledger/transactions/{id}/receipt`)."""
+
+    transaction_id: int
+    to_user_id: int
+    amount: int
+    memo: str
+
+
+class TransferBatchOut(Output):
+    chip_id: int
+    total: int = Field(description="the sum of the transfers' amounts, debited from the caller's wallet")
+    transfers: list[BatchTransferOut] = Field(description="in the request's order")
     replayed: bool = Field(default=False, description="true: a retry answered with the first result")
 
 

@@ -31,6 +31,7 @@ from core.access import Actor, CommunityContext, community_context, context_via
 from core.chips import repository as repo
 from core.chips.schemas import (
     AccountStateOut,
+    BatchTransferOut,
     BurnIn,
     ChipIn,
     ChipOut,
@@ -40,6 +41,8 @@ from core.chips.schemas import (
     ReasonIn,
     SupplyOut,
     TransactionOut,
+    TransferBatchIn,
+    TransferBatchOut,
     TransferIn,
     WalletFreezeIn,
 )
@@ -402,6 +405,65 @@ def transfer(
     )
     posted = ledger.post(session, entry) if opens_wallet else ledger_group.post(session, entry)
     return transaction_out(session, posted)
+
+
+def transfer_batch(
+    session: Session, actor: Actor, chip_id: int, data: TransferBatchIn, client_key: str | None
+) -> TransferBatchOut:
+    """Many transfers from the caller's wallet, all or none, in one database transaction.
+
+    Each transfer is its own ledger transaction (its own receipt, memo and reversal). The
+    first one takes the request's key itself, so the key stays one per operation: reused
+    for a single transfer, or the other way round, it is refused as any reused key is.
+    The others take the key plus `/n` (a character client keys cannot contain), so no
+    other request can ever name them. A retry returns the first result.
+    """
+    actor.require_personal()
+    key = ledger_key(actor, client_key)
+    chip, ctx = load_chip(session, actor, chip_id)
+    ctx.require_member()
+    recipients = {t.to_user_id for t in data.transfers}
+    if actor.id in recipients:
+        raise InvalidInput("a wallet cannot pay itself", code="same_account")
+    if repo.transaction_by_key(session, key) is None:
+        strangers = sorted(recipients - repo.active_member_ids(session, chip.community_id, recipients))
+        if strangers:
+            raise InvalidInput(
+                f"not members of this community: {', '.join(map(str, strangers[:20]))}",
+                code="recipient_not_member",
+            )
+        if not chip.transferable:
+            raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
+        _require_live(chip)
+    source = ledger.open_account(session, chip, actor.id)
+    wallets = ledger.open_accounts(session, chip, recipients)
+    entries = [
+        ledger.transfer_entry(
+            community_id=chip.community_id,
+            chip_id=chip.id,
+            source=source.id,
+            target=wallets[t.to_user_id].id,
+            amount=t.amount,
+            key=key if n == 0 else f"{key}/{n}",
+            kind=TxKind.TRANSFER,
+            actor_id=actor.id,
+            memo=t.memo,
+        )
+        for n, t in enumerate(data.transfers)
+    ]
+    # In the request's session: one COMMIT for the whole batch, with the wallets it opened.
+    posted = ledger.post_batch(session, entries)
+    return TransferBatchOut(
+        chip_id=chip.id,
+        total=sum(t.amount for t in data.transfers),
+        transfers=[
+            BatchTransferOut(
+                transaction_id=p.transaction_id, to_user_id=t.to_user_id, amount=t.amount, memo=t.memo
+            )
+            for p, t in zip(posted, data.transfers, strict=True)
+        ],
+        replayed=posted[0].replayed,
+    )
 
 
 def transaction_out(session: Session, posted: Posted) -> TransactionOut:

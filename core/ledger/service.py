@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -375,6 +375,25 @@ def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount 
             LedgerAccount.owner_id == owner_id,
         )
     )
+
+
+def open_accounts(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    """`open_account` for many owners: the wallets that exist in one query, the others created."""
+    wanted = set(owner_ids)
+    found = {
+        account.owner_id: account
+        for account in session.scalars(
+            select(LedgerAccount).where(
+                LedgerAccount.chip_id == chip.id,
+                LedgerAccount.kind == AccountKind.MEMBER,
+                LedgerAccount.owner_id.in_(wanted),
+            )
+        )
+        if account.owner_id is not None
+    }
+    for owner_id in sorted(wanted - found.keys()):
+        found[owner_id] = open_account(session, chip, owner_id)
+    return found
 
 
 def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:
