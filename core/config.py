@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         default=1, ge=1, description="API processes of `hearth serve`; on PostgreSQL, one per core"
     )
+    db_lock_timeout_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="PostgreSQL: the longest a statement waits for a row lock; the request is then"
+        " answered 503 retry_later and nothing is written (0 = wait forever)",
+    )
     max_body_bytes: int = 1_000_000
     token_ttl_hours: int = 24 * 30
     auth_rate_limit: int = Field(default=10, description="sign-up/login attempts per window")

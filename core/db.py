@@ -18,7 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import get_settings
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, lock_timeout_s: float | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url`. On PostgreSQL every connection waits at most `lock_timeout_s`
+    (default: the `db_lock_timeout_s` setting) for a lock: a request stuck behind a long
+    transaction on the same wallet then fails fast (503 `retry_later`, nothing written)
+    instead of holding its own locks and connection for as long as the other one lasts."""
     # Bound parameters (password hashes, token digests, members' words) never reach logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
@@ -45,6 +49,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    timeout = get_settings().db_lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+    if timeout > 0:
+        pg_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+        option = f"-c lock_timeout={max(1, round(timeout * 1000))}"
+        pg_args["options"] = f"{pg_args['options']} {option}" if "options" in pg_args else option
+        kwargs["connect_args"] = pg_args
     return create_engine(url, **kwargs)
 
 

@@ -380,3 +380,69 @@ def test_a_transfer_whose_wallet_stays_locked_is_answered_503_retry_later(commit
         again = client.post(f"/chips/{chip_id}/transfers", json=body, headers=headers)
     assert again.status_code == 201 and not again.json()["replayed"]
     assert balance(committed_engine, wallet) == 10 - 4
+
+
+def test_a_tip_whose_wallet_stays_locked_is_answered_503_after_the_engines_lock_timeout(
+    committed_engine: Engine,
+) -> None:
+    """Writes in the request's own session (tips, redemption, trading, a transfer that opens a
+    wallet) wait for a row lock at most the engine's lock timeout, then 503, nothing written."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from core.db import session_factory, session_scope
+    from tests.factories import add_member, auth, community_chip, fund, make_community, make_user
+
+    with session_scope(committed_engine) as session:
+        owner = make_user(session)
+        community = make_community(session, owner)
+        alice, bob = add_member(session, community), add_member(session, community)
+        points = community_chip(session, community)
+        fund(session, points, alice, 10)
+        headers = {
+            **auth(session, alice),
+            "Idempotency-Key": f"tip-locked-{os.getpid()}-{time.monotonic_ns()}",
+        }
+        wallet = ledger.open_account(session, points, alice.id).id
+        chip_id, bob_id = points.id, bob.id
+    engine = make_engine(DATABASE_URL, lock_timeout_s=0.5)
+    with engine.connect() as conn:  # every connection of the engine carries the timeout
+        assert conn.scalar(text("SHOW lock_timeout")) == "500ms"
+    app = create_app(session_maker=session_factory(engine), dispatch_jobs=False)
+    body = {"chip_id": chip_id, "amount": 3, "note": "謝謝"}
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client, stalled(committed_engine, wallet):
+            started = time.monotonic()
+            response = client.post(
+                f"/communities/{community.id}/members/{bob_id}/tips", json=body, headers=headers
+            )
+            waited = time.monotonic() - started
+        assert (response.status_code, response.json()["error"]) == (503, "retry_later"), response.text
+        assert 0.5 <= waited < 5
+        assert balance(committed_engine, wallet) == 10
+        with TestClient(
+            app, raise_server_exceptions=False
+        ) as client:  # the lock is gone: the retry goes through
+            again = client.post(
+                f"/communities/{community.id}/members/{bob_id}/tips", json=body, headers=headers
+            )
+        assert again.status_code == 201, again.text
+        assert balance(committed_engine, wallet) == 10 - 3
+    finally:
+        engine.dispose()
+
+
+def test_engines_wait_for_locks_at_most_the_configured_time() -> None:
+    from core.config import get_settings
+
+    engine = make_engine(DATABASE_URL, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            shown = conn.scalar(text("SHOW lock_timeout"))
+        assert shown == f"{round(get_settings().db_lock_timeout_s)}s"
+        forever = make_engine(DATABASE_URL, poolclass=NullPool, lock_timeout_s=0)
+        with forever.connect() as conn:
+            assert conn.scalar(text("SHOW lock_timeout")) == "0"
+        forever.dispose()
+    finally:
+        engine.dispose()
