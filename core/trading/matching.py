@@ -49,8 +49,11 @@ def crosses(side: Side, limit: int, resting_price: int) -> bool:
 def plan(side: Side, user_id: int, limit: int, amount: int, book: Iterable[Resting]) -> Plan:
     """Fills for an incoming order against `book` (the opposite side, in priority order)."""
     result = Plan(remaining=amount)
-    for order in book:
-        if result.remaining == 0 or not crosses(side, limit, order.price):
+    orders = iter(book)
+    # Done before pulling the next resting order: a lazy book then reads no further than needed.
+    while result.remaining > 0:
+        order = next(orders, None)
+        if order is None or not crosses(side, limit, order.price):
             break
         if order.remaining <= 0:
             continue

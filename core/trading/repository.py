@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 
 from core.models import (
     AccountKind,
+    Chip,
     LedgerAccount,
+    LedgerHold,
     Side,
     SwapOffer,
     SwapStatus,
@@ -54,23 +56,6 @@ def lock_swap(session: Session, swap_id: int) -> SwapOffer | None:
     )
 
 
-def owner_accounts(
-    session: Session, owner_ids: Iterable[int], chip_ids: Iterable[int]
-) -> list[tuple[int, int, bool]]:
-    """(account id, owner id, frozen) of the members' wallets in these chips (those that exist)."""
-    owners, chips = sorted(set(owner_ids)), sorted(set(chip_ids))
-    if not owners or not chips:
-        return []
-    rows = session.execute(
-        select(LedgerAccount.id, LedgerAccount.owner_id, LedgerAccount.frozen).where(
-            LedgerAccount.kind == AccountKind.MEMBER,
-            LedgerAccount.owner_id.in_(owners),
-            LedgerAccount.chip_id.in_(chips),
-        )
-    )
-    return [(int(a), int(o), bool(f)) for a, o, f in rows if o is not None]
-
-
 def pair_between(session: Session, chip_a: int, chip_b: int) -> TradingPair | None:
     return session.scalar(
         select(TradingPair).where(
@@ -92,36 +77,88 @@ def order_by_key(session: Session, key: str) -> TradeOrder | None:
     )
 
 
-def resting(session: Session, pair_id: int, incoming: Side) -> Iterator[TradeOrder]:
-    """Open orders an incoming order of side `incoming` may match, in price-time priority.
+def resting(
+    session: Session, pair_id: int, incoming: Side, limit: int, chip_ids: Sequence[int], *, first: int
+) -> Iterator[tuple[TradeOrder, bool, int | None]]:
+    """Open orders an incoming order of side `incoming` at `limit` crosses, in price-time priority.
 
-    Read in batches while the caller holds the pair lock (the book cannot change meanwhile).
+    Each comes with whether its owner's wallet in one of `chip_ids` is frozen (read without
+    a lock: the caller checks again under the account locks) and what its hold still keeps.
+    The first read asks for `first` rows (an order of amount n fills against at most n
+    resting orders), later ones for BOOK_BATCH: only what matching needs is loaded.
+    Read while the caller holds the pair lock (the book cannot change meanwhile).
     """
     opposite = Side.SELL if incoming == Side.BUY else Side.BUY
     # Best price first (lowest ask, highest bid), then oldest (lowest id).
     price_order = TradeOrder.price.asc() if opposite == Side.SELL else TradeOrder.price.desc()
+    crossing = TradeOrder.price <= limit if opposite == Side.SELL else TradeOrder.price >= limit
+    stopped = (
+        select(LedgerAccount.id)
+        .where(
+            LedgerAccount.kind == AccountKind.MEMBER,
+            LedgerAccount.owner_id == TradeOrder.user_id,
+            LedgerAccount.chip_id.in_(sorted(set(chip_ids))),
+            LedgerAccount.frozen.is_(True),
+        )
+        .exists()
+    )
     after: tuple[int, int] | None = None
+    batch = max(1, min(first, BOOK_BATCH))
     while True:
-        stmt = select(TradeOrder).where(
-            TradeOrder.pair_id == pair_id,
-            TradeOrder.side == opposite,
-            TradeOrder.status == TradeOrderStatus.OPEN,
+        stmt = (
+            select(TradeOrder, stopped, LedgerHold.remaining)
+            .outerjoin(LedgerHold, LedgerHold.id == TradeOrder.hold_id)
+            .where(
+                TradeOrder.pair_id == pair_id,
+                TradeOrder.side == opposite,
+                TradeOrder.status == TradeOrderStatus.OPEN,
+                crossing,
+            )
         )
         if after is not None:
             price, last_id = after
             worse = TradeOrder.price > price if opposite == Side.SELL else TradeOrder.price < price
             stmt = stmt.where(or_(worse, and_(TradeOrder.price == price, TradeOrder.id > last_id)))
-        rows = list(
-            session.scalars(
-                stmt.order_by(price_order, TradeOrder.id.asc())
-                .limit(BOOK_BATCH)
-                .execution_options(populate_existing=True)
-            )
-        )
-        yield from rows
-        if len(rows) < BOOK_BATCH:
+        rows = session.execute(
+            stmt.order_by(price_order, TradeOrder.id.asc())
+            .limit(batch)
+            .execution_options(populate_existing=True)
+        ).all()
+        for order, frozen, kept in rows:
+            yield order, bool(frozen), None if kept is None else int(kept)
+        if len(rows) < batch:
             return
-        after = (rows[-1].price, rows[-1].id)
+        after = (rows[-1][0].price, rows[-1][0].id)
+        batch = BOOK_BATCH
+
+
+def lock_wallets(session: Session, owner_ids: Iterable[int], chip_ids: Iterable[int]) -> list[LedgerAccount]:
+    """The members' wallets in these chips (those that exist), locked in id order and read fresh.
+
+    One statement locks and reads: FOR UPDATE returns each row as it is once locked, so
+    its `frozen` is exact for as long as the transaction holds the lock.
+    """
+    owners, chips = sorted(set(owner_ids)), sorted(set(chip_ids))
+    if not owners or not chips:
+        return []
+    return list(
+        session.scalars(
+            select(LedgerAccount)
+            .where(
+                LedgerAccount.kind == AccountKind.MEMBER,
+                LedgerAccount.owner_id.in_(owners),
+                LedgerAccount.chip_id.in_(chips),
+            )
+            .order_by(LedgerAccount.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def chips_of(session: Session, chip_ids: Iterable[int]) -> list[Chip]:
+    """Both chips of a pair in one read (later `session.get` calls find them in the session)."""
+    return list(session.scalars(select(Chip).where(Chip.id.in_(sorted(set(chip_ids))))))
 
 
 def depth(session: Session, pair_id: int, side: Side, levels: int) -> list[tuple[int, int, int]]:

@@ -82,8 +82,9 @@ def _require_admin(ctx: CommunityContext) -> None:
     ctx.require_role(Role.ADMIN)
 
 
-def _tradable(session: Session, community_id: int, chip_id: int) -> Chip:
-    chip = session.get(Chip, chip_id)
+def _tradable(session: Session, community_id: int, chip_id: int, chip: Chip | None = None) -> Chip:
+    """The chip, refused unless it trades; `chip` when the caller has read it already."""
+    chip = chip if chip is not None else session.get(Chip, chip_id)
     if chip is None or chip.community_id != community_id:
         raise NotFound("chip not found", code="chip_not_found")
     if not chip.tradable or chip.expired:
@@ -263,8 +264,9 @@ def place_order(
     locked = repo.lock_pair(session, pair_id)
     assert locked is not None
     pair = locked
-    base = _tradable(session, pair.community_id, pair.base_chip_id)
-    quote = _tradable(session, pair.community_id, pair.quote_chip_id)
+    read = {c.id: c for c in repo.chips_of(session, (pair.base_chip_id, pair.quote_chip_id))}
+    base = _tradable(session, pair.community_id, pair.base_chip_id, read.get(pair.base_chip_id))
+    quote = _tradable(session, pair.community_id, pair.quote_chip_id, read.get(pair.quote_chip_id))
     if pair.halted:
         raise Conflict(
             "trading on this pair is halted", code="pair_halted", extra={"reason": pair.halt_reason}
@@ -293,59 +295,64 @@ def place_order(
             )
 
     loaded: dict[int, TradeOrder] = {}
-    # Whether a member's wallet in either chip is frozen: read first without a lock to plan,
-    # then exactly once their accounts are locked (a freeze waits for our lock meanwhile).
+    # Whether a member's wallet in either chip is frozen: read with the book to plan, then
+    # exactly once their accounts are locked (a freeze waits for our lock meanwhile).
     frozen: dict[int, bool] = {}
-
-    def is_frozen(owner_id: int) -> bool:
-        if owner_id not in frozen:
-            rows = repo.owner_accounts(session, [owner_id], [base.id, quote.id])
-            frozen[owner_id] = any(f for _, _, f in rows)
-        return frozen[owner_id]
+    # What each order's hold still keeps, where known: a hold that matching empties is
+    # settled by the ledger (nothing left to release when its order ends).
+    kept: dict[int, int] = {}
 
     def book_side() -> Iterator[matching.Resting]:
-        for row in repo.resting(session, pair.id, data.side):
+        chip_ids = (base.id, quote.id)
+        for row, stopped, left in repo.resting(
+            session, pair.id, data.side, data.price, chip_ids, first=data.amount
+        ):
             loaded[row.id] = row
-            stopped = row.user_id != actor.id and is_frozen(row.user_id)
-            yield matching.Resting(row.id, row.user_id, row.price, row.amount - row.filled, stopped)
+            if left is not None:
+                kept[row.id] = left
+            frozen.setdefault(row.user_id, stopped)
+            halt = row.user_id != actor.id and frozen[row.user_id]
+            yield matching.Resting(row.id, row.user_id, row.price, row.amount - row.filled, halt)
+
+    chips = {base.id: base, quote.id: quote}
+    wallets: dict[tuple[int, int], LedgerAccount] = {}  # (owner, chip) -> locked account
+    held_by_us: set[int] = set()  # owners whose wallets this placement holds locked
+
+    def lock_wallets(owners: set[int]) -> None:
+        for account in repo.lock_wallets(session, owners, chips):
+            assert account.owner_id is not None
+            wallets[(account.owner_id, account.chip_id)] = account
 
     with session.begin_nested():
-        mine = {
-            base.id: ledger.open_account(session, base, actor.id),
-            quote.id: ledger.open_account(session, quote, actor.id),
-        }
-        theirs: dict[int, dict[int, LedgerAccount]] = {}
-        locked_ids: set[int] = set()
         while True:
             plan = matching.plan(data.side, actor.id, data.price, data.amount, book_side())
             # Every account this placement may touch, locked at once in id order (no deadlock
             # with other ledger writers): ours in both chips, each counterparty's in both
             # chips, and the wallets of frozen members whose crossing orders are cancelled.
-            for fill in plan.fills:
-                owner = loaded[fill.resting_id].user_id
-                if owner not in theirs:
-                    theirs[owner] = {
-                        base.id: ledger.open_account(session, base, owner),
-                        quote.id: ledger.open_account(session, quote, owner),
-                    }
-            owners = set(theirs) | {loaded[r].user_id for r in plan.frozen_cancels}
-            chip_ids = [base.id, quote.id]
-            rows = repo.owner_accounts(session, owners, chip_ids)
-            new = ({a.id for a in mine.values()} | {a for a, _, _ in rows}) - locked_ids
+            payees = {actor.id} | {loaded[fill.resting_id].user_id for fill in plan.fills}
+            owners = payees | {loaded[r].user_id for r in plan.frozen_cancels}
+            new = owners - held_by_us
             if new:
-                ledger.lock_accounts(session, sorted(new))
-                locked_ids |= new
-                rows = repo.owner_accounts(session, owners, chip_ids)  # exact now: under the locks
-            exact = dict.fromkeys(owners, False)
-            for _, owner, is_stopped in rows:
-                exact[owner] = exact[owner] or is_stopped
+                lock_wallets(new)
+                # A member trading a chip for the first time gets a wallet in it (we and
+                # each counterparty, as both sides of a fill are paid).
+                missing = sorted((o, c) for o in new & payees for c in chips if (o, c) not in wallets)
+                for owner, chip_id in missing:
+                    ledger.open_account(session, chips[chip_id], owner)
+                if missing:
+                    lock_wallets({o for o, _ in missing})
+                held_by_us |= new
+            exact = {
+                owner: any(wallets[(owner, c)].frozen for c in chips if (owner, c) in wallets)
+                for owner in held_by_us - {actor.id}
+            }
             # A wallet frozen or thawed since the first read: plan again with what is true now.
             changed = any(frozen.get(owner, False) != f for owner, f in exact.items())
             frozen.update(exact)
             if not changed:
                 break
+        mine = {chip_id: wallets[(actor.id, chip_id)] for chip_id in (base.id, quote.id)}
         for account in mine.values():
-            session.refresh(account)
             if account.frozen:
                 raise ledger_errors.account_frozen(account.id)
         order = TradeOrder(
@@ -369,24 +376,33 @@ def place_order(
             subject=("trade_order", order.id),
         )
         order.hold_id = hold.id
+        kept[order.id] = hold_amount
         for resting_id in plan.self_cancels:
-            _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "self_trade")
+            _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "self_trade", kept)
         for resting_id in plan.frozen_cancels:
-            _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "account_frozen")
+            _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "account_frozen", kept)
+        trades: list[Trade] = []
         for fill in plan.fills:
             if pair.halted:
                 break
             resting = loaded[fill.resting_id]
             buy, sell = (order, resting) if data.side == Side.BUY else (resting, order)
-            accounts = {actor.id: mine, resting.user_id: theirs[resting.user_id]}
-            _settle(session, pair, base, quote, buy, sell, fill, accounts, taker=data.side, now=now)
+            trades.append(
+                _settle(session, pair, base, quote, buy, sell, fill, wallets, kept, taker=data.side, now=now)
+            )
         if order.filled == order.amount:
-            _close(session, order, TradeOrderStatus.FILLED, None)
+            _close(session, order, TradeOrderStatus.FILLED, None, kept)
         elif pair.halted:
             # The breaker tripped while this order was matching: the market stops, its rest is cancelled.
-            _close(session, order, TradeOrderStatus.CANCELLED, "halted")
+            _close(session, order, TradeOrderStatus.CANCELLED, "halted", kept)
+        # One flush writes the fills' trades, the orders' changes and the pair's prices.
         session.flush()
-    return _placed(session, order), True
+    # A new order has no trades but these (in id order, as trades_of_order reads them).
+    placed = PlacedOut(
+        order=TradeOrderOut.model_validate(order),
+        trades=[TradeOut.model_validate(t) for t in sorted(trades, key=lambda t: t.id)],
+    )
+    return placed, True
 
 
 def _settle(
@@ -397,15 +413,22 @@ def _settle(
     buy: TradeOrder,
     sell: TradeOrder,
     fill: matching.Fill,
-    accounts: dict[int, dict[int, LedgerAccount]],
+    wallets: dict[tuple[int, int], LedgerAccount],
+    kept: dict[int, int],
     *,
     taker: Side,
     now: datetime,
-) -> None:
-    """One fill: ONE ledger transaction of four legs capturing both orders' holds."""
+) -> Trade:
+    """One fill: ONE ledger transaction of four legs capturing both orders' holds.
+
+    The trade row and the orders' new fill state are written by the caller's next flush.
+    """
     assert buy.hold_id is not None and sell.hold_id is not None
-    buyer, seller = accounts[buy.user_id], accounts[sell.user_id]
     cost = fill.amount * fill.price
+
+    def wallet(order: TradeOrder, chip: Chip) -> int:
+        return wallets[(order.user_id, chip.id)].id
+
     posted = ledger.post(
         session,
         Entry(
@@ -413,10 +436,10 @@ def _settle(
             kind=TxKind.TRADE,
             key=f"trade:{buy.id}:{sell.id}",
             legs=(
-                Leg(seller[base.id].id, base.id, -fill.amount),
-                Leg(buyer[base.id].id, base.id, fill.amount),
-                Leg(buyer[quote.id].id, quote.id, -cost),
-                Leg(seller[quote.id].id, quote.id, cost),
+                Leg(wallet(sell, base), base.id, -fill.amount),
+                Leg(wallet(buy, base), base.id, fill.amount),
+                Leg(wallet(buy, quote), quote.id, -cost),
+                Leg(wallet(sell, quote), quote.id, cost),
             ),
             memo=f"trade on pair #{pair.id}",
             subject_type="trading_pair",
@@ -424,29 +447,31 @@ def _settle(
             holds=(HoldUse(sell.hold_id, fill.amount), HoldUse(buy.hold_id, cost)),
         ),
     )
-    session.add(
-        Trade(
-            pair_id=pair.id,
-            buy_order_id=buy.id,
-            sell_order_id=sell.id,
-            buyer_id=buy.user_id,
-            seller_id=sell.user_id,
-            taker_side=taker,
-            price=fill.price,
-            amount=fill.amount,
-            transaction_id=posted.transaction_id,
-            created_at=now,
-        )
+    for order_id, used in ((sell.id, fill.amount), (buy.id, cost)):
+        if order_id in kept:
+            kept[order_id] -= used
+    trade = Trade(
+        pair_id=pair.id,
+        buy_order_id=buy.id,
+        sell_order_id=sell.id,
+        buyer_id=buy.user_id,
+        seller_id=sell.user_id,
+        taker_side=taker,
+        price=fill.price,
+        amount=fill.amount,
+        transaction_id=posted.transaction_id,
+        created_at=now,
     )
+    session.add(trade)
     for order in (buy, sell):
         order.filled += fill.amount
         order.updated_at = now
     # The resting side completes here; the incoming one when matching ends.
     resting = sell if taker == Side.BUY else buy
     if resting.filled == resting.amount:
-        _close(session, resting, TradeOrderStatus.FILLED, None)
+        _close(session, resting, TradeOrderStatus.FILLED, None, kept)
     _after_trade(pair, fill.price, now)
-    session.flush()
+    return trade
 
 
 def _after_trade(pair: TradingPair, price: int, now: datetime) -> None:
@@ -461,14 +486,25 @@ def _after_trade(pair: TradingPair, price: int, now: datetime) -> None:
         _halt(pair, "circuit_breaker", now)
 
 
-def _close(session: Session, order: TradeOrder, status: TradeOrderStatus, reason: str | None) -> None:
-    """End an order: release what its hold still keeps (a buyer's price improvement, the unfilled rest)."""
+def _close(
+    session: Session,
+    order: TradeOrder,
+    status: TradeOrderStatus,
+    reason: str | None,
+    kept: dict[int, int] | None = None,
+) -> None:
+    """End an order: release what its hold still keeps (a buyer's price improvement, the unfilled rest).
+
+    `kept` says what holds still keep where the caller knows it. A hold only ever shrinks,
+    so a known 0 is exact: the ledger settled that hold when it was emptied, and voiding
+    it would change nothing (three round trips saved per order that fills exactly).
+    """
     assert order.hold_id is not None
-    ledger.void_hold(session, order.hold_id)
+    if kept is None or kept.get(order.id) != 0:
+        ledger.void_hold(session, order.hold_id)
     order.status = status
     order.cancel_reason = reason
     order.updated_at = utcnow()
-    session.flush()
 
 
 def cancel_order(session: Session, actor: Actor, order_id: int) -> TradeOrderOut:
@@ -486,6 +522,7 @@ def cancel_order(session: Session, actor: Actor, order_id: int) -> TradeOrderOut
     if locked.status != TradeOrderStatus.OPEN:
         raise Conflict("this order is already filled", code="order_not_open")
     _close(session, locked, TradeOrderStatus.CANCELLED, "member")
+    session.flush()
     return TradeOrderOut.model_validate(locked)
 
 
