@@ -261,10 +261,13 @@ def place_order(
     existing = repo.order_by_key(session, key)
     if existing is not None:
         return _placed(session, _replay(existing, pair_id, data)), False
+    # Read before the pair lock, to hold the pair for less time: the pair lock does not
+    # guard a chip's flags (an admin changes them without it), and the ledger checks a
+    # frozen chip again when it places the hold and posts each fill.
+    read = {c.id: c for c in repo.chips_of(session, (pair.base_chip_id, pair.quote_chip_id))}
     locked = repo.lock_pair(session, pair_id)
     assert locked is not None
     pair = locked
-    read = {c.id: c for c in repo.chips_of(session, (pair.base_chip_id, pair.quote_chip_id))}
     base = _tradable(session, pair.community_id, pair.base_chip_id, read.get(pair.base_chip_id))
     quote = _tradable(session, pair.community_id, pair.quote_chip_id, read.get(pair.quote_chip_id))
     if pair.halted:
@@ -376,7 +379,7 @@ def place_order(
             subject=("trade_order", order.id),
         )
         order.hold_id = hold.id
-        kept[order.id] = hold_amount
+        kept[order.id] = hold.remaining
         for resting_id in plan.self_cancels:
             _close(session, loaded[resting_id], TradeOrderStatus.CANCELLED, "self_trade", kept)
         for resting_id in plan.frozen_cancels:

@@ -12,9 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from core.access import Actor
+from core.chips import service as chips
+from core.chips.schemas import ReasonIn
+from core.errors import Conflict
 from core.models import HoldStatus, LedgerHold, TradeOrder, TradeOrderStatus
 from tests.core.trading.conftest import Bourse, assert_invariants
 
@@ -143,4 +148,25 @@ def test_a_crossing_order_runs_a_bounded_number_of_statements(session: Session, 
     # 21 on PostgreSQL and 29 on SQLite here (40 and 47 before).
     budget = 24 if session.get_bind().dialect.name == "postgresql" else 33
     assert len(statements) <= budget, "\n".join(statements)
+    assert_invariants(session, bourse.community.id)
+
+
+@pytest.mark.parametrize("which", ["base", "quote"])
+def test_an_order_on_a_pair_with_a_frozen_chip_is_refused(
+    session: Session, bourse: Bourse, which: str
+) -> None:
+    """The chips are read before the pair lock; their checks still refuse, and nothing is left."""
+    a, b = bourse.members[1], bourse.members[2]
+    ask = bourse.place(session, a, "sell", 10, 5).order
+    chip = bourse.base if which == "base" else bourse.quote
+    chips.set_chip_frozen(session, Actor(bourse.owner), chip.id, ReasonIn(reason="audit"), frozen=True)
+
+    with pytest.raises(Conflict) as exc:
+        bourse.place(session, b, "buy", 10, 5, key="frozen-chip")
+
+    assert exc.value.code == "chip_frozen"
+    assert session.scalar(select(TradeOrder).where(TradeOrder.idempotency_key.like("%frozen-chip"))) is None
+    order = session.get(TradeOrder, ask.id, populate_existing=True)
+    assert order is not None and (order.status, order.filled) == (TradeOrderStatus.OPEN, 0)
+    assert bourse.wallet(session, b, bourse.quote) == (10_000, 0)
     assert_invariants(session, bourse.community.id)
