@@ -71,6 +71,7 @@ def test_bench_ledger_json(scratch_url: str) -> None:
     machine = out["machine"]
     assert machine["cpu_count"] and machine["synchronous_commit"] in {"on", "remote_write", "remote_apply"}
     assert out["config"]["vacuum"] is True  # each scenario ran after a VACUUM ANALYZE (the default)
+    assert set(out["summary"]["all_targets"]) == {"met", "single_targets_met_by"}
     # Every measured transfer is in the ledger: funding (one per member) plus all scenarios (+ warm-up).
     measured = sum(
         r["transfers"] for section in ("single", "single_session", "batch") for r in out[section].values()

@@ -38,3 +38,28 @@ def test_each_layout_is_judged_on_its_own_figures() -> None:
 def test_without_the_multi_process_variant_there_is_no_such_summary() -> None:
     result = {"config": {"clients": 8}, "single": {"uniform_8_clients": _row(100), "hot_8_clients": _row(90)}}
     assert summarise(result)["multi_process"] is None
+
+
+def test_all_targets_need_one_layout_meeting_both_single_targets() -> None:
+    def result(
+        uniform: float, hot: float, uniform_2x4: float, hot_2x4: float, batch: float
+    ) -> dict[str, Any]:
+        return {
+            "config": {"clients": 8},
+            "single": {
+                "uniform_8_clients": _row(uniform),
+                "hot_8_clients": _row(hot),
+                "uniform_2x4_clients": _row(uniform_2x4, 2, 4),
+                "hot_2x4_clients": _row(hot_2x4, 2, 4),
+            },
+            "batch": {"4_clients": {"transfers_per_s": batch}},
+        }
+
+    met = summarise(result(2900, 3000, 3100, 2900, 30500))["all_targets"]
+    assert met == {"met": True, "single_targets_met_by": ["2 processes x 4 threads"]}
+    # Uniform met by one layout and hot only by the other is no deployment that meets both.
+    split = summarise(result(3100, 1900, 2900, 2100, 30500))["all_targets"]
+    assert split == {"met": False, "single_targets_met_by": []}
+    assert summarise(result(3100, 2100, 2900, 2100, 29000))["all_targets"]["met"] is False
+    both = summarise(result(3100, 2100, 3200, 2100, 31000))["all_targets"]
+    assert both == {"met": True, "single_targets_met_by": ["1 process", "2 processes x 4 threads"]}
