@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,6 +82,14 @@ class TradeOrder(IdMixin, CreatedMixin, Base):
         # The book: open orders of one side by price, then time (id).
         Index("ix_trade_orders_book", "pair_id", "side", "status", "price", "id"),
         Index("ix_trade_orders_user", "user_id", "id"),
+        # A member's open orders on a pair (the daily limit counts what is still open).
+        Index(
+            "ix_trade_orders_open_user",
+            "pair_id",
+            "user_id",
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
     )
 
     pair_id: Mapped[int] = mapped_column(BigId, ForeignKey("trading_pairs.id", ondelete="CASCADE"))
@@ -109,6 +118,7 @@ class Trade(IdMixin, Base):
         Index("ix_trades_pair", "pair_id", "id"),
         Index("ix_trades_buyer_time", "buyer_id", "pair_id", "created_at"),
         Index("ix_trades_seller_time", "seller_id", "pair_id", "created_at"),
+        Index("ix_trades_sell_order", "sell_order_id"),  # the buy side has the unique pair
     )
 
     pair_id: Mapped[int] = mapped_column(BigId, ForeignKey("trading_pairs.id", ondelete="CASCADE"))

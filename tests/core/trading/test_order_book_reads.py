@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from core.access import Actor
@@ -170,3 +170,23 @@ def test_an_order_on_a_pair_with_a_frozen_chip_is_refused(
     assert order is not None and (order.status, order.filled) == (TradeOrderStatus.OPEN, 0)
     assert bourse.wallet(session, b, bourse.quote) == (10_000, 0)
     assert_invariants(session, bourse.community.id)
+
+
+def test_the_daily_limit_and_replay_lookups_are_indexed(session: Session) -> None:
+    """The daily limit sums a member's open orders on the pair; a replay finds an order's
+    trades by either side. Without these each read a member's or the pair's whole history."""
+    inspector = inspect(session.connection())
+    orders = {i["name"]: i["column_names"] for i in inspector.get_indexes("trade_orders")}
+    trades = {i["name"]: i["column_names"] for i in inspector.get_indexes("trades")}
+    assert orders["ix_trade_orders_open_user"] == ["pair_id", "user_id"]
+    assert trades["ix_trades_sell_order"] == ["sell_order_id"]
+
+
+def test_a_replayed_order_returns_its_trades_from_both_sides(session: Session, bourse: Bourse) -> None:
+    a, b = bourse.members[1], bourse.members[2]
+    bourse.place(session, a, "buy", 10, 3, key="bid")
+    first = bourse.place(session, b, "sell", 10, 5, key="ask")  # its trade found by sell_order_id
+    again = bourse.place(session, b, "sell", 10, 5, key="ask")
+    assert [t.id for t in again.trades] == [t.id for t in first.trades] and len(first.trades) == 1
+    bid_again = bourse.place(session, a, "buy", 10, 3, key="bid")  # found by buy_order_id
+    assert [t.id for t in bid_again.trades] == [t.id for t in first.trades]
