@@ -4,10 +4,11 @@ A posting had two foreign keys: `(transaction_id, legs)` to its transaction (def
 and `(account_id, chip_id)` to its account. PostgreSQL checks a foreign key row by row:
 each posting costs two lookups that also lock the referenced row (`FOR KEY SHARE`), so
 a batch of 1,000 transfers ran 4,000 of them, and its concurrent writers queued on the
-same lock tuples. Measured with `hearth bench ledger` (batches of 1,000, 4 clients, a new
-database each run): 24,443 and 24,674 transfers/s with the foreign keys, 31,512 and
-31,760 without them (and 33,471 / 33,565 also without `uq_ledger_transactions_id_legs`,
-which existed only as the first key's target).
+same lock tuples. Measured with the ledger bench's batch scenario alone (batches of 1,000,
+4 clients, a new database each run; `benchmarks.ledger.run` with `scenarios=("batch",)`,
+the constraints dropped by hand for the comparison, runs interleaved): 24,443 and 24,674
+transfers/s with the foreign keys, 31,512 and 31,760 without them (33,471 / 33,565 also
+without `uq_ledger_transactions_id_legs`, which existed only as the first key's target).
 
 The same guarantees, set-based:
 
@@ -24,7 +25,8 @@ The same guarantees, set-based:
   statement can re-point one.
 - **An account with postings is never deleted or re-keyed** (what the foreign key's
   `RESTRICT` did): a row trigger on `ledger_accounts`, fired only by a DELETE or an
-  UPDATE naming `id`, `chip_id` or `community_id` (never by the balance updates).
+  UPDATE naming `id`, `chip_id` or `community_id` (never by the balance updates), and
+  a statement trigger refusing TRUNCATE while any posting exists.
 
 SQLite keeps the foreign keys (the models declare them): it has no deferred triggers,
 and its writes are one writer at a time, so there is nothing to gain. The constraint
@@ -193,6 +195,18 @@ BEGIN
 END $$
 """
 
+# TRUNCATE fires no row triggers; a foreign key refused it while postings pointed at the table.
+ACCOUNTS_NOT_TRUNCATED = """
+CREATE FUNCTION hearth_accounts_not_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ledger_postings) THEN
+        RAISE EXCEPTION 'ledger accounts have postings: the table cannot be truncated'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
 UP = [
     "ALTER TABLE ledger_postings DROP CONSTRAINT fk_ledger_postings_transaction_id_ledger_transactions",
     "ALTER TABLE ledger_postings DROP CONSTRAINT fk_ledger_postings_account_id_ledger_accounts",
@@ -210,9 +224,16 @@ UP = [
         BEFORE DELETE OR UPDATE OF id, chip_id, community_id ON ledger_accounts
         FOR EACH ROW EXECUTE FUNCTION hearth_accounts_keep_postings()
     """,
+    ACCOUNTS_NOT_TRUNCATED,
+    """
+    CREATE TRIGGER ledger_accounts_not_truncated BEFORE TRUNCATE ON ledger_accounts
+        FOR EACH STATEMENT EXECUTE FUNCTION hearth_accounts_not_truncated()
+    """,
 ]
 
 DOWN = [
+    "DROP TRIGGER ledger_accounts_not_truncated ON ledger_accounts",
+    "DROP FUNCTION hearth_accounts_not_truncated",
     "DROP TRIGGER ledger_accounts_keep_postings ON ledger_accounts",
     "DROP FUNCTION hearth_accounts_keep_postings",
     "DROP TRIGGER ledger_postings_have_transactions ON ledger_postings",

@@ -274,6 +274,13 @@ def test_an_account_with_postings_cannot_be_deleted_or_rekeyed(session: Session,
             if IS_POSTGRES:
                 session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
         nested.rollback()
+    nested = session.begin_nested()
+    with pytest.raises(DBAPIError):
+        # (SQLite has no TRUNCATE; an unfiltered DELETE is its equivalent.)
+        session.execute(
+            text("TRUNCATE ledger_accounts CASCADE" if IS_POSTGRES else "DELETE FROM ledger_accounts")
+        )
+    nested.rollback()
     # An account nobody posted to can go, and balance updates never trip the guard.
     nested = session.begin_nested()
     session.execute(table.update().where(table.c.id == a.id).values(seq=table.c.seq))
