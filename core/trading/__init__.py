@@ -19,7 +19,8 @@ Invariants:
 - lock order, everywhere: the idempotency key (`ledger.lock_key`: placing an
   order, making a swap offer), then the pair row, then order rows (only ever
   written under their pair's lock), then ledger accounts (all of them at once
-  via `ledger.lock_accounts`, or inside one ledger call). Swaps: key, then
+  in id order, via `ledger.lock_accounts` or, placing an order, the one
+  locking read `repository.lock_wallets`; or inside one ledger call). Swaps: key, then
   the swap row, then ledger accounts (create, accept, decline, cancel and
   expiry alike). A path may skip a step but never goes back to an earlier one;
 - sweeps are one unit of work per item: `expire_swaps` lists the due offers in
