@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -348,38 +349,62 @@ def test_a_connection_cut_while_the_writer_sets_it_up_is_replaced(committed_engi
 # --- the API ---------------------------------------------------------------------------------------
 
 
-def test_a_transfer_whose_wallet_stays_locked_is_answered_503_retry_later(committed_engine: Engine) -> None:
-    """End to end, with the process's committer (its default lock timeout): 503, not a 500."""
-    from fastapi.testclient import TestClient
+@dataclass
+class _Payer:
+    community_id: int
+    chip_id: int
+    bob_id: int
+    wallet: int  # alice's, funded with 10
+    headers: dict[str, str]  # alice's, with a fresh Idempotency-Key
 
-    from api.app import create_app
-    from core.db import session_factory, session_scope
+
+def _alice_pays_bob(engine: Engine, *, bob_has_wallet: bool) -> _Payer:
+    """A community where alice holds 10 points and may pay bob (committed, for the API)."""
+    from core.db import session_scope
     from tests.factories import add_member, auth, community_chip, fund, make_community, make_user
 
-    with session_scope(committed_engine) as session:
+    with session_scope(engine) as session:
         owner = make_user(session)
         community = make_community(session, owner)
         alice, bob = add_member(session, community), add_member(session, community)
         points = community_chip(session, community)
         fund(session, points, alice, 10)
-        headers = {**auth(session, alice), "Idempotency-Key": f"locked-{os.getpid()}-{time.monotonic_ns()}"}
-        wallet = ledger.open_account(session, points, alice.id).id
-        # Bob's wallet exists too: a transfer that opens one is written in the request's session.
-        ledger.open_account(session, points, bob.id)
-        chip_id, bob_id = points.id, bob.id
+        if bob_has_wallet:
+            ledger.open_account(session, points, bob.id)
+        return _Payer(
+            community_id=community.id,
+            chip_id=points.id,
+            bob_id=bob.id,
+            wallet=ledger.open_account(session, points, alice.id).id,
+            headers={
+                **auth(session, alice),
+                "Idempotency-Key": f"locked-{os.getpid()}-{time.monotonic_ns()}",
+            },
+        )
+
+
+def test_a_transfer_whose_wallet_stays_locked_is_answered_503_retry_later(committed_engine: Engine) -> None:
+    """End to end, with the process's committer (its default lock timeout): 503, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from core.db import session_factory
+
+    # Bob's wallet exists too: a transfer that opens one is written in the request's session.
+    w = _alice_pays_bob(committed_engine, bob_has_wallet=True)
     app = create_app(session_maker=session_factory(committed_engine), dispatch_jobs=False)
-    body = {"to_user_id": bob_id, "amount": 4}
-    with TestClient(app, raise_server_exceptions=False) as client, stalled(committed_engine, wallet):
+    body = {"to_user_id": w.bob_id, "amount": 4}
+    with TestClient(app, raise_server_exceptions=False) as client, stalled(committed_engine, w.wallet):
         started = time.monotonic()
-        response = client.post(f"/chips/{chip_id}/transfers", json=body, headers=headers)
+        response = client.post(f"/chips/{w.chip_id}/transfers", json=body, headers=w.headers)
         waited = time.monotonic() - started
     assert (response.status_code, response.json()["error"]) == (503, "retry_later")
     assert response.headers["Retry-After"] == "1"
     assert group.LOCK_TIMEOUT <= waited < group.LOCK_TIMEOUT + 5
     with TestClient(app, raise_server_exceptions=False) as client:  # the lock is gone: the retry goes through
-        again = client.post(f"/chips/{chip_id}/transfers", json=body, headers=headers)
+        again = client.post(f"/chips/{w.chip_id}/transfers", json=body, headers=w.headers)
     assert again.status_code == 201 and not again.json()["replayed"]
-    assert balance(committed_engine, wallet) == 10 - 4
+    assert balance(committed_engine, w.wallet) == 10 - 4
 
 
 def test_a_tip_whose_wallet_stays_locked_is_answered_503_after_the_engines_lock_timeout(
@@ -390,44 +415,29 @@ def test_a_tip_whose_wallet_stays_locked_is_answered_503_after_the_engines_lock_
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from core.db import session_factory, session_scope
-    from tests.factories import add_member, auth, community_chip, fund, make_community, make_user
+    from core.db import session_factory
 
-    with session_scope(committed_engine) as session:
-        owner = make_user(session)
-        community = make_community(session, owner)
-        alice, bob = add_member(session, community), add_member(session, community)
-        points = community_chip(session, community)
-        fund(session, points, alice, 10)
-        headers = {
-            **auth(session, alice),
-            "Idempotency-Key": f"tip-locked-{os.getpid()}-{time.monotonic_ns()}",
-        }
-        wallet = ledger.open_account(session, points, alice.id).id
-        chip_id, bob_id = points.id, bob.id
+    w = _alice_pays_bob(committed_engine, bob_has_wallet=False)
     engine = make_engine(DATABASE_URL, lock_timeout_s=0.5)
     with engine.connect() as conn:  # every connection of the engine carries the timeout
         assert conn.scalar(text("SHOW lock_timeout")) == "500ms"
     app = create_app(session_maker=session_factory(engine), dispatch_jobs=False)
-    body = {"chip_id": chip_id, "amount": 3, "note": "謝謝"}
+    url = f"/communities/{w.community_id}/members/{w.bob_id}/tips"
+    body = {"chip_id": w.chip_id, "amount": 3, "note": "謝謝"}
     try:
-        with TestClient(app, raise_server_exceptions=False) as client, stalled(committed_engine, wallet):
+        with TestClient(app, raise_server_exceptions=False) as client, stalled(committed_engine, w.wallet):
             started = time.monotonic()
-            response = client.post(
-                f"/communities/{community.id}/members/{bob_id}/tips", json=body, headers=headers
-            )
+            response = client.post(url, json=body, headers=w.headers)
             waited = time.monotonic() - started
         assert (response.status_code, response.json()["error"]) == (503, "retry_later"), response.text
         assert 0.5 <= waited < 5
-        assert balance(committed_engine, wallet) == 10
+        assert balance(committed_engine, w.wallet) == 10
         with TestClient(
             app, raise_server_exceptions=False
         ) as client:  # the lock is gone: the retry goes through
-            again = client.post(
-                f"/communities/{community.id}/members/{bob_id}/tips", json=body, headers=headers
-            )
+            again = client.post(url, json=body, headers=w.headers)
         assert again.status_code == 201, again.text
-        assert balance(committed_engine, wallet) == 10 - 3
+        assert balance(committed_engine, w.wallet) == 10 - 3
     finally:
         engine.dispose()
 
