@@ -695,7 +695,8 @@ def pgbench_baseline(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def vacuum_ledger(url: str) -> None:
-    """VACUUM ANALYZE the ledger's tables, as pgbench vacuums its own before each run.
+    """VACUUM ANALYZE the ledger's (and the order book's) tables, as pgbench vacuums its own
+    before each run.
 
     Each scenario then starts from the same state, whether or not autovacuum runs on the
     server (it is off on this project's dev machine: the accounts' dead row versions from
@@ -706,7 +707,12 @@ def vacuum_ledger(url: str) -> None:
     engine = _engine(url, poolclass=_null_pool(), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(text("VACUUM (ANALYZE) ledger_accounts, ledger_transactions, ledger_postings"))
+            conn.execute(
+                text(
+                    "VACUUM (ANALYZE) ledger_accounts, ledger_transactions, ledger_postings, ledger_holds,"
+                    " trade_orders, trades"
+                )
+            )
     finally:
         engine.dispose()
 
