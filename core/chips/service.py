@@ -70,6 +70,8 @@ from core.models import (
 from core.pagination import paginate
 from core.redemption import access as redemption_access
 from core.schemas import PageOut, refuse_nulls
+from core.social import errors as social_errors
+from core.social import repository as social_repo
 from core.tipping import service as tipping
 
 log = logging.getLogger(__name__)
@@ -379,6 +381,8 @@ def transfer(
         raise InvalidInput("a wallet cannot pay itself", code="same_account")
     if repo.transaction_by_key(session, key) is None:
         _require_recipient(session, chip.community_id, data.to_user_id)
+        if social_repo.blocked_either_way(session, actor.id, data.to_user_id):
+            raise social_errors.blocked()
         if not chip.transferable:
             raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
         _require_live(chip)
@@ -432,6 +436,8 @@ def transfer_batch(
                 f"not members of this community: {', '.join(map(str, strangers[:20]))}",
                 code="recipient_not_member",
             )
+        if recipients & social_repo.blocked_ids(session, actor.id):
+            raise social_errors.blocked()
         if not chip.transferable:
             raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
         _require_live(chip)

@@ -1,4 +1,4 @@
-"""A block keeps two members apart beyond follows and recommendations: no DMs, tips or swap offers."""
+"""A block keeps two members apart beyond follows and recommendations: no DMs, tips, transfers or swap offers."""
 
 from __future__ import annotations
 
@@ -92,3 +92,38 @@ def test_no_tips_between_a_blocked_pair(client: TestClient, session: Session) ->
         assert (r.status_code, r.json()["error"]) == (403, "blocked"), url
     assert session.scalar(select(func.count()).select_from(Tip)) == 0
     assert [balance(session, chip, m) for m in (ann, bob)] == [100, 100]
+
+
+def test_no_transfers_single_or_batched_between_a_blocked_pair(client: TestClient, session: Session) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    ann, bob, cat = (add_member(session, community) for _ in range(3))
+    points = community_chip(session, community)
+    for member in (ann, bob):
+        fund(session, points, member, 50)
+    _block(client, session, bob, ann)  # bob blocks ann
+
+    def pay(payer: User, to: User, key: str):  # type: ignore[no-untyped-def]
+        return client.post(
+            f"/chips/{points.id}/transfers",
+            json={"to_user_id": to.id, "amount": 5},
+            headers={**auth(session, payer), "Idempotency-Key": key},
+        )
+
+    for payer, payee in ((ann, bob), (bob, ann)):  # both directions
+        r = pay(payer, payee, f"t-{payer.id}")
+        assert (r.status_code, r.json()["error"]) == (403, "blocked")
+    batch = client.post(
+        f"/chips/{points.id}/transfers/batch",
+        json={"transfers": [{"to_user_id": cat.id, "amount": 1}, {"to_user_id": bob.id, "amount": 1}]},
+        headers={**auth(session, ann), "Idempotency-Key": "batch"},
+    )
+    assert (batch.status_code, batch.json()["error"]) == (403, "blocked")
+    session.expire_all()
+    assert (balance(session, points, ann), balance(session, points, bob), balance(session, points, cat)) == (
+        50,
+        50,
+        0,
+    )
+    # Others are unaffected.
+    assert pay(ann, cat, "to-cat").status_code == 201
