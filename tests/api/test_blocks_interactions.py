@@ -1,4 +1,5 @@
-"""A block keeps two members apart beyond follows and recommendations: no DMs, tips, transfers or swap offers."""
+"""A block keeps two members apart beyond follows and recommendations: no DMs, tips, transfers
+or swap offers."""
 
 from __future__ import annotations
 
