@@ -329,7 +329,7 @@ def test_a_lost_commit_whose_retry_fails_is_answered_as_unknown_not_as_refused(
 
 def test_a_connection_cut_while_the_writer_sets_it_up_is_replaced(committed_engine: Engine) -> None:
     w = make_world(committed_engine)
-    cutter = _Cutter(b"lock_timeout", forward=False)
+    cutter = _Cutter(b"SET lock_timeout", forward=False)  # (not the startup packet's `-c lock_timeout`)
     engine = make_engine(
         DATABASE_URL.replace("127.0.0.1:5432", f"127.0.0.1:{cutter.port}"), poolclass=NullPool
     )
