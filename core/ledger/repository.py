@@ -646,6 +646,44 @@ def wallet_frozen(session: Session, community_id: int, owner_id: int) -> bool:
     return bool(found)
 
 
+def frozen_wallet_owners(session: Session, community_id: int, owner_ids: Iterable[int]) -> set[int]:
+    """Which of the owners' whole wallets a moderator froze in the community (one query)."""
+    return set(
+        session.scalars(
+            select(Membership.user_id).where(
+                Membership.community_id == community_id,
+                _in_list(session, Membership.user_id, sorted(set(owner_ids)), BigInteger()),
+                Membership.wallet_frozen.is_(True),
+            )
+        )
+    )
+
+
+def insert_wallets(session: Session, chip: Chip, owners: dict[int, bool], now: datetime) -> None:
+    """Member accounts of `chip` for `owners` (id -> frozen), in one statement; an owner whose
+    wallet a concurrent request created meanwhile keeps that one (ON CONFLICT DO NOTHING)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
+    rows = [
+        {
+            "community_id": chip.community_id,
+            "chip_id": chip.id,
+            "kind": AccountKind.MEMBER,
+            "owner_id": owner_id,
+            "balance": 0,
+            "held": 0,
+            "seq": 0,
+            "head_hash": chain.GENESIS,
+            "frozen": frozen,
+            "created_at": now,
+        }
+        for owner_id, frozen in sorted(owners.items())
+    ]
+    session.execute(dialect_insert(_ACCOUNTS).values(rows).on_conflict_do_nothing())
+
+
 def account_row(session: Session, account_id: int) -> LedgerAccount | None:
     return session.get(LedgerAccount, account_id, populate_existing=True)
 

@@ -378,22 +378,30 @@ def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount 
 
 
 def open_accounts(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
-    """`open_account` for many owners: the wallets that exist in one query, the others created."""
+    """`open_account` for many owners (an airdrop): the wallets that exist in one query, the
+    missing ones created in one statement, then all of them read back."""
     wanted = set(owner_ids)
-    found = {
-        account.owner_id: account
-        for account in session.scalars(
-            select(LedgerAccount).where(
-                LedgerAccount.chip_id == chip.id,
-                LedgerAccount.kind == AccountKind.MEMBER,
-                LedgerAccount.owner_id.in_(wanted),
+
+    def existing() -> dict[int, LedgerAccount]:
+        return {
+            account.owner_id: account
+            for account in session.scalars(
+                select(LedgerAccount).where(
+                    LedgerAccount.chip_id == chip.id,
+                    LedgerAccount.kind == AccountKind.MEMBER,
+                    LedgerAccount.owner_id.in_(wanted),
+                )
             )
-        )
-        if account.owner_id is not None
-    }
-    for owner_id in sorted(wanted - found.keys()):
-        found[owner_id] = open_account(session, chip, owner_id)
-    return found
+            if account.owner_id is not None
+        }
+
+    found = existing()
+    missing = wanted - found.keys()
+    if not missing:
+        return found
+    frozen = repo.frozen_wallet_owners(session, chip.community_id, missing)
+    repo.insert_wallets(session, chip, {owner: owner in frozen for owner in missing}, utcnow())
+    return existing()
 
 
 def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:

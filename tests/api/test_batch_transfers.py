@@ -162,3 +162,19 @@ def test_batch_input_is_checked(client: TestClient, session: Session) -> None:
     many = post({"transfers": [{"to_user_id": bob.id, "amount": 1}] * 100}, "hundred")
     assert many.status_code == 201, many.text
     assert balance(session, points.id, bob.id) == 100
+
+
+def test_a_wallet_the_batch_opens_keeps_its_owners_freeze(client: TestClient, session: Session) -> None:
+    """A moderator froze bob's whole wallet before he held this chip: the wallet the batch
+    opens for him is frozen too, so the batch is refused and leaves nothing behind."""
+    community, owner, alice, bob, carol, points = setup(session, client)
+    frozen = client.post(
+        f"/communities/{community.id}/members/{bob.id}/wallet/freeze",
+        json={"reason": "compromised"},
+        headers=auth(session, owner),
+    )
+    assert frozen.status_code == 200, frozen.text
+    body = {"transfers": [{"to_user_id": carol.id, "amount": 1}, {"to_user_id": bob.id, "amount": 1}]}
+    r = client.post(f"/chips/{points.id}/transfers/batch", json=body, headers=with_key(session, alice, "f"))
+    assert (r.status_code, r.json()["error"]) == (409, "account_frozen"), r.text
+    assert (balance(session, points.id, bob.id), balance(session, points.id, carol.id)) == (None, None)
