@@ -116,9 +116,30 @@ def load_chip(session: Session, actor: Actor, chip_id: int) -> tuple[Chip, Commu
     return chip, context_via(session, actor, chip.community_id, _missing_chip())
 
 
-def _require_recipient(session: Session, community_id: int, user_id: int) -> None:
-    if not repo.is_active_member(session, community_id, user_id):
+def _require_recipients(session: Session, community_id: int, user_ids: set[int]) -> None:
+    strangers = sorted(user_ids - repo.active_member_ids(session, community_id, user_ids))
+    if len(user_ids) == 1 and strangers:
         raise InvalidInput("the recipient is not a member of this community", code="recipient_not_member")
+    if strangers:
+        raise InvalidInput(
+            f"not members of this community: {', '.join(map(str, strangers[:20]))}",
+            code="recipient_not_member",
+        )
+
+
+def _require_payable(session: Session, actor: Actor, chip: Chip, recipients: set[int], key: str) -> None:
+    """What a transfer (single or batched) from the actor's wallet to `recipients` needs. A retry
+    skips the checks: the ledger answers it with the first result or refuses the reused key."""
+    if actor.id in recipients:
+        raise InvalidInput("a wallet cannot pay itself", code="same_account")
+    if repo.transaction_by_key(session, key) is not None:
+        return
+    _require_recipients(session, chip.community_id, recipients)
+    if recipients & social_repo.blocked_ids(session, actor.id):
+        raise social_errors.blocked()
+    if not chip.transferable:
+        raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
+    _require_live(chip)
 
 
 def _require_live(chip: Chip) -> None:
@@ -325,7 +346,7 @@ def mint(
     ledger.lock_accounts(session, [issuance.id])
     if repo.transaction_by_key(session, key) is None:
         # A retry skips these checks: the ledger answers it with the first result or refuses it.
-        _require_recipient(session, chip.community_id, recipient)
+        _require_recipients(session, chip.community_id, {recipient})
         _require_live(chip)
         check_policy(session, chip, data.amount)
     target = ledger.open_account(session, chip, recipient)
@@ -377,15 +398,7 @@ def transfer(
     key = ledger_key(actor, client_key)
     chip, ctx = load_chip(session, actor, chip_id)
     ctx.require_member()
-    if data.to_user_id == actor.id:
-        raise InvalidInput("a wallet cannot pay itself", code="same_account")
-    if repo.transaction_by_key(session, key) is None:
-        _require_recipient(session, chip.community_id, data.to_user_id)
-        if social_repo.blocked_either_way(session, actor.id, data.to_user_id):
-            raise social_errors.blocked()
-        if not chip.transferable:
-            raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
-        _require_live(chip)
+    _require_payable(session, actor, chip, {data.to_user_id}, key)
     source = ledger.find_wallet(session, chip.id, actor.id)
     target = ledger.find_wallet(session, chip.id, data.to_user_id)
     opens_wallet = source is None or target is None
@@ -427,20 +440,7 @@ def transfer_batch(
     chip, ctx = load_chip(session, actor, chip_id)
     ctx.require_member()
     recipients = {t.to_user_id for t in data.transfers}
-    if actor.id in recipients:
-        raise InvalidInput("a wallet cannot pay itself", code="same_account")
-    if repo.transaction_by_key(session, key) is None:
-        strangers = sorted(recipients - repo.active_member_ids(session, chip.community_id, recipients))
-        if strangers:
-            raise InvalidInput(
-                f"not members of this community: {', '.join(map(str, strangers[:20]))}",
-                code="recipient_not_member",
-            )
-        if recipients & social_repo.blocked_ids(session, actor.id):
-            raise social_errors.blocked()
-        if not chip.transferable:
-            raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
-        _require_live(chip)
+    _require_payable(session, actor, chip, recipients, key)
     source = ledger.open_account(session, chip, actor.id)
     wallets = ledger.open_accounts(session, chip, recipients)
     entries = [

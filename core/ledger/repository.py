@@ -638,12 +638,7 @@ def expired_hold_ids(session: Session, now: datetime, limit: int) -> list[int]:
 
 def wallet_frozen(session: Session, community_id: int, owner_id: int) -> bool:
     """Whether a moderator froze the owner's whole wallet in the community."""
-    found = session.scalar(
-        select(Membership.wallet_frozen).where(
-            Membership.community_id == community_id, Membership.user_id == owner_id
-        )
-    )
-    return bool(found)
+    return owner_id in frozen_wallet_owners(session, community_id, [owner_id])
 
 
 def frozen_wallet_owners(session: Session, community_id: int, owner_ids: Iterable[int]) -> set[int]:

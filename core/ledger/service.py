@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -366,42 +366,36 @@ def _lock_account(session: Session, account_id: int) -> LedgerAccount:
 # --- accounts -----------------------------------------------------------------------------
 
 
+def _wallets(chip_id: int) -> Select[LedgerAccount]:
+    return select(LedgerAccount).where(
+        LedgerAccount.chip_id == chip_id, LedgerAccount.kind == AccountKind.MEMBER
+    )
+
+
 def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount | None:
     """The owner's wallet account for the chip, if they have one yet."""
-    return session.scalar(
-        select(LedgerAccount).where(
-            LedgerAccount.chip_id == chip_id,
-            LedgerAccount.kind == AccountKind.MEMBER,
-            LedgerAccount.owner_id == owner_id,
-        )
-    )
+    return session.scalar(_wallets(chip_id).where(LedgerAccount.owner_id == owner_id))
+
+
+def find_wallets(session: Session, chip_id: int, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    """`find_wallet` for many owners, in one query: owner id -> wallet, for those who have one."""
+    rows = session.scalars(_wallets(chip_id).where(LedgerAccount.owner_id.in_(set(owner_ids))))
+    return {account.owner_id: account for account in rows if account.owner_id is not None}
 
 
 def open_accounts(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
     """`open_account` for many owners (an airdrop): the wallets that exist in one query, the
     missing ones created in one statement, then all of them read back."""
     wanted = set(owner_ids)
-
-    def existing() -> dict[int, LedgerAccount]:
-        return {
-            account.owner_id: account
-            for account in session.scalars(
-                select(LedgerAccount).where(
-                    LedgerAccount.chip_id == chip.id,
-                    LedgerAccount.kind == AccountKind.MEMBER,
-                    LedgerAccount.owner_id.in_(wanted),
-                )
-            )
-            if account.owner_id is not None
-        }
-
-    found = existing()
+    if not wanted:
+        return {}
+    found = find_wallets(session, chip.id, wanted)
     missing = wanted - found.keys()
     if not missing:
         return found
     frozen = repo.frozen_wallet_owners(session, chip.community_id, missing)
     repo.insert_wallets(session, chip, {owner: owner in frozen for owner in missing}, utcnow())
-    return existing()
+    return find_wallets(session, chip.id, wanted)
 
 
 def open_account(session: Session, chip: Chip, owner_id: int) -> LedgerAccount:

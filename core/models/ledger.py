@@ -169,7 +169,7 @@ class LedgerTransaction(IdMixin, Base):
 
 # On PostgreSQL migration 0010 replaces these with set-based checks (a row-by-row foreign
 # key check cost two lookups and two row locks per posting); SQLite keeps them as declared.
-# The schema comparison (`schema_object_included`) skips them there.
+# The schema comparison (`schema_filter`: the migrations test, autogenerate) skips them there.
 POSTGRES_SET_BASED = frozenset(
     {
         "fk_ledger_postings_transaction_id_ledger_transactions",

@@ -339,9 +339,9 @@ def place_order(
                 lock_wallets(new)
                 # A member trading a chip for the first time gets a wallet in it (we and
                 # each counterparty, as both sides of a fill are paid).
-                missing = sorted((o, c) for o in new & payees for c in chips if (o, c) not in wallets)
-                for owner, chip_id in missing:
-                    ledger.open_account(session, chips[chip_id], owner)
+                missing = {(o, c) for o in new & payees for c in chips if (o, c) not in wallets}
+                for chip_id, chip in chips.items():
+                    ledger.open_accounts(session, chip, {o for o, c in missing if c == chip_id})
                 if missing:
                     lock_wallets({o for o, _ in missing})
                 held_by_us |= new
