@@ -157,7 +157,7 @@ def test_batch_input_is_checked(client: TestClient, session: Session) -> None:
         json={"transfers": [{"to_user_id": bob.id, "amount": 1}]},
         headers=with_key(session, outsider, "s"),
     )
-    assert stranger.status_code in (403, 404)
+    assert (stranger.status_code, stranger.json()["error"]) == (403, "not_a_member")
     assert balance(session, points.id, alice.id) == 100
     many = post({"transfers": [{"to_user_id": bob.id, "amount": 1}] * 100}, "hundred")
     assert many.status_code == 201, many.text
