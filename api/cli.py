@@ -178,12 +178,22 @@ def bench_ledger(
             help="VACUUM ANALYZE the ledger tables before each scenario, as pgbench does",
         ),
     ] = True,
+    scenarios: Annotated[
+        str, typer.Option(help="which to run, comma-separated: single, single_session, batch, matching")
+    ] = "single,single_session,batch,matching",
 ) -> None:
     """Ledger throughput and latency on PostgreSQL (issue 3 "Speed")."""
     import json
 
     _benchmarks_importable()
-    from benchmarks.ledger import BenchConfig, BenchRefused, format_table, run, stderr_progress
+    from benchmarks.ledger import SCENARIOS, BenchConfig, BenchRefused, format_table, run, stderr_progress
+
+    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"choose from {', '.join(SCENARIOS)} (got {scenarios!r})", param_hint="--scenarios"
+        )
 
     cfg = BenchConfig(
         database_url=database_url,
@@ -191,7 +201,7 @@ def bench_ledger(
         creators=min(creators, members // 2),
         clients=clients,
         processes=processes,
-        scenarios=("single", *(("single_session",) if session_path else ()), "batch", "matching"),
+        scenarios=tuple(name for name in chosen if session_path or name != "single_session"),
         duration=duration,
         warmup=warmup,
         batch_size=batch_size,

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+SCENARIOS = ("single", "single_session", "batch", "matching")
 HOT_SHARE = 0.8
 
 
@@ -61,7 +62,7 @@ class BenchConfig:
     check_chains: bool = True
     seed: int = 7
     processes: int = 2  # the multi-process variant of single transfers: processes x (clients / processes)
-    scenarios: tuple[str, ...] = ("single", "single_session", "batch", "matching")
+    scenarios: tuple[str, ...] = SCENARIOS
     baseline_seconds: float = 8.0  # pgbench -N with the same number of clients; 0 = skip
     vacuum: bool = True  # VACUUM ANALYZE the ledger tables before each scenario (see vacuum_ledger)
     progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)

@@ -93,3 +93,14 @@ def test_bench_refuses_a_database_in_use(scratch_url: str) -> None:
     with engine.connect() as conn:  # nothing was dropped
         assert conn.scalar(text("SELECT count(*) FROM precious")) == 0
     engine.dispose()
+
+
+def test_bench_runs_only_the_scenarios_asked_for(scratch_url: str) -> None:
+    from api.cli import app
+
+    args = ["bench", "ledger", "--database-url", scratch_url, "--json", "--scenarios", "batch", *TINY]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["single"], out["single_session"], out["matching"]) == ({}, {}, None)
+    assert set(out["batch"]) == {"1_clients", "2_clients"} and out["invariants_ok"] is True

@@ -66,3 +66,15 @@ def test_serve_runs_the_configured_number_of_api_processes(
     assert runner.invoke(app, ["serve"]).exit_code == 0
     assert calls[-1]["workers"] == 3
     assert runner.invoke(app, ["serve", "--workers", "0"]).exit_code == 2
+
+
+def test_bench_ledger_refuses_an_unknown_scenario() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["bench", "ledger", "--database-url", "postgresql+psycopg://nowhere/x", "--scenarios", "batch,warp"],
+    )
+    assert result.exit_code == 2
+    # (The message is boxed and wrapped: compare its words.)
+    words = " ".join(result.output.replace("│", " ").split())
+    assert "Invalid value for --scenarios: choose from single, single_session, batch, matching" in words
+    assert "(got 'batch,warp')" in words
