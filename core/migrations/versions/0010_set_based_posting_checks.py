@@ -5,7 +5,7 @@ and `(account_id, chip_id)` to its account. PostgreSQL checks a foreign key row 
 each posting costs two lookups that also lock the referenced row (`FOR KEY SHARE`), so
 a batch of 1,000 transfers ran 4,000 of them, and its concurrent writers queued on the
 same lock tuples. Measured with the ledger bench's batch scenario alone (batches of 1,000,
-4 clients, a new database each run; `benchmarks.ledger.run` with `scenarios=("batch",)`,
+4 clients, a new database each run; what `hearth bench ledger --scenarios batch` runs, with
 the constraints dropped by hand for the comparison, runs interleaved): 24,443 and 24,674
 transfers/s with the foreign keys, 31,512 and 31,760 without them (33,471 / 33,565 also
 without `uq_ledger_transactions_id_legs`, which existed only as the first key's target).
