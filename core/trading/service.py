@@ -82,9 +82,9 @@ def _require_admin(ctx: CommunityContext) -> None:
     ctx.require_role(Role.ADMIN)
 
 
-def _tradable(session: Session, community_id: int, chip_id: int, chip: Chip | None = None) -> Chip:
-    """The chip, refused unless it trades; `chip` when the caller has read it already."""
-    chip = chip if chip is not None else session.get(Chip, chip_id)
+def _tradable(session: Session, community_id: int, chip_id: int) -> Chip:
+    """The chip, refused unless it trades."""
+    chip = session.get(Chip, chip_id)
     if chip is None or chip.community_id != community_id:
         raise NotFound("chip not found", code="chip_not_found")
     if not chip.tradable or chip.expired:
@@ -264,12 +264,13 @@ def place_order(
     # Read before the pair lock, to hold the pair for less time: the pair lock does not
     # guard a chip's flags (an admin changes them without it), and the ledger checks a
     # frozen chip again when it places the hold and posts each fill.
-    read = {c.id: c for c in repo.chips_of(session, (pair.base_chip_id, pair.quote_chip_id))}
+    # (One read for both chips; `_tradable`'s `session.get` then finds them in the session.)
+    repo.chips_of(session, (pair.base_chip_id, pair.quote_chip_id))
     locked = repo.lock_pair(session, pair_id)
     assert locked is not None
     pair = locked
-    base = _tradable(session, pair.community_id, pair.base_chip_id, read.get(pair.base_chip_id))
-    quote = _tradable(session, pair.community_id, pair.quote_chip_id, read.get(pair.quote_chip_id))
+    base = _tradable(session, pair.community_id, pair.base_chip_id)
+    quote = _tradable(session, pair.community_id, pair.quote_chip_id)
     if pair.halted:
         raise Conflict(
             "trading on this pair is halted", code="pair_halted", extra={"reason": pair.halt_reason}
