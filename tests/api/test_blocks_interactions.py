@@ -41,7 +41,11 @@ def test_blocked_members_cannot_open_or_write_dms_in_either_direction(
         url, json={"participant_ids": [bob.id, cat.id], "title": "trip"}, headers=auth(session, ann)
     )
     assert (r.status_code, r.json()["error"]) == (403, "blocked")
-    assert session.scalar(select(func.count()).select_from(DirectMessage)) == 1
+    # (Counted in this test's conversation: tests that commit leave rows of their own.)
+    sent = (
+        select(func.count()).select_from(DirectMessage).where(DirectMessage.conversation_id == conversation)
+    )
+    assert session.scalar(sent) == 1
     # Others are unaffected.
     assert client.post(url, json={"participant_ids": [cat.id]}, headers=auth(session, ann)).status_code == 201
 
@@ -67,7 +71,8 @@ def test_no_swap_offers_between_a_blocked_pair(client: TestClient, session: Sess
         }
         r = client.post(url, json=body, headers={**auth(session, maker), "Idempotency-Key": f"sw-{maker.id}"})
         assert (r.status_code, r.json()["error"]) == (403, "blocked")
-    assert session.scalar(select(func.count()).select_from(SwapOffer)) == 0
+    offers = select(func.count()).select_from(SwapOffer).where(SwapOffer.community_id == community.id)
+    assert session.scalar(offers) == 0
 
 
 def test_no_tips_between_a_blocked_pair(client: TestClient, session: Session) -> None:
@@ -91,7 +96,7 @@ def test_no_tips_between_a_blocked_pair(client: TestClient, session: Session) ->
     for n, (who, url) in enumerate(attempts):
         r = client.post(url, json=body, headers={**auth(session, who), "Idempotency-Key": f"t{n}"})
         assert (r.status_code, r.json()["error"]) == (403, "blocked"), url
-    assert session.scalar(select(func.count()).select_from(Tip)) == 0
+    assert session.scalar(select(func.count()).select_from(Tip).where(Tip.community_id == community.id)) == 0
     assert [balance(session, chip, m) for m in (ann, bob)] == [100, 100]
 
 
