@@ -1,4 +1,8 @@
-"""One error contract: `{"error": "<stable_code>", "detail": "..."}`."""
+"""One error contract: `{"error": "<stable_code>", "detail": "...", "details": {...}}`.
+
+`details` carries the facts a client needs to act on a refusal (the limit and what was used,
+the price band, the account or chip concerned); it is present only where the error has them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
@@ -55,7 +60,8 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        response = error_response(exc.status_code, exc.code, exc.detail)
+        extra = {"details": jsonable_encoder(exc.extra)} if isinstance(exc.extra, dict) and exc.extra else {}
+        response = error_response(exc.status_code, exc.code, exc.detail, **extra)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

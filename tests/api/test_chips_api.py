@@ -107,11 +107,16 @@ def test_mint_is_idempotent_and_policed(client: TestClient, session: Session) ->
     assert as_string.status_code == 422
 
 
-def test_supply_cap_is_a_stable_409(client: TestClient, session: Session) -> None:
+def test_supply_cap_is_a_stable_409_with_its_figures(client: TestClient, session: Session) -> None:
     community, _, alice, _, _ = setup(session)
     chip = issue(client, session, community.id, alice, supply_cap=10).json()
-    r = client.post(f"/chips/{chip['id']}/mint", json={"amount": 11}, headers=with_key(session, alice, "c-1"))
+    assert client.post(
+        f"/chips/{chip['id']}/mint", json={"amount": 4}, headers=with_key(session, alice, "c-0")
+    ).status_code == 201
+    r = client.post(f"/chips/{chip['id']}/mint", json={"amount": 7}, headers=with_key(session, alice, "c-1"))
     assert (r.status_code, r.json()["error"]) == (409, "supply_cap_exceeded")
+    # The client learns how much room is left: the cap and what already circulates.
+    assert r.json()["details"] == {"supply_cap": 10, "circulating": 4}
 
 
 def test_transfer_and_burn(client: TestClient, session: Session) -> None:

@@ -98,6 +98,7 @@ def test_cancel_and_offer_management(client: TestClient, session: Session) -> No
     order = client.post(url, headers={**auth(session, member), "Idempotency-Key": "k"}).json()
     limited = client.post(url, headers={**auth(session, member), "Idempotency-Key": "k2"})
     assert limited.status_code == 409 and limited.json()["error"] == "redemption_limit_reached"
+    assert limited.json()["details"] == {"limit": 1, "used": 1}
     stranger = add_member(session, community, role=Role.MODERATOR)
     hidden = client.get(f"/redemption/orders/{order['id']}", headers=auth(session, stranger))
     assert hidden.status_code == 404 and hidden.json()["error"] == "order_not_found"

@@ -106,8 +106,10 @@ def test_guard_rails_and_halt(client: TestClient, session: Session) -> None:
     _order(client, session, pair["id"], b, "2", side="buy", price=10, amount=5)
     far = _order(client, session, pair["id"], a, "3", side="sell", price=12, amount=1)
     assert far.status_code == 422 and far.json()["error"] == "price_out_of_band"
+    assert far.json()["details"] == {"min": 9, "max": 11, "reference": 10}
     over = _order(client, session, pair["id"], a, "4", side="sell", price=10, amount=16)
     assert over.status_code == 409 and over.json()["error"] == "daily_limit_exceeded"
+    assert over.json()["details"] == {"limit": 20, "used": 5}
     assert client.post(f"/trading/pairs/{pair['id']}/halt", headers=auth(session, a)).status_code == 403
     halted = client.post(f"/trading/pairs/{pair['id']}/halt", headers=auth(session, owner))
     assert halted.json()["halted"] is True
