@@ -37,8 +37,8 @@ def community_out(session: Session, actor: Actor, community: Community) -> Commu
     return communities.community_views(session, actor, [community])[0]
 
 
-def membership_out(session: Session, membership: Membership) -> MembershipOut:
-    return communities.membership_views(session, [membership])[0]
+def membership_out(session: Session, actor: Actor, membership: Membership) -> MembershipOut:
+    return communities.membership_views(session, actor, [membership])[0]
 
 
 @router.post("/communities", response_model=CommunityOut, status_code=status.HTTP_201_CREATED)
@@ -93,17 +93,17 @@ def update_tier(
 def join(
     community_id: PathId, actor: CurrentActor, session: DbSession, data: JoinIn | None = None
 ) -> MembershipOut:
-    return membership_out(session, communities.join(session, actor, community_id, data or JoinIn()))
+    return membership_out(session, actor, communities.join(session, actor, community_id, data or JoinIn()))
 
 
 @router.post("/invites/{code}/accept", response_model=MembershipOut, status_code=201)
 def accept_invite(code: str, actor: CurrentActor, session: DbSession) -> MembershipOut:
-    return membership_out(session, communities.accept_invite(session, actor, code))
+    return membership_out(session, actor, communities.accept_invite(session, actor, code))
 
 
 @router.post("/communities/{community_id}/leave", response_model=MembershipOut)
 def leave(community_id: PathId, actor: CurrentActor, session: DbSession) -> MembershipOut:
-    return membership_out(session, communities.leave(session, actor, community_id))
+    return membership_out(session, actor, communities.leave(session, actor, community_id))
 
 
 @router.get("/communities/{community_id}/members", response_model=PageOut[MembershipOut])
@@ -129,21 +129,22 @@ def list_members(
         cursor=cursor,
         limit=limit,
     )
-    return page.with_items(communities.membership_views(session, page.items)).out()
+    return page.with_items(communities.membership_views(session, actor, page.items)).out()
 
 
 @router.get("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)
 def get_member(
     community_id: PathId, user_id: PathId, actor: CurrentActor, session: DbSession
 ) -> MembershipOut:
-    return membership_out(session, communities.get_member(session, actor, community_id, user_id))
+    return membership_out(session, actor, communities.get_member(session, actor, community_id, user_id))
 
 
 @router.patch("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)
 def update_member(
     community_id: PathId, user_id: PathId, patch: MemberPatch, actor: CurrentActor, session: DbSession
 ) -> MembershipOut:
-    return membership_out(session, communities.update_member(session, actor, community_id, user_id, patch))
+    updated = communities.update_member(session, actor, community_id, user_id, patch)
+    return membership_out(session, actor, updated)
 
 
 @router.delete("/communities/{community_id}/members/{user_id}", response_model=MembershipOut)
@@ -151,14 +152,15 @@ def remove_member(
     community_id: PathId, user_id: PathId, actor: CurrentActor, session: DbSession
 ) -> MembershipOut:
     """Remove a member without banning them (they may join again)."""
-    return membership_out(session, communities.remove_member(session, actor, community_id, user_id))
+    return membership_out(session, actor, communities.remove_member(session, actor, community_id, user_id))
 
 
 @router.post("/communities/{community_id}/transfer-ownership", response_model=MembershipOut)
 def transfer_ownership(
     community_id: PathId, data: TransferIn, actor: CurrentActor, session: DbSession
 ) -> MembershipOut:
-    return membership_out(session, communities.transfer_ownership(session, actor, community_id, data.user_id))
+    new_owner = communities.transfer_ownership(session, actor, community_id, data.user_id)
+    return membership_out(session, actor, new_owner)
 
 
 @router.get("/communities/{community_id}/invites", response_model=PageOut[InviteOut])

@@ -70,13 +70,20 @@ def _tier_ids(memberships: Iterable[Membership]) -> list[int]:
     return sorted(ids)
 
 
-def membership_views(session: Session, items: list[Membership]) -> list[MembershipOut]:
+def membership_views(session: Session, actor: Actor, items: list[Membership]) -> list[MembershipOut]:
+    """Memberships as `actor` may see them: a running trial (bought with chips) shows to its
+    member and to the community's moderators, not to the other members."""
     users = repo.users_by_id(session, [m.user_id for m in items])
     tiers = repo.tiers_by_id(session, _tier_ids(items))
+    staff_in = _staff_communities(session, actor, {m.community_id for m in items if m.user_id != actor.id})
     now = utcnow()
     out = []
     for m in items:
-        trial = m.trial_running(now) and m.trial_tier_id is not None
+        trial = (
+            m.trial_running(now)
+            and m.trial_tier_id is not None
+            and (m.user_id == actor.id or m.community_id in staff_in)
+        )
         out.append(
             MembershipOut(
                 user=UserOut.model_validate(users[m.user_id]),
@@ -89,6 +96,17 @@ def membership_views(session: Session, items: list[Membership]) -> list[Membersh
             )
         )
     return out
+
+
+def _staff_communities(session: Session, actor: Actor, community_ids: set[int]) -> set[int]:
+    """Which of `community_ids` the actor moderates (an active member, moderator or higher)."""
+    if not community_ids:
+        return set()
+    return {
+        m.community_id
+        for m in repo.memberships_of(session, actor.id, sorted(community_ids)).values()
+        if m.role.at_least(Role.MODERATOR)
+    }
 
 
 def create_community(session: Session, actor: Actor, data: CommunityIn) -> Community:

@@ -110,9 +110,12 @@ def test_mint_is_idempotent_and_policed(client: TestClient, session: Session) ->
 def test_supply_cap_is_a_stable_409_with_its_figures(client: TestClient, session: Session) -> None:
     community, _, alice, _, _ = setup(session)
     chip = issue(client, session, community.id, alice, supply_cap=10).json()
-    assert client.post(
-        f"/chips/{chip['id']}/mint", json={"amount": 4}, headers=with_key(session, alice, "c-0")
-    ).status_code == 201
+    assert (
+        client.post(
+            f"/chips/{chip['id']}/mint", json={"amount": 4}, headers=with_key(session, alice, "c-0")
+        ).status_code
+        == 201
+    )
     r = client.post(f"/chips/{chip['id']}/mint", json={"amount": 7}, headers=with_key(session, alice, "c-1"))
     assert (r.status_code, r.json()["error"]) == (409, "supply_cap_exceeded")
     # The client learns how much room is left: the cap and what already circulates.

@@ -181,6 +181,21 @@ def test_a_vip_trial_over_http_shows_on_the_membership(client: TestClient, sessi
     assert me["trial_ends_at"] == done.json()["access"]["ends_at"]
     mine = client.get(f"/communities/{community.id}", headers=auth(session, member)).json()
     assert (mine["my_tier"], mine["my_trial_tier"]) == ("free", "vip")
+    # What a member bought is theirs to show: other members see the tier, not the trial;
+    # moderators see it (they answer the member's questions about access).
+    other = add_member(session, community)
+    moderator = add_member(session, community, role=Role.MODERATOR)
+    member_url = f"/communities/{community.id}/members/{member.id}"
+    seen = client.get(member_url, headers=auth(session, other)).json()
+    assert (seen["tier"], seen["trial_tier"], seen["trial_ends_at"]) == ("free", None, None)
+    listed = client.get(f"/communities/{community.id}/members", headers=auth(session, other)).json()
+    [row] = [m for m in listed["items"] if m["user"]["id"] == member.id]
+    assert (row["trial_tier"], row["trial_ends_at"]) == (None, None)
+    staff_view = client.get(member_url, headers=auth(session, moderator)).json()
+    assert staff_view["trial_tier"] == "vip" and staff_view["trial_ends_at"] == me["trial_ends_at"]
+    listed = client.get(f"/communities/{community.id}/members", headers=auth(session, moderator)).json()
+    [row] = [m for m in listed["items"] if m["user"]["id"] == member.id]
+    assert row["trial_tier"] == "vip"
     again = client.post(
         f"/redemption/offers/{created.json()['id']}/redeem",
         json={"quantity": 2},

@@ -245,7 +245,7 @@ def test_a_vip_trial_opens_every_tier_gate_until_it_ends(session: Session, marke
     assert channel.id in visible()
     assert not courses.get_course(session, Actor(member), course_id).locked
     courses.enrol(session, Actor(member), course_id)
-    [view] = communities.membership_views(session, [membership])
+    [view] = communities.membership_views(session, Actor(member), [membership])
     assert (view.tier, view.trial_tier, view.trial_ends_at) == ("free", "vip", membership.trial_ends_at)
     order = redemption.get_order(session, Actor(market.owner), order_id)
     assert order.access is not None and order.access.tier == "vip"
@@ -257,7 +257,7 @@ def test_a_vip_trial_opens_every_tier_gate_until_it_ends(session: Session, marke
     assert _tier_rank(session, market, member) == 0
     assert channel.id not in visible()
     assert courses.get_course(session, Actor(member), course_id).locked
-    [after] = communities.membership_views(session, [_membership(session, market, member)])
+    [after] = communities.membership_views(session, Actor(member), [_membership(session, market, member)])
     assert (after.tier, after.trial_tier, after.trial_ends_at) == ("free", None, None)
 
 
