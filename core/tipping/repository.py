@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.clock import as_utc
 from core.models import (
     LedgerAccount,
+    LedgerTransaction,
     MemberReputation,
     Membership,
     Post,
@@ -61,10 +62,17 @@ def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
     ).all()
 
 
+def _standing() -> Any:
+    """A tip whose transaction a moderator reversed is, for the tipper's limits and for the
+    reputation a later tip earns, as if it had never been given (its chips went back)."""
+    reversal = select(LedgerTransaction.id).where(LedgerTransaction.reverses_id == Tip.transaction_id)
+    return ~reversal.exists()
+
+
 def amount_tipped_since(session: Session, community_id: int, tipper_id: int, since: datetime) -> int:
     total = session.scalar(
         select(func.coalesce(func.sum(Tip.amount), 0)).where(
-            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since
+            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since, _standing()
         )
     )
     return int(total or 0)
@@ -79,6 +87,7 @@ def pair_tips_since(
             Tip.tipper_id == tipper_id,
             Tip.recipient_id == recipient_id,
             Tip.created_at >= since,
+            _standing(),
         )
     )
     return int(count or 0)
@@ -87,7 +96,7 @@ def pair_tips_since(
 def points_given_since(session: Session, community_id: int, tipper_id: int, since: datetime) -> int:
     total = session.scalar(
         select(func.coalesce(func.sum(Tip.reputation_points), 0)).where(
-            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since
+            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since, _standing()
         )
     )
     return int(total or 0)

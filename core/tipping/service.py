@@ -12,7 +12,9 @@ Reputation resists farming:
 - tippers younger than `new_account_days` or who never posted give nothing;
 - a tipper gives at most `reputation_daily_cap` points per UTC day;
 - members of a confirmed ring give each other nothing, and confirming a ring
-  takes back the points its evidence tips gave.
+  takes back the points its evidence tips gave;
+- a tip a moderator reversed leaves the recipient's reputation, and no longer counts
+  toward the tipper's halving, daily cap or new-member allowance (its chips went back).
 """
 
 from __future__ import annotations

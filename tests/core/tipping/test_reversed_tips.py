@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.chips import service as chips
 from core.chips.schemas import ReasonIn
+from core.errors import Conflict
 from core.models import Community, MemberReputation, Role, Tip, User
+from core.tipping import repository as tipping_repo
 from core.tipping import service as tipping
 from core.tipping.schemas import RingReportPatch, TipIn
 from tests.core.tipping.helpers import age, channel, community_chip, thread
@@ -81,3 +84,40 @@ def test_a_ring_confirmed_after_a_reversal_does_not_take_the_reversed_tips_point
     assert first.discounted and _reputation(session, community, b) == (5, 1)
     _ring(session, community, a, b, moderator)
     assert _reputation(session, community, b) == (0, 1)  # only the kept tip's 5 went
+
+
+def test_a_reversed_tip_no_longer_counts_toward_the_tippers_limits(session: Session) -> None:
+    """Its chips went back: the pair's halving, the daily points cap and the new-member allowance
+    count only the tips that stand."""
+    community, a, b, moderator = _pair(session)
+    first = _tip(session, community, a, b, "t1")
+    assert first.reputation_points == 10
+    chips.reverse(session, Actor(moderator), first.transaction_id, ReasonIn(reason="mistake"), "rv-1")
+    assert _reputation(session, community, b) == (0, 0)
+    # Counted as an earlier tip of the pair, the next one would earn half (5).
+    again = _tip(session, community, a, b, "t2")
+    assert again.reputation_points == 10 and _reputation(session, community, b) == (10, 1)
+    # The daily cap counts the standing tip only, not the reversed one too.
+    policy = tipping_repo.policy(session, community.id)
+    policy.reputation_daily_cap = 20
+    session.add(policy)
+    session.flush()
+    c = add_member(session, community)
+    third = _tip(session, community, a, c, "t3")
+    assert third.reputation_points == 10  # 20 - 10 given: a reversed tip's 10 are not "given"
+
+
+def test_a_reversed_tip_gives_a_new_member_their_allowance_back(session: Session) -> None:
+    community, a, b, moderator = _pair(session)
+    newcomer = add_member(session, community)  # joined now: within `new_account_days`
+    fund(session, community_chip(session, community), newcomer, 1_000)
+    policy = tipping_repo.policy(session, community.id)
+    policy.new_account_daily_limit = 10
+    session.add(policy)
+    session.flush()
+    first = _tip(session, community, newcomer, b, "n1")
+    with pytest.raises(Conflict) as refused:
+        _tip(session, community, newcomer, a, "n2")
+    assert refused.value.code == "new_account_tip_limit"
+    chips.reverse(session, Actor(moderator), first.transaction_id, ReasonIn(reason="mistake"), "rv-n")
+    assert _tip(session, community, newcomer, a, "n3").amount == 10
