@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
+from api.deps import refuse_unexpected_body
 from api.middleware import BodyGuard
 from api.routers import (
     auth,
@@ -41,6 +42,7 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
         version="0.1.0",
         description="Private communities with a chip economy and AI helpers. "
         'Errors are always `{"error": "<stable_code>", "detail": "..."}`.',
+        dependencies=[Depends(refuse_unexpected_body)],
     )
     # Built lazily: importing the app must not touch the database.
     app.state.session_factory = session_maker or _LazySessionFactory()

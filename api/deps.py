@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.access import Actor
 from core.accounts import service as accounts
 from core.db import session_scope
-from core.errors import PermissionDenied, Unauthenticated
+from core.errors import DomainError, InvalidInput, PermissionDenied, Unauthenticated
 from core.schemas import MAX_ID
 
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -75,3 +76,27 @@ IdempotencyKey = Annotated[
 def answer_created(response: Response, replayed: bool) -> None:
     """201 for a first write, 200 for a retry that returned the first result (same Idempotency-Key)."""
     response.status_code = 200 if replayed else 201
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def refuse_unexpected_body(request: Request) -> None:
+    """An endpoint that takes no body refuses one (422 `unexpected_body`), as bodies refuse
+    unknown fields: a client sending `{"amount": 5}` to an action without input must not
+    believe it said something. An empty body, `{}` and `null` are accepted (some clients
+    always send one)."""
+    if request.method not in _BODY_METHODS:
+        return
+    route = request.scope.get("route")
+    if route is None or getattr(route, "body_field", None) is not None:
+        return
+    body = await request.body()
+    if not body.strip():
+        return
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise DomainError("the request body is not valid JSON", code="malformed_json") from None
+    if value not in ({}, None):
+        raise InvalidInput("this endpoint takes no request body", code="unexpected_body")

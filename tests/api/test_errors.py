@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.models import Community
-from tests.factories import auth, make_user
+from tests.factories import add_member, auth, make_community, make_user
 
 
 def test_malformed_json_is_400(client: TestClient, session: Session) -> None:
@@ -248,3 +248,25 @@ def test_guard_errors_look_like_every_other_error(client: TestClient, session: S
     handler = client.get("/communities/999999", headers=h)
     assert guard.content.startswith(b'{"error":"unsupported_media_type","detail":')
     assert handler.content.startswith(b'{"error":"community_not_found","detail":')
+
+
+def test_actions_without_input_refuse_a_body(client: TestClient, session: Session) -> None:
+    """Bodies refuse unknown fields; an action that takes none refuses a body that says something."""
+    owner = make_user(session)
+    community = make_community(session, owner)
+    member = add_member(session, community)
+    leave = f"/communities/{community.id}/leave"
+    said = client.post(leave, json={"reason": "bye"}, headers=auth(session, member))
+    assert (said.status_code, said.json()["error"]) == (422, "unexpected_body")
+    broken = client.post(
+        leave, content=b"{nope", headers={**auth(session, member), "Content-Type": "application/json"}
+    )
+    assert (broken.status_code, broken.json()["error"]) == (400, "malformed_json")
+    members = client.get(f"/communities/{community.id}/members", headers=auth(session, owner)).json()
+    assert member.id in {m["user"]["id"] for m in members["items"]}  # still a member: nothing happened
+    # Some clients always send a body: an empty one, {} and null say nothing and are accepted.
+    assert client.post(leave, json={}, headers=auth(session, member)).status_code == 200
+    rejoin = client.post(f"/communities/{community.id}/join", headers=auth(session, member))
+    assert rejoin.status_code == 201, rejoin.text
+    null = {**auth(session, member), "Content-Type": "application/json"}
+    assert client.post(leave, content=b"null", headers=null).status_code == 200
