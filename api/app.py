@@ -41,7 +41,8 @@ def create_app(session_maker: sessionmaker[Session] | None = None, *, dispatch_j
         title="Hearth",
         version="0.1.0",
         description="Private communities with a chip economy and AI helpers. "
-        'Errors are always `{"error": "<stable_code>", "detail": "..."}`.',
+        'Errors are always `{"error": "<stable_code>", "detail": "..."}`, with `details` where a '
+        "refusal has figures to act on (a limit and what was used, a price band).",
         dependencies=[Depends(refuse_unexpected_body)],
     )
     # Built lazily: importing the app must not touch the database.

@@ -10,6 +10,8 @@ from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.errors import MALFORMED_JSON
+from api.middleware import BODY_METHODS
 from core.access import Actor
 from core.accounts import service as accounts
 from core.db import session_scope
@@ -78,15 +80,12 @@ def answer_created(response: Response, replayed: bool) -> None:
     response.status_code = 200 if replayed else 201
 
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
 async def refuse_unexpected_body(request: Request) -> None:
     """An endpoint that takes no body refuses one (422 `unexpected_body`), as bodies refuse
     unknown fields: a client sending `{"amount": 5}` to an action without input must not
     believe it said something. An empty body, `{}` and `null` are accepted (some clients
     always send one)."""
-    if request.method not in _BODY_METHODS:
+    if request.method not in BODY_METHODS:
         return
     route = request.scope.get("route")
     if route is None or getattr(route, "body_field", None) is not None:
@@ -97,6 +96,6 @@ async def refuse_unexpected_body(request: Request) -> None:
     try:
         value = json.loads(body)
     except ValueError:
-        raise DomainError("the request body is not valid JSON", code="malformed_json") from None
+        raise DomainError(MALFORMED_JSON, code="malformed_json") from None
     if value not in ({}, None):
         raise InvalidInput("this endpoint takes no request body", code="unexpected_body")

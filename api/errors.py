@@ -32,6 +32,7 @@ HTTP_CODES = {
 
 
 BODY_PARSE_ERROR = "There was an error parsing the body"
+MALFORMED_JSON = "the request body is not valid JSON"
 
 # PostgreSQL: deadlock detected, serialization failure, lock not available.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
@@ -70,14 +71,14 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
-            return error_response(400, "malformed_json", "the request body is not valid JSON")
+            return error_response(400, "malformed_json", MALFORMED_JSON)
         return error_response(422, "validation_error", "the request is invalid", fields=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
             # FastAPI's own answer for bodies json.loads cannot take (bad UTF-8, nesting too deep).
-            return error_response(400, "malformed_json", "the request body is not valid JSON")
+            return error_response(400, "malformed_json", MALFORMED_JSON)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         for key, value in (exc.headers or {}).items():

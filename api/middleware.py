@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
@@ -36,7 +36,7 @@ class BodyGuard:
         if scope["type"] == "http" and _has_encoded_nul(scope):
             await _send_error(send, 400, "invalid_characters", "NUL characters are not allowed in URLs")
             return
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

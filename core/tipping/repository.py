@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,7 @@ def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
     ).all()
 
 
-def _standing() -> Any:
+def _standing() -> ColumnElement[bool]:
     """A tip whose transaction a moderator reversed is, for the tipper's limits and for the
     reputation a later tip earns, as if it had never been given (its chips went back)."""
     reversal = select(LedgerTransaction.id).where(LedgerTransaction.reverses_id == Tip.transaction_id)

@@ -105,6 +105,8 @@ def test_a_reversed_tip_no_longer_counts_toward_the_tippers_limits(session: Sess
     c = add_member(session, community)
     third = _tip(session, community, a, c, "t3")
     assert third.reputation_points == 10  # 20 - 10 given: a reversed tip's 10 are not "given"
+    d = add_member(session, community)
+    assert _tip(session, community, a, d, "t4").reputation_points == 0  # 10 + 10 standing: the cap holds
 
 
 def test_a_reversed_tip_gives_a_new_member_their_allowance_back(session: Session) -> None:
