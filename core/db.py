@@ -7,13 +7,17 @@ database under the worker and the API at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, any_, bindparam, create_engine, event
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
 
 from core.config import get_settings
 
@@ -58,9 +62,30 @@ def make_engine(url: str, *, lock_timeout_s: float | None = None, **kwargs: Any)
     return create_engine(url, **kwargs)
 
 
-@lru_cache(maxsize=4)
+_ENGINES: dict[str | None, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
 def get_engine(url: str | None = None) -> Engine:
-    return make_engine(url or get_settings().resolved_database_url)
+    """The process's engine for `url` (default: the configured database), made on first use."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = make_engine(url or get_settings().resolved_database_url)
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every engine `get_engine` made and forget them (tests, or a changed configuration).
+
+    Forgetting an engine without disposing of it would leave its pooled connections open
+    until the garbage collector finds them.
+    """
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.dispose()
 
 
 def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
@@ -85,3 +110,22 @@ def session_scope(
         raise
     finally:
         session.close()
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def in_values(
+    session: Session, column: Any, values: Iterable[Any], element: TypeEngine[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL one array parameter (`= ANY`), not one per value.
+
+    A batch names hundreds or thousands of ids and keys: a placeholder each costs more to
+    build, send and plan than the query itself, and every distinct count is a new statement
+    to convert and prepare. One array parameter keeps one statement whatever the count.
+    """
+    values = list(values)
+    if is_postgres(session):
+        return column == any_(sql_cast(bindparam(None, values, type_=ARRAY(element)), ARRAY(element)))
+    return column.in_(values)

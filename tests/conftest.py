@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from core import jobs  # noqa: E402
 from core.config import get_settings  # noqa: E402
-from core.db import get_engine, make_engine  # noqa: E402
+from core.db import dispose_engines, make_engine  # noqa: E402
 from core.migrate import upgrade  # noqa: E402
 
 REDIS_URL = os.environ.get("HEARTH_TEST_REDIS_URL")
@@ -74,9 +74,7 @@ def engine() -> Iterator[Engine]:
     eng = make_engine(DATABASE_URL)
     yield eng
     eng.dispose()
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()  # tasks run in-process open the app's own engine
-    get_engine.cache_clear()
+    dispose_engines()  # tasks run in-process open the app's own engine
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from core.config import get_settings
-from core.db import get_engine, session_scope
+from core.db import dispose_engines, get_engine, session_scope
 from core.models import Community, User
 
 
@@ -21,11 +21,10 @@ def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("HEARTH_DATABASE_URL", url)
     monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    dispose_engines()  # an engine an earlier test opened for the configured database
     yield url
-    get_engine(url).dispose()
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    dispose_engines()
 
 
 def test_migrate_createadmin_and_demo(fresh_db: str) -> None:
@@ -76,5 +75,8 @@ def test_bench_ledger_refuses_an_unknown_scenario() -> None:
     assert result.exit_code == 2
     # (The message is boxed and wrapped: compare its words.)
     words = " ".join(result.output.replace("│", " ").split())
-    assert "Invalid value for --scenarios: choose from single, single_session, batch, matching" in words
+    assert (
+        "Invalid value for --scenarios: choose from single, single_session, batch, batch_api, matching"
+        in words
+    )
     assert "(got 'batch,warp')" in words

@@ -20,7 +20,7 @@ from core.config import get_settings
 from core.conversation import dm_service
 from core.conversation import service as conversation
 from core.conversation.schemas import ConversationIn, MessageIn, PostPatch, ThreadIn
-from core.db import get_engine, session_scope
+from core.db import dispose_engines, session_scope
 from core.models import Community, Embedding, EmbeddingEntity, Membership, Post
 from core.social import service as social
 from recommender import hooks, store, tasks
@@ -206,14 +206,11 @@ def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HEARTH_DATABASE_URL", url)
     monkeypatch.setenv("HEARTH_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HEARTH_EMBEDDER", "hashing:64")
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()  # the test database's engine, opened by tasks run in-process
+    dispose_engines()  # the test database's engine, opened by tasks run in-process
     get_settings.cache_clear()
-    get_engine.cache_clear()
     yield tmp_path
-    get_engine(url).dispose()
+    dispose_engines()
     get_settings.cache_clear()
-    get_engine.cache_clear()
 
 
 def test_rebuild_command_embeds_the_demo_and_writes_indexes(fresh_db: Path) -> None:
