@@ -179,8 +179,11 @@ def bench_ledger(
         ),
     ] = True,
     scenarios: Annotated[
-        str, typer.Option(help="which to run, comma-separated: single, single_session, batch, matching")
-    ] = "single,single_session,batch,matching",
+        str,
+        typer.Option(
+            help="which to run, comma-separated: single, single_session, batch, batch_api, matching"
+        ),
+    ] = "single,single_session,batch,batch_api,matching",
 ) -> None:
     """Ledger throughput and latency on PostgreSQL (issue 3 "Speed")."""
     import json

@@ -67,6 +67,12 @@ def test_bench_ledger_json(scratch_url: str) -> None:
     assert all(row["path"] == "session" for row in out["single_session"].values())
     assert set(out["batch"]) == {"1_clients", "2_clients"}
     assert all(row["transfers"] % 10 == 0 and row["transfers"] > 0 for row in out["batch"].values())
+    # The batch endpoint's service path: whole requests of 10 transfers each, all in the ledger.
+    assert set(out["batch_api"]) == {"1_clients", "2_clients"}
+    assert all(row["transfers"] % 10 == 0 and row["transfers"] > 0 for row in out["batch_api"].values())
+    assert out["summary"]["batch_endpoint_tps"] == max(
+        r["transfers_per_s"] for r in out["batch_api"].values()
+    )
     assert "matching" in out
     machine = out["machine"]
     assert machine["cpu_count"] and machine["synchronous_commit"] in {"on", "remote_write", "remote_apply"}
@@ -74,7 +80,9 @@ def test_bench_ledger_json(scratch_url: str) -> None:
     assert set(out["summary"]["all_targets"]) == {"met", "single_targets_met_by"}
     # Every measured transfer is in the ledger: funding (one per member) plus all scenarios (+ warm-up).
     measured = sum(
-        r["transfers"] for section in ("single", "single_session", "batch") for r in out[section].values()
+        r["transfers"]
+        for section in ("single", "single_session", "batch", "batch_api")
+        for r in out[section].values()
     )
     assert out["invariants"]["transactions"] >= 40 + measured
 
@@ -102,5 +110,5 @@ def test_bench_runs_only_the_scenarios_asked_for(scratch_url: str) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert (out["single"], out["single_session"], out["matching"]) == ({}, {}, None)
+    assert (out["single"], out["single_session"], out["batch_api"], out["matching"]) == ({}, {}, {}, None)
     assert set(out["batch"]) == {"1_clients", "2_clients"} and out["invariants_ok"] is True

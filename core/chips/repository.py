@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import BigInteger, Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from core.db import in_values
 from core.models import (
     AccountKind,
     Chip,
@@ -117,7 +118,7 @@ def active_member_ids(session: Session, community_id: int, user_ids: Iterable[in
         session.scalars(
             select(Membership.user_id).where(
                 Membership.community_id == community_id,
-                Membership.user_id.in_(set(user_ids)),
+                in_values(session, Membership.user_id, set(user_ids), BigInteger()),
                 Membership.status == MembershipStatus.ACTIVE,
             )
         )

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, Text, any_, bindparam, func, insert, select, update
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, Table, Text, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import in_values, is_postgres
 from core.ledger import chain
 from core.ledger import errors as err
 from core.ledger.types import Entry, Posted
@@ -48,10 +47,6 @@ _ACCOUNTS = cast(Table, LedgerAccount.__table__)
 _HOLDS = cast(Table, LedgerHold.__table__)
 _POSTINGS = cast(Table, LedgerPosting.__table__)
 _TRANSACTIONS = cast(Table, LedgerTransaction.__table__)
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 # --- the PostgreSQL single-entry path ---------------------------------------------
@@ -223,21 +218,10 @@ class _Plan:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def _in_list(session: Session, column: Any, values: Sequence[Any], element: Any) -> Any:
-    """`column IN values`; on PostgreSQL one array parameter (`= ANY`), not one per value.
-
-    A batch names thousands of accounts and keys: thousands of placeholders cost
-    more to build, send and plan than the query itself.
-    """
-    if is_postgres(session):
-        return column == any_(sql_cast(bindparam(None, list(values), type_=ARRAY(element)), ARRAY(element)))
-    return column.in_(values)
-
-
 def find_keys(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
     rows = session.execute(
         select(LedgerTransaction.idempotency_key, LedgerTransaction.id, LedgerTransaction.request_hash).where(
-            _in_list(session, LedgerTransaction.idempotency_key, keys, Text())
+            in_values(session, LedgerTransaction.idempotency_key, keys, Text())
         )
     )
     return {key: (tx_id, request_hash) for key, tx_id, request_hash in rows}
@@ -259,7 +243,7 @@ def lock_accounts(session: Session, account_ids: Iterable[int]) -> dict[int, _Ac
             Chip.frozen.label("chip_frozen"),
         )
         .join(Chip, Chip.id == LedgerAccount.chip_id)
-        .where(_in_list(session, LedgerAccount.id, sorted(account_ids), BigInteger()))
+        .where(in_values(session, LedgerAccount.id, sorted(account_ids), BigInteger()))
         .order_by(LedgerAccount.id)
         .with_for_update(of=LedgerAccount)
     )
@@ -647,7 +631,7 @@ def frozen_wallet_owners(session: Session, community_id: int, owner_ids: Iterabl
         session.scalars(
             select(Membership.user_id).where(
                 Membership.community_id == community_id,
-                _in_list(session, Membership.user_id, sorted(set(owner_ids)), BigInteger()),
+                in_values(session, Membership.user_id, sorted(set(owner_ids)), BigInteger()),
                 Membership.wallet_frozen.is_(True),
             )
         )

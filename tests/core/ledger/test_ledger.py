@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.ledger import service as ledger
 from core.ledger.types import Entry, HoldUse, Leg
 from core.models import (
+    AccountKind,
     Chip,
     Community,
     HoldStatus,
@@ -25,6 +26,7 @@ from core.models import (
     LedgerHold,
     LedgerPosting,
     LedgerTransaction,
+    Membership,
     TxKind,
     User,
 )
@@ -722,3 +724,36 @@ def add_member_to(session: Session, chip: Chip) -> User:
     community = session.get(Community, chip.community_id)
     assert community is not None
     return add_member(session, community)
+
+
+def test_wallet_ids_opens_what_is_missing_and_carries_a_wallet_freeze(session: Session, book: Book) -> None:
+    """The batch endpoint's wallet lookup: existing wallets by id, missing ones opened in one
+    statement (a wallet-wide freeze carries over), nothing for nobody."""
+    has_one, newcomer, frozen = book.members
+    existing = book.wallet(session, has_one).id
+    session.execute(
+        update(Membership)
+        .where(Membership.community_id == book.community.id, Membership.user_id == frozen.id)
+        .values(wallet_frozen=True)
+    )
+    assert ledger.find_wallet(session, book.gold.id, newcomer.id) is None
+
+    ids = ledger.wallet_ids(session, book.gold, [has_one.id, newcomer.id, frozen.id, newcomer.id])
+
+    assert set(ids) == {has_one.id, newcomer.id, frozen.id}
+    assert ids[has_one.id] == existing
+    for user in (newcomer, frozen):
+        account = session.get(LedgerAccount, ids[user.id])
+        assert account is not None
+        assert (account.owner_id, account.chip_id, account.kind) == (
+            user.id,
+            book.gold.id,
+            AccountKind.MEMBER,
+        )
+        assert account.frozen is (user is frozen)
+    # Asked again, the same accounts: nothing opened twice.
+    assert ledger.wallet_ids(session, book.gold, [newcomer.id, frozen.id]) == {
+        newcomer.id: ids[newcomer.id],
+        frozen.id: ids[frozen.id],
+    }
+    assert ledger.wallet_ids(session, book.gold, []) == {}
