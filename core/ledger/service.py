@@ -378,33 +378,11 @@ def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount 
     return session.scalar(_wallets(chip_id).where(LedgerAccount.owner_id == owner_id))
 
 
-def find_wallets(session: Session, chip_id: int, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
-    """`find_wallet` for many owners, in one query: owner id -> wallet, for those who have one."""
-    rows = session.scalars(
-        _wallets(chip_id).where(in_values(session, LedgerAccount.owner_id, set(owner_ids), BigInteger()))
-    )
-    return {account.owner_id: account for account in rows if account.owner_id is not None}
-
-
-def open_accounts(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, LedgerAccount]:
-    """`open_account` for many owners: the wallets that exist in one query, the missing ones
-    created in one statement, then read."""
-    wanted = set(owner_ids)
-    if not wanted:
-        return {}
-    found = find_wallets(session, chip.id, wanted)
-    missing = wanted - found.keys()
-    if missing:
-        _insert_wallets(session, chip, missing)
-        found.update(find_wallets(session, chip.id, missing))
-    return found
-
-
 def wallet_ids(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, int]:
-    """Owner id -> wallet account id for `chip`, opening the missing wallets (an airdrop).
-
-    `open_accounts` without the ORM: a batch of 1,000 recipients needs their accounts' ids
-    only, and loading 1,000 account objects cost more client time than writing the batch.
+    """Owner id -> wallet account id for `chip`: `open_account` for many owners (an airdrop, a
+    trade's counterparties). The wallets that exist in one query, the missing ones created in one
+    statement (a wallet-wide freeze carries over) and read back. Ids only, no ORM objects: for
+    1,000 recipients, loading their account objects cost more client time than writing the batch.
     """
     wanted = set(owner_ids)
     if not wanted:

@@ -342,7 +342,7 @@ def place_order(
                 # each counterparty, as both sides of a fill are paid).
                 missing = {(o, c) for o in new & payees for c in chips if (o, c) not in wallets}
                 for chip_id, chip in chips.items():
-                    ledger.open_accounts(session, chip, {o for o, c in missing if c == chip_id})
+                    ledger.wallet_ids(session, chip, {o for o, c in missing if c == chip_id})
                 if missing:
                     lock_wallets({o for o, _ in missing})
                 held_by_us |= new

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.access import Actor
 from core.errors import Conflict, InvalidInput, PermissionDenied
+from core.ledger import service as ledger
 from core.models import (
     AuditLog,
     LedgerPosting,
@@ -19,6 +20,7 @@ from core.models import (
 from core.trading import service as trading
 from core.trading.schemas import GuardsIn, OrderIn, PairIn
 from tests.core.trading.conftest import Bourse, assert_invariants
+from tests.factories import add_member, fund
 
 
 def test_full_fill_settles_in_one_four_leg_transaction(session: Session, bourse: Bourse) -> None:
@@ -266,3 +268,21 @@ def test_pairs_are_created_by_admins_between_tradable_chips(session: Session, bo
     assert untradable.value.code == "chip_not_tradable"
     pairs = trading.list_pairs(session, Actor(bourse.members[2]), bourse.community.id, cursor=None, limit=10)
     assert [p.id for p in pairs.items] == [bourse.pair.id]
+
+
+def test_a_fill_opens_the_wallets_its_members_did_not_have(session: Session, bourse: Bourse) -> None:
+    """A seller who never held the quote chip and a buyer who never held the base chip: the fill
+    opens both wallets (`ledger.wallet_ids`) and pays them."""
+    seller, buyer = add_member(session, bourse.community), add_member(session, bourse.community)
+    fund(session, bourse.base, seller, 100)
+    fund(session, bourse.quote, buyer, 1_000)
+    assert ledger.find_wallet(session, bourse.quote.id, seller.id) is None
+    assert ledger.find_wallet(session, bourse.base.id, buyer.id) is None
+
+    bourse.place(session, seller, "sell", 5, 10)
+    [trade] = bourse.place(session, buyer, "buy", 5, 10).trades
+
+    assert (trade.price, trade.amount) == (5, 10)
+    assert bourse.wallet(session, seller, bourse.quote) == (50, 0)
+    assert bourse.wallet(session, buyer, bourse.base) == (10, 0)
+    assert_invariants(session, bourse.community.id)
