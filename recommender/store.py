@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utcnow
 from core.config import get_settings
+from core.db import is_postgres
 from core.models import Embedding, EmbeddingEntity, RecommenderState
 from recommender.embedder import Embedder, content_hash
 
@@ -564,6 +565,6 @@ def try_refresh_lock(session: Session) -> bool:
     """On PostgreSQL, a transaction-scoped advisory lock (workers on several machines share
     only the database); True at once elsewhere (SQLite deployments are one machine, covered
     by `refresh_guard`)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgres(session):
         return True
     return bool(session.scalar(sql_text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK_KEY}))
