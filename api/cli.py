@@ -181,9 +181,10 @@ def bench_ledger(
     scenarios: Annotated[
         str,
         typer.Option(
-            help="which to run, comma-separated: single, single_session, batch, batch_api, matching"
+            help="which to run, comma-separated: single, single_api, single_session,"
+            " batch, batch_api, matching"
         ),
-    ] = "single,single_session,batch,batch_api,matching",
+    ] = "single,single_api,single_session,batch,batch_api,matching",
 ) -> None:
     """Ledger throughput and latency on PostgreSQL (issue 3 "Speed")."""
     import json

@@ -10,6 +10,11 @@ What is measured, and why this way:
   one COMMIT carried on average. A multi-process variant (`processes` x clients /
   processes threads, "uniform_2x4_clients") has several committers lock the same
   hot accounts at once.
+- "single_api" is what `POST /chips/{id}/transfers` runs around the same committer, minus
+  HTTP: the body validated into `TransferIn`, the caller loaded, `core.chips.service.transfer`
+  (the chip, membership, block and key checks, both wallets in one read) and its response
+  model, 8 request threads of one process. Informational: the single targets are judged on
+  the ledger's service layer ("single").
 - "single_session" keeps the path before group commit measured (the one tips still
   take): `core.ledger.service.transfer` and a COMMIT per transfer, each client a
   separate OS process with its own engine.
@@ -47,8 +52,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
-SCENARIOS = ("single", "single_session", "batch", "batch_api", "matching")
+SCENARIOS = ("single", "single_api", "single_session", "batch", "batch_api", "matching")
 HOT_SHARE = 0.8
+SINGLE_KINDS = ("single", "single_api")  # one transfer per unit of work
 
 
 @dataclass
@@ -282,7 +288,7 @@ class ClientJob:
     url: str
     world: World
     mode: str  # "uniform" | "hot"
-    kind: str  # "single" | "batch" | "batch_api" | "order"
+    kind: str  # "single" | "single_api" | "batch" | "batch_api" | "order"
     client_no: int  # the process's number; its threads are clients threads * client_no + t
     run_tag: str
     warmup: float
@@ -295,11 +301,13 @@ class ClientJob:
 
 
 def _pick(rng: random.Random, job: ClientJob, accounts: list[int]) -> tuple[int, int]:
-    world = job.world
+    """A source and a target, both drawn from `accounts` (or both from the world's owners:
+    the creators are the first of either list)."""
+    creators = len(job.world.creators)
     while True:
         source = accounts[rng.randrange(len(accounts))]
         if job.mode == "hot" and rng.random() < HOT_SHARE:
-            target = world.creators[rng.randrange(len(world.creators))]
+            target = accounts[rng.randrange(creators)]
         else:
             target = accounts[rng.randrange(len(accounts))]
         if source != target:
@@ -317,7 +325,7 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
 
     from core.access import Actor
     from core.chips import service as chips
-    from core.chips.schemas import TransferBatchIn
+    from core.chips.schemas import TransferBatchIn, TransferIn
     from core.db import make_engine, session_factory
     from core.ledger import group
     from core.ledger import service as ledger
@@ -366,6 +374,18 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
                         kind=TxKind.TIP,
                     ),
                 )
+                done = 1
+            elif job.kind == "single_api":
+                # What `POST /chips/{id}/transfers` runs, HTTP aside: the body validated, the
+                # caller loaded, the chip, membership, block and key checks, the wallets, the
+                # process's group committer, the response model.
+                sender, recipient = _pick(rng, job, world.owners)
+                transfer = TransferIn.model_validate({"to_user_id": recipient, "amount": 1})
+                user = session.get(User, sender)
+                assert user is not None
+                chips.transfer(
+                    session, Actor(user), world.chip_id, transfer, f"bench-{job.run_tag}-{client}-{counter}"
+                ).model_dump(mode="json")
                 done = 1
             elif job.kind == "batch_api":
                 sender = rng.randrange(len(owners))
@@ -427,7 +447,7 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
                 counter += 1
                 one_unit(rng, client, counter)
             barrier.wait()
-            if t == 0 and job.kind == "single" and job.path == "group":
+            if t == 0 and job.kind in SINGLE_KINDS and job.path == "group":
                 stats_before.update(_committer_stats(engine))
             latencies: list[float] = []
             count = 0
@@ -452,7 +472,7 @@ def _client_main(job: ClientJob, barrier: Any, results: Any) -> None:
         for thread in threads:
             thread.join()
         stats = None
-        if job.kind == "single" and job.path == "group" and not failures:
+        if job.kind in SINGLE_KINDS and job.path == "group" and not failures:
             after = _committer_stats(engine)
             stats = (after["commits"] - stats_before["commits"], after["entries"] - stats_before["entries"])
         results.put((job.client_no, outcomes, stats, failures[0] if failures else None))
@@ -497,7 +517,7 @@ def run_scenario(
     barrier = ctx.Barrier(clients)
     results = ctx.Queue()
     tag = f"{kind}-{path}-{mode}-{processes}x{threads}-{os.getpid()}-{time.time_ns()}"
-    duration = cfg.duration if kind == "single" else cfg.batch_duration
+    duration = cfg.duration if kind in SINGLE_KINDS else cfg.batch_duration
     jobs = []
     for n in range(processes):
         shard = None
@@ -534,7 +554,13 @@ def run_scenario(
     total = sum(count for count, _, _ in per_client)
     elapsed = max(seconds for _, seconds, _ in per_client)
     latencies = sorted(v for _, _, lat in per_client for v in lat)
-    unit = {"single": "transfer", "batch": "batch", "batch_api": "batch", "order": "order"}[kind]
+    unit = {
+        "single": "transfer",
+        "single_api": "transfer",
+        "batch": "batch",
+        "batch_api": "batch",
+        "order": "order",
+    }[kind]
     out: dict[str, Any] = {
         "clients": clients,
         "processes": processes,
@@ -550,7 +576,7 @@ def run_scenario(
             "mean": round(statistics.fmean(latencies) * 1000, 2) if latencies else 0.0,
         },
     }
-    if kind == "single":
+    if kind in SINGLE_KINDS:
         out["path"] = path
         stats = [s for _, _, s, _ in collected if s is not None]
         if stats:
@@ -563,7 +589,7 @@ def run_scenario(
         out["orders_per_s"] = round(len(latencies) / elapsed, 1) if elapsed else 0.0
         out["fills"] = total
         out["fills_per_s"] = round(total / elapsed, 1) if elapsed else 0.0
-    elif kind == "single":
+    elif kind in SINGLE_KINDS:
         out["p50_ms"] = out["transfer_latency_ms"]["p50"]
         out["p99_ms"] = out["transfer_latency_ms"]["p99"]
     else:
@@ -846,7 +872,18 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             row = run_scenario(cfg, world, kind="single", mode=mode, processes=cfg.clients, path="session")
             single_session[f"{mode}_{cfg.clients}_clients"] = row
             _say_single(cfg, row)
+    single_api: dict[str, Any] = {}
+    if "single_api" in cfg.scenarios:
+        # The endpoint's service path around the same committer, 8 threads of one API process.
+        for mode in ("uniform", "hot"):
+            cfg.say(
+                f"single transfers, the endpoint's path: {cfg.clients} threads, {mode}, {cfg.duration:g}s"
+            )
+            row = run_scenario(cfg, world, kind="single_api", mode=mode, processes=1, threads=cfg.clients)
+            single_api[f"{mode}_{cfg.clients}_clients"] = row
+            _say_single(cfg, row)
     result["single"] = single
+    result["single_api"] = single_api
     result["single_session"] = single_session
     # The ledger's batch call, then the batch endpoint's service path around it.
     for kind, what in (("batch", "batches"), ("batch_api", "batch endpoint's service path, batches")):
@@ -901,6 +938,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     uniform = single.get(f"uniform_{clients}_clients")
     hot = single.get(f"hot_{clients}_clients")
     best_batch = max((row["transfers_per_s"] for row in batch.values()), default=None)
+    single_api = result.get("single_api", {})
     best_endpoint = max(
         (row["transfers_per_s"] for row in result.get("batch_api", {}).values()), default=None
     )
@@ -916,6 +954,11 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         # What the batch endpoint's service path reaches (informational: the target is the
         # ledger's batch call, as the single-transfer targets are the ledger's service layer).
         "batch_endpoint_tps": best_endpoint,
+        # The same for the single-transfer endpoint's service path, 8 threads, uniform and hot.
+        "single_endpoint_uniform_tps": (single_api.get(f"uniform_{clients}_clients") or {}).get(
+            "transfers_per_s"
+        ),
+        "single_endpoint_hot_tps": (single_api.get(f"hot_{clients}_clients") or {}).get("transfers_per_s"),
         "worst_single_p99_ms": p99,
         "targets": TARGETS,
         "meets": {
@@ -986,7 +1029,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"baseline {result['baseline']['command']}: {result['baseline']['pgbench_tps']:,.0f} tps"
         )
     lines.append(f"{'scenario':<34}{'transfers/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'per commit':>12}")
-    for section in ("single", "single_session"):
+    for section in ("single", "single_api", "single_session"):
         for name, row in result.get(section, {}).items():
             per_commit = f"{row['entries_per_commit']:>12.1f}" if "entries_per_commit" in row else ""
             label = section.replace("_", " ") + " " + name.replace("_", " ")

@@ -8,10 +8,11 @@ community they were issued for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -52,7 +53,14 @@ class CommunityContext:
     community: Community
     actor: Actor
     membership: Membership | None
-    tiers: dict[int, Tier] = field(default_factory=dict)
+    session: Session
+
+    @cached_property
+    def tiers(self) -> dict[int, Tier]:
+        """The community's tiers by id, read on first use: most requests never gate on a tier."""
+        return {
+            t.id: t for t in self.session.scalars(select(Tier).where(Tier.community_id == self.community.id))
+        }
 
     @property
     def is_member(self) -> bool:
@@ -120,14 +128,16 @@ def effective_tier_rank(membership: Membership, tiers: dict[int, Tier], now: dat
 def community_context(session: Session, actor: Actor, community_id: int) -> CommunityContext:
     if actor.api_key is not None and actor.api_key.community_id != community_id:
         raise NotFound("community not found", code="community_not_found")
-    community = session.get(Community, community_id)
-    if community is None:
+    # The community and the caller's membership (if any) in one round trip.
+    row = session.execute(
+        select(Community, Membership)
+        .outerjoin(Membership, and_(Membership.community_id == Community.id, Membership.user_id == actor.id))
+        .where(Community.id == community_id)
+    ).first()
+    if row is None:
         raise NotFound("community not found", code="community_not_found")
-    membership = session.scalar(
-        select(Membership).where(Membership.community_id == community_id, Membership.user_id == actor.id)
-    )
-    tiers = {t.id: t for t in session.scalars(select(Tier).where(Tier.community_id == community_id))}
-    ctx = CommunityContext(community, actor, membership, tiers)
+    community, membership = row
+    ctx = CommunityContext(community, actor, membership, session)
     if community.visibility == Visibility.PRIVATE and not ctx.is_member and not actor.user.is_superuser:
         raise NotFound("community not found", code="community_not_found")
     if actor.api_key is not None and not ctx.is_member:

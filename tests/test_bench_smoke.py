@@ -58,11 +58,18 @@ def test_bench_ledger_json(scratch_url: str) -> None:
         "hot_2x1_clients",
     }
     assert set(out["single_session"]) == {"uniform_2_clients", "hot_2_clients"}
-    for row in [*out["single"].values(), *out["single_session"].values()]:
+    # The single-transfer endpoint's service path, around the same committer.
+    assert set(out["single_api"]) == {"uniform_2_clients", "hot_2_clients"}
+    assert (
+        out["summary"]["single_endpoint_uniform_tps"]
+        == out["single_api"]["uniform_2_clients"]["transfers_per_s"]
+    )
+    assert out["summary"]["single_endpoint_hot_tps"] == out["single_api"]["hot_2_clients"]["transfers_per_s"]
+    for row in [*out["single"].values(), *out["single_api"].values(), *out["single_session"].values()]:
         assert row["transfers"] > 0 and row["transfers_per_s"] > 0
         assert 0 < row["p50_ms"] <= row["p99_ms"]
     # Single transfers go through the group committer, which reports how many entries a COMMIT carried.
-    for row in out["single"].values():
+    for row in [*out["single"].values(), *out["single_api"].values()]:
         assert row["path"] == "group" and row["commits"] > 0 and row["entries_per_commit"] >= 1
     assert all(row["path"] == "session" for row in out["single_session"].values())
     assert set(out["batch"]) == {"1_clients", "2_clients"}
@@ -81,7 +88,7 @@ def test_bench_ledger_json(scratch_url: str) -> None:
     # Every measured transfer is in the ledger: funding (one per member) plus all scenarios (+ warm-up).
     measured = sum(
         r["transfers"]
-        for section in ("single", "single_session", "batch", "batch_api")
+        for section in ("single", "single_api", "single_session", "batch", "batch_api")
         for r in out[section].values()
     )
     assert out["invariants"]["transactions"] >= 40 + measured
@@ -110,5 +117,11 @@ def test_bench_runs_only_the_scenarios_asked_for(scratch_url: str) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert (out["single"], out["single_session"], out["batch_api"], out["matching"]) == ({}, {}, {}, None)
+    assert (out["single"], out["single_api"], out["single_session"], out["batch_api"], out["matching"]) == (
+        {},
+        {},
+        {},
+        {},
+        None,
+    )
     assert set(out["batch"]) == {"1_clients", "2_clients"} and out["invariants_ok"] is True

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Select, exists, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from core.db import in_values
 from core.models import (
     AccountKind,
+    Block,
     Chip,
     ChipKind,
     LedgerAccount,
@@ -125,8 +140,81 @@ def active_member_ids(session: Session, community_id: int, user_ids: Iterable[in
     )
 
 
-def transaction_by_key(session: Session, key: str) -> LedgerTransaction | None:
-    return session.scalar(select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key))
+@dataclass(frozen=True)
+class PayeeFacts:
+    """What a transfer from one wallet to `recipients` must know before it is written."""
+
+    replay: bool  # the request's key is already in the ledger: a retry, answered by the ledger
+    members: int  # how many of the recipients are active members of the community
+    blocked: bool  # the payer and one of the recipients blocked each other (either way)
+
+
+def payee_facts(
+    session: Session, community_id: int, payer_id: int, recipients: set[int], key: str
+) -> PayeeFacts:
+    """The three preconditions of a transfer in one round trip (a request's statements cost
+    more than the transfer's own write)."""
+
+    def among(column: Any) -> ColumnElement[bool]:
+        return in_values(session, column, recipients, BigInteger())
+
+    members = (
+        select(func.count())
+        .where(
+            Membership.community_id == community_id,
+            among(Membership.user_id),
+            Membership.status == MembershipStatus.ACTIVE,
+        )
+        .scalar_subquery()
+    )
+    blocked = exists().where(
+        or_(
+            and_(Block.blocker_id == payer_id, among(Block.blocked_id)),
+            and_(Block.blocked_id == payer_id, among(Block.blocker_id)),
+        )
+    )
+    replay = exists().where(LedgerTransaction.idempotency_key == key)
+    row = session.execute(select(replay, members, blocked)).one()
+    return PayeeFacts(replay=bool(row[0]), members=int(row[1]), blocked=bool(row[2]))
+
+
+def key_used(session: Session, key: str) -> bool:
+    return session.scalar(select(exists().where(LedgerTransaction.idempotency_key == key))) is True
+
+
+# Built once: the statement every chip-moving response is read with (building it per call
+# cost as much client time as running it).
+_TRANSACTION_WITH_POSTINGS = (
+    select(
+        LedgerTransaction.id,
+        LedgerTransaction.community_id,
+        LedgerTransaction.kind,
+        LedgerTransaction.memo,
+        LedgerTransaction.actor_id,
+        LedgerTransaction.subject_type,
+        LedgerTransaction.subject_id,
+        LedgerTransaction.reverses_id,
+        LedgerTransaction.created_at,
+        LedgerPosting.leg,
+        LedgerPosting.account_id,
+        LedgerAccount.kind.label("account_kind"),
+        LedgerAccount.owner_id,
+        LedgerPosting.chip_id,
+        Chip.symbol,
+        LedgerPosting.amount,
+    )
+    .join(LedgerPosting, LedgerPosting.transaction_id == LedgerTransaction.id)
+    .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
+    .join(Chip, Chip.id == LedgerPosting.chip_id)
+    .where(LedgerTransaction.id == bindparam("transaction_id"))
+    .order_by(LedgerPosting.leg)
+)
+
+
+def transaction_with_postings(session: Session, transaction_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
+    """One row per posting of the transaction, leg order, each carrying the transaction's
+    columns, the posting's account kind and owner, and its chip's symbol."""
+    return session.execute(_TRANSACTION_WITH_POSTINGS, {"transaction_id": transaction_id}).all()
 
 
 def used_keys(session: Session, keys: Sequence[str]) -> set[str]:

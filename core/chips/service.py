@@ -71,7 +71,6 @@ from core.pagination import paginate
 from core.redemption import access as redemption_access
 from core.schemas import PageOut, refuse_nulls
 from core.social import errors as social_errors
-from core.social import repository as social_repo
 from core.tipping import service as tipping
 
 log = logging.getLogger(__name__)
@@ -132,10 +131,12 @@ def _require_payable(session: Session, actor: Actor, chip: Chip, recipients: set
     skips the checks: the ledger answers it with the first result or refuses the reused key."""
     if actor.id in recipients:
         raise InvalidInput("a wallet cannot pay itself", code="same_account")
-    if repo.transaction_by_key(session, key) is not None:
+    facts = repo.payee_facts(session, chip.community_id, actor.id, recipients, key)
+    if facts.replay:
         return
-    _require_recipients(session, chip.community_id, recipients)
-    if recipients & social_repo.blocked_ids(session, actor.id):
+    if facts.members < len(recipients):
+        _require_recipients(session, chip.community_id, recipients)
+    if facts.blocked:
         raise social_errors.blocked()
     if not chip.transferable:
         raise Conflict("this chip cannot be transferred", code="chip_not_transferable")
@@ -344,7 +345,7 @@ def mint(
     # Earn grants lock the issuance account, not the chip: lock it too before reading headroom.
     # (It is older than every wallet of its chip, so this keeps the ledger's id order.)
     ledger.lock_accounts(session, [issuance.id])
-    if repo.transaction_by_key(session, key) is None:
+    if not repo.key_used(session, key):
         # A retry skips these checks: the ledger answers it with the first result or refuses it.
         _require_recipients(session, chip.community_id, {recipient})
         _require_live(chip)
@@ -399,11 +400,11 @@ def transfer(
     chip, ctx = load_chip(session, actor, chip_id)
     ctx.require_member()
     _require_payable(session, actor, chip, {data.to_user_id}, key)
-    source = ledger.find_wallet(session, chip.id, actor.id)
-    target = ledger.find_wallet(session, chip.id, data.to_user_id)
-    opens_wallet = source is None or target is None
-    source = source or ledger.open_account(session, chip, actor.id)
-    target = target or ledger.open_account(session, chip, data.to_user_id)
+    owners = {actor.id, data.to_user_id}
+    wallets = ledger.existing_wallet_ids(session, chip.id, owners)
+    opens_wallet = len(wallets) < len(owners)
+    if opens_wallet:
+        wallets = ledger.wallet_ids(session, chip, owners)
     # The transfer is the whole unit of work: on PostgreSQL it goes through the process's group
     # committer, which commits the session first and returns once the transfer is committed,
     # shared with concurrent requests' transfers. A wallet this request had to open is written
@@ -412,8 +413,8 @@ def transfer(
     entry = ledger.transfer_entry(
         community_id=chip.community_id,
         chip_id=chip.id,
-        source=source.id,
-        target=target.id,
+        source=wallets[actor.id],
+        target=wallets[data.to_user_id],
         amount=data.amount,
         key=key,
         kind=TxKind.TRANSFER,
@@ -473,8 +474,9 @@ def transfer_batch(
 
 
 def transaction_out(session: Session, posted: Posted) -> TransactionOut:
-    tx = session.get(LedgerTransaction, posted.transaction_id)
-    assert tx is not None
+    """The transaction with its postings, as every chip-moving endpoint answers: one query."""
+    rows = repo.transaction_with_postings(session, posted.transaction_id)
+    tx = rows[0]
     return TransactionOut(
         id=tx.id,
         community_id=tx.community_id,
@@ -485,35 +487,20 @@ def transaction_out(session: Session, posted: Posted) -> TransactionOut:
         subject_id=tx.subject_id,
         reverses_id=tx.reverses_id,
         created_at=tx.created_at,
-        postings=postings_out(session, tx.id),
+        postings=[
+            PostingOut(
+                leg=r.leg,
+                account_id=r.account_id,
+                account_kind=r.account_kind,
+                owner_id=r.owner_id,
+                chip_id=r.chip_id,
+                symbol=r.symbol,
+                amount=r.amount,
+            )
+            for r in rows
+        ],
         replayed=posted.replayed,
     )
-
-
-def postings_out(session: Session, transaction_id: int) -> list[PostingOut]:
-    postings = ledger_repo.postings_of(session, transaction_id)
-    accounts = {
-        a.id: a
-        for a in session.scalars(
-            select(LedgerAccount).where(LedgerAccount.id.in_({p.account_id for p in postings}))
-        )
-    }
-    chip_ids = {p.chip_id for p in postings}
-    symbols = {
-        cid: sym for cid, sym in session.execute(select(Chip.id, Chip.symbol).where(Chip.id.in_(chip_ids)))
-    }
-    return [
-        PostingOut(
-            leg=p.leg,
-            account_id=p.account_id,
-            account_kind=accounts[p.account_id].kind,
-            owner_id=accounts[p.account_id].owner_id,
-            chip_id=p.chip_id,
-            symbol=symbols[p.chip_id],
-            amount=p.amount,
-        )
-        for p in postings
-    ]
 
 
 # --- moderation ---------------------------------------------------------------------------------
@@ -656,7 +643,7 @@ def reverse(
     redeemed = tx.subject_id if tx.kind == TxKind.REDEEM and tx.subject_type == "redemption_order" else None
     if redeemed is not None:
         redemption_access.lock_order_member(session, redeemed)  # before the ledger's account locks
-    if repo.transaction_by_key(session, key) is None:
+    if not repo.key_used(session, key):
         _check_reversal_ceiling(session, tx)  # a retry is answered by the ledger, as for a mint
     posted = ledger.reverse(session, tx.id, key=key, actor_id=actor.id, memo=data.reason)
     if not posted.replayed and redeemed is not None:
@@ -804,7 +791,7 @@ def _sweep_one(
     if kind == TxKind.DECAY and chip.expired:
         return 0
     key = _sweep_key(kind, chip_id, account_id, period, acct.seq)
-    if repo.transaction_by_key(session, key) is not None:
+    if repo.key_used(session, key):
         return 0
     amount = _sweep_amount(acct.balance, acct.held, bps)
     if amount <= 0:

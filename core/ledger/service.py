@@ -378,6 +378,20 @@ def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount 
     return session.scalar(_wallets(chip_id).where(LedgerAccount.owner_id == owner_id))
 
 
+def existing_wallet_ids(session: Session, chip_id: int, owner_ids: Iterable[int]) -> dict[int, int]:
+    """Owner id -> wallet account id for `chip_id`, for the owners who have one: one query."""
+    owners = set(owner_ids)
+    if not owners:
+        return {}
+    stmt = select(LedgerAccount.owner_id, LedgerAccount.id).where(
+        LedgerAccount.chip_id == chip_id,
+        LedgerAccount.kind == AccountKind.MEMBER,
+        in_values(session, LedgerAccount.owner_id, owners, BigInteger()),
+    )
+    # (A member account always has an owner: `ck_ledger_accounts_member_has_owner`.)
+    return {owner: account for owner, account in session.execute(stmt) if owner is not None}
+
+
 def wallet_ids(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, int]:
     """Owner id -> wallet account id for `chip`: `open_account` for many owners (an airdrop, a
     trade's counterparties). The wallets that exist in one query, the missing ones created in one
@@ -385,23 +399,11 @@ def wallet_ids(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[i
     1,000 recipients, loading their account objects cost more client time than writing the batch.
     """
     wanted = set(owner_ids)
-    if not wanted:
-        return {}
-
-    def lookup(owners: set[int]) -> dict[int, int]:
-        stmt = select(LedgerAccount.owner_id, LedgerAccount.id).where(
-            LedgerAccount.chip_id == chip.id,
-            LedgerAccount.kind == AccountKind.MEMBER,
-            in_values(session, LedgerAccount.owner_id, owners, BigInteger()),
-        )
-        # (A member account always has an owner: `ck_ledger_accounts_member_has_owner`.)
-        return {owner: account for owner, account in session.execute(stmt) if owner is not None}
-
-    found = lookup(wanted)
+    found = existing_wallet_ids(session, chip.id, wanted)
     missing = wanted - found.keys()
     if missing:
         _insert_wallets(session, chip, missing)
-        found.update(lookup(missing))
+        found.update(existing_wallet_ids(session, chip.id, missing))
     return found
 
 

@@ -153,6 +153,74 @@ def test_transfer_and_burn(client: TestClient, session: Session) -> None:
     assert (r.status_code, r.json()["error"]) == (422, "recipient_not_member")
 
 
+def test_a_transfer_answers_with_its_whole_transaction(client: TestClient, session: Session) -> None:
+    """The response is read back in one query: every field of the transaction and of each
+    posting, in leg order, whether a wallet was opened for it or both existed, and on a retry."""
+    from core.ledger import service as ledger
+
+    community, owner, alice, bob, _ = setup(session)
+    points = community_chip(session, community)
+    client.post(
+        f"/chips/{points.id}/mint",
+        json={"amount": 10, "to_user_id": alice.id},
+        headers=with_key(session, owner, "m"),
+    )
+    first = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": bob.id, "amount": 4, "memo": "茶錢 for the tea"},
+        headers=with_key(session, alice, "t-1"),
+    )  # bob had no wallet: it is opened with the transfer
+    second = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": bob.id, "amount": 1},
+        headers=with_key(session, alice, "t-2"),
+    )  # both wallets exist
+    wallets = ledger.existing_wallet_ids(session, points.id, {alice.id, bob.id})
+    assert set(wallets) == {alice.id, bob.id}
+    for response, amount, memo in ((first, 4, "茶錢 for the tea"), (second, 1, "")):
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert isinstance(body["id"], int) and body["created_at"]
+        assert {k: v for k, v in body.items() if k not in ("id", "created_at")} == {
+            "community_id": community.id,
+            "kind": "transfer",
+            "memo": memo,
+            "actor_id": alice.id,
+            "subject_type": None,
+            "subject_id": None,
+            "reverses_id": None,
+            "replayed": False,
+            "postings": [
+                {
+                    "leg": 0,
+                    "account_id": wallets[alice.id],
+                    "account_kind": "member",
+                    "owner_id": alice.id,
+                    "chip_id": points.id,
+                    "symbol": points.symbol,
+                    "amount": -amount,
+                },
+                {
+                    "leg": 1,
+                    "account_id": wallets[bob.id],
+                    "account_kind": "member",
+                    "owner_id": bob.id,
+                    "chip_id": points.id,
+                    "symbol": points.symbol,
+                    "amount": amount,
+                },
+            ],
+        }
+    assert first.json()["id"] != second.json()["id"]
+    again = client.post(
+        f"/chips/{points.id}/transfers",
+        json={"to_user_id": bob.id, "amount": 4, "memo": "茶錢 for the tea"},
+        headers=with_key(session, alice, "t-1"),
+    )
+    assert again.status_code == 200
+    assert again.json() == {**first.json(), "replayed": True}
+
+
 def test_moderators_freeze_and_thaw(client: TestClient, session: Session) -> None:
     community, owner, alice, bob, mod = setup(session)
     points = community_chip(session, community)

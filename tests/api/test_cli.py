@@ -76,7 +76,7 @@ def test_bench_ledger_refuses_an_unknown_scenario() -> None:
     # (The message is boxed and wrapped: compare its words.)
     words = " ".join(result.output.replace("│", " ").split())
     assert (
-        "Invalid value for --scenarios: choose from single, single_session, batch, batch_api, matching"
-        in words
+        "Invalid value for --scenarios: choose from single, single_api, single_session,"
+        " batch, batch_api, matching" in words
     )
     assert "(got 'batch,warp')" in words
