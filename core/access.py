@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -125,14 +125,23 @@ def effective_tier_rank(membership: Membership, tiers: dict[int, Tier], now: dat
     return own
 
 
+# The community and the caller's membership (if any) in one round trip, built once: every
+# community-scoped request runs it.
+_COMMUNITY_AND_MEMBERSHIP = (
+    select(Community, Membership)
+    .outerjoin(
+        Membership,
+        and_(Membership.community_id == Community.id, Membership.user_id == bindparam("user_id")),
+    )
+    .where(Community.id == bindparam("community_id"))
+)
+
+
 def community_context(session: Session, actor: Actor, community_id: int) -> CommunityContext:
     if actor.api_key is not None and actor.api_key.community_id != community_id:
         raise NotFound("community not found", code="community_not_found")
-    # The community and the caller's membership (if any) in one round trip.
     row = session.execute(
-        select(Community, Membership)
-        .outerjoin(Membership, and_(Membership.community_id == Community.id, Membership.user_id == actor.id))
-        .where(Community.id == community_id)
+        _COMMUNITY_AND_MEMBERSHIP, {"community_id": community_id, "user_id": actor.id}
     ).first()
     if row is None:
         raise NotFound("community not found", code="community_not_found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from core.db import in_values
+from core.db import in_param, in_values, is_postgres
 from core.models import (
     AccountKind,
     Block,
@@ -154,14 +155,25 @@ def payee_facts(
 ) -> PayeeFacts:
     """The three preconditions of a transfer in one round trip (a request's statements cost
     more than the transfer's own write)."""
+    row = session.execute(
+        _payee_facts_statement(is_postgres(session)),
+        {"community_id": community_id, "payer_id": payer_id, "recipients": list(recipients), "key": key},
+    ).one()
+    return PayeeFacts(replay=bool(row[0]), members=int(row[1]), blocked=bool(row[2]))
+
+
+@functools.cache
+def _payee_facts_statement(postgres: bool) -> Select[bool, int, bool]:
+    """Built once per dialect (it is on every transfer's path)."""
 
     def among(column: Any) -> ColumnElement[bool]:
-        return in_values(session, column, recipients, BigInteger())
+        return in_param(column, "recipients", BigInteger(), postgres=postgres)
 
+    payer = bindparam("payer_id", type_=BigInteger())
     members = (
         select(func.count())
         .where(
-            Membership.community_id == community_id,
+            Membership.community_id == bindparam("community_id"),
             among(Membership.user_id),
             Membership.status == MembershipStatus.ACTIVE,
         )
@@ -169,13 +181,12 @@ def payee_facts(
     )
     blocked = exists().where(
         or_(
-            and_(Block.blocker_id == payer_id, among(Block.blocked_id)),
-            and_(Block.blocked_id == payer_id, among(Block.blocker_id)),
+            and_(Block.blocker_id == payer, among(Block.blocked_id)),
+            and_(Block.blocked_id == payer, among(Block.blocker_id)),
         )
     )
-    replay = exists().where(LedgerTransaction.idempotency_key == key)
-    row = session.execute(select(replay, members, blocked)).one()
-    return PayeeFacts(replay=bool(row[0]), members=int(row[1]), blocked=bool(row[2]))
+    replay = exists().where(LedgerTransaction.idempotency_key == bindparam("key"))
+    return select(replay, members, blocked)
 
 
 def key_used(session: Session, key: str) -> bool:

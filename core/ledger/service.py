@@ -7,6 +7,7 @@ checks again. Nothing here commits: the request or task owns the transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -15,12 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import BigInteger, Select, func, select, text
+from sqlalchemy import BigInteger, Select, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from core.db import in_values, is_postgres
+from core.db import in_param, is_postgres
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ledger import chain
 from core.ledger import errors as err
@@ -380,16 +381,23 @@ def find_wallet(session: Session, chip_id: int, owner_id: int) -> LedgerAccount 
 
 def existing_wallet_ids(session: Session, chip_id: int, owner_ids: Iterable[int]) -> dict[int, int]:
     """Owner id -> wallet account id for `chip_id`, for the owners who have one: one query."""
-    owners = set(owner_ids)
+    owners = list(set(owner_ids))
     if not owners:
         return {}
-    stmt = select(LedgerAccount.owner_id, LedgerAccount.id).where(
-        LedgerAccount.chip_id == chip_id,
-        LedgerAccount.kind == AccountKind.MEMBER,
-        in_values(session, LedgerAccount.owner_id, owners, BigInteger()),
-    )
+    statement = _wallet_ids_statement(is_postgres(session))
+    rows = session.execute(statement, {"chip_id": chip_id, "owners": owners})
     # (A member account always has an owner: `ck_ledger_accounts_member_has_owner`.)
-    return {owner: account for owner, account in session.execute(stmt) if owner is not None}
+    return {owner: account for owner, account in rows if owner is not None}
+
+
+@functools.cache
+def _wallet_ids_statement(postgres: bool) -> Select[int | None, int]:
+    """Built once per dialect: every transfer reads its wallets with it."""
+    return select(LedgerAccount.owner_id, LedgerAccount.id).where(
+        LedgerAccount.chip_id == bindparam("chip_id"),
+        LedgerAccount.kind == AccountKind.MEMBER,
+        in_param(LedgerAccount.owner_id, "owners", BigInteger(), postgres=postgres),
+    )
 
 
 def wallet_ids(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, int]:
