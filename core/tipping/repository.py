@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from core.clock import as_utc
+from core.clock import as_utc, utcnow
+from core.db import is_postgres
 from core.models import (
     LedgerAccount,
     LedgerTransaction,
@@ -78,28 +80,30 @@ def amount_tipped_since(session: Session, community_id: int, tipper_id: int, sin
     return int(total or 0)
 
 
-def pair_tips_since(
-    session: Session, community_id: int, tipper_id: int, recipient_id: int, since: datetime
-) -> int:
-    count = session.scalar(
-        select(func.count()).where(
+def tipper_since(
+    session: Session,
+    community_id: int,
+    tipper_id: int,
+    recipient_id: int,
+    pair_since: datetime,
+    day_start: datetime,
+) -> tuple[int, int]:
+    """What a tip's reputation depends on, in one query: the tipper's standing tips to this
+    recipient since `pair_since`, and the reputation points all their standing tips gave
+    since `day_start`."""
+    earliest = min(pair_since, day_start)
+    pair, given = session.execute(
+        select(
+            func.count().filter(Tip.recipient_id == recipient_id, Tip.created_at >= pair_since),
+            func.coalesce(func.sum(Tip.reputation_points).filter(Tip.created_at >= day_start), 0),
+        ).where(
             Tip.community_id == community_id,
             Tip.tipper_id == tipper_id,
-            Tip.recipient_id == recipient_id,
-            Tip.created_at >= since,
+            Tip.created_at >= earliest,
             _standing(),
         )
-    )
-    return int(count or 0)
-
-
-def points_given_since(session: Session, community_id: int, tipper_id: int, since: datetime) -> int:
-    total = session.scalar(
-        select(func.coalesce(func.sum(Tip.reputation_points), 0)).where(
-            Tip.community_id == community_id, Tip.tipper_id == tipper_id, Tip.created_at >= since, _standing()
-        )
-    )
-    return int(total or 0)
+    ).one()
+    return int(pair or 0), int(given or 0)
 
 
 def has_posted(session: Session, community_id: int, user_id: int) -> bool:
@@ -114,27 +118,22 @@ def has_posted(session: Session, community_id: int, user_id: int) -> bool:
 
 
 def add_reputation(session: Session, community_id: int, user_id: int, points: int, tips: int) -> None:
-    """Add to the running total in SQL, creating the row on first use (race-safe)."""
-    stmt = (
-        update(MemberReputation)
-        .where(MemberReputation.community_id == community_id, MemberReputation.user_id == user_id)
-        .values(
-            points=MemberReputation.points + points,
-            tips_received=MemberReputation.tips_received + tips,
-        )
-        .execution_options(synchronize_session=False)
+    """Add to the running total in one statement, creating the row on first use: an upsert,
+    so a concurrent first tip to the same member adds to the row the other one created."""
+    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
+    stmt = dialect_insert(MemberReputation).values(
+        community_id=community_id, user_id=user_id, points=points, tips_received=tips, updated_at=utcnow()
     )
-    if session.execute(stmt).rowcount:  # type: ignore[attr-defined]
-        return
-    try:
-        with session.begin_nested():
-            session.add(
-                MemberReputation(
-                    community_id=community_id, user_id=user_id, points=points, tips_received=tips
-                )
-            )
-    except IntegrityError:  # a concurrent first tip created it
-        session.execute(stmt)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["community_id", "user_id"],
+            set_={
+                "points": MemberReputation.points + stmt.excluded.points,
+                "tips_received": MemberReputation.tips_received + stmt.excluded.tips_received,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+    )
 
 
 def reputation(session: Session, community_id: int, user_id: int) -> MemberReputation | None:

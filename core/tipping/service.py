@@ -160,17 +160,19 @@ def _tip_in_savepoint(
     if chip.frozen:
         raise Conflict("this chip is frozen", code="chip_frozen", extra={"chip_id": chip.id})
 
-    source = ledger.find_wallet(session, chip.id, actor.id)
-    if source is None:
+    wallets = ledger.existing_wallet_ids(session, chip.id, {actor.id, recipient_id})
+    if actor.id not in wallets:
         raise Conflict("not enough chips available in this wallet", code="insufficient_funds")
-    target = ledger.open_account(session, chip, recipient_id)
+    if recipient_id not in wallets:
+        wallets.update(ledger.wallet_ids(session, chip, {recipient_id}))
+    source, target = wallets[actor.id], wallets[recipient_id]
     # The tipper's membership row serialises their own tips across every chip: the daily
     # limits below add up tips in all chips, which the wallet locks alone would not cover.
     # Lock order everywhere: membership, then ledger accounts.
     repo.lock_membership(session, tipper.id)
     # Both wallets, in id order as the ledger itself locks them: the tipper's limits below
     # are read under the lock, and two members tipping each other cannot deadlock.
-    repo.lock_accounts(session, [source.id, target.id])
+    repo.lock_accounts(session, [source, target])
     policy = repo.policy(session, community_id)
     now = utcnow()
     _check_new_account_limit(session, policy, tipper, data.amount, now)
@@ -179,8 +181,8 @@ def _tip_in_savepoint(
         session,
         community_id=community_id,
         chip_id=chip.id,
-        source=source.id,
-        target=target.id,
+        source=source,
+        target=target,
         amount=data.amount,
         key=key,
         kind=TxKind.TIP,
@@ -270,9 +272,10 @@ def _reputation_points(
         if tipper.user_id in ring.members and recipient_id in ring.members:
             return 0
     window = now - timedelta(hours=policy.reputation_window_hours)
-    earlier = repo.pair_tips_since(session, community_id, tipper.user_id, recipient_id, window)
+    earlier, given = repo.tipper_since(
+        session, community_id, tipper.user_id, recipient_id, window, _day_start(now)
+    )
     points = base >> min(earlier, 62)
-    given = repo.points_given_since(session, community_id, tipper.user_id, _day_start(now))
     return max(0, min(points, policy.reputation_daily_cap - given))
 
 

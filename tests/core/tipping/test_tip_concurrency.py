@@ -11,11 +11,12 @@ from core.access import Actor
 from core.db import session_scope
 from core.errors import DomainError
 from core.ledger import service as ledger
-from core.models import Chip, Tip, User
+from core.models import Chip, MemberReputation, Tip, User
 from core.tipping import service as tipping
 from core.tipping.schemas import TipIn
 from tests.conftest import needs_postgres
-from tests.core.tipping.helpers import age, balance, community_chip
+from tests.core.tipping.helpers import age, balance, channel, community_chip
+from tests.core.tipping.helpers import thread as thread_of
 from tests.factories import add_member, fund, make_chip, make_community, make_user
 
 ROUNDS = 15
@@ -116,3 +117,55 @@ def test_new_member_limit_holds_across_chips_tipped_at_once(committed_engine: En
     first.close()
     thread.join(30)
     assert outcome == ["new_account_tip_limit"]
+
+
+@needs_postgres()
+def test_first_tips_to_a_member_at_once_all_count_in_one_reputation_row(committed_engine: Engine) -> None:
+    """The recipient has no reputation row yet and six established members tip them at the
+    same moment: each tip adds its points and its count to the one row (an upsert), none is
+    lost to a concurrent insert."""
+    tippers = 6
+    with session_scope(committed_engine) as s:
+        owner = make_user(s)
+        community = make_community(s, owner)
+        star = add_member(s, community)
+        room = channel(s, owner, community)
+        chip = community_chip(s, community)
+        fans = [add_member(s, community) for _ in range(tippers)]
+        for fan in fans:
+            age(s, community, fan)
+            fund(s, chip, fan, 100)
+            thread_of(s, fan, room, "an active member")  # their tips carry reputation
+        ids = (community.id, chip.id, star.id, [fan.id for fan in fans])
+    community_id, chip_id, star_id, fan_ids = ids
+    barrier = threading.Barrier(tippers)
+    points: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(fan_id: int) -> None:
+        try:
+            with session_scope(committed_engine) as s:
+                fan = s.get(User, fan_id)
+                assert fan is not None
+                barrier.wait(10)
+                out = tipping.tip_member(
+                    s, Actor(fan), community_id, star_id, TipIn(chip_id=chip_id, amount=5), f"first-{fan_id}"
+                )
+                points.append(out.reputation_points)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(fan_id,)) for fan_id in fan_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(points) == tippers and all(p > 0 for p in points)
+    with session_scope(committed_engine) as s:
+        rows = s.execute(
+            select(MemberReputation.points, MemberReputation.tips_received).where(
+                MemberReputation.community_id == community_id, MemberReputation.user_id == star_id
+            )
+        ).all()
+        assert [tuple(r) for r in rows] == [(sum(points), tippers)]
