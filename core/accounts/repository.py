@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.models import AccessToken, ApiKey, User
@@ -14,12 +14,28 @@ def user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email.lower()))
 
 
-def token_by_hash(session: Session, token_hash: str) -> AccessToken | None:
-    return session.scalar(select(AccessToken).where(AccessToken.token_hash == token_hash))
+# Every authenticated request runs one of these: the credential and its user in one round
+# trip, each statement built once.
+_TOKEN_AND_USER = (
+    select(AccessToken, User)
+    .join(User, User.id == AccessToken.user_id)
+    .where(AccessToken.token_hash == bindparam("token_hash"))
+)
+_API_KEY_AND_USER = (
+    select(ApiKey, User)
+    .join(User, User.id == ApiKey.created_by)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
 
 
-def api_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+def token_and_user(session: Session, token_hash: str) -> tuple[AccessToken, User] | None:
+    row = session.execute(_TOKEN_AND_USER, {"token_hash": token_hash}).first()
+    return None if row is None else (row[0], row[1])
+
+
+def api_key_and_user(session: Session, key_hash: str) -> tuple[ApiKey, User] | None:
+    row = session.execute(_API_KEY_AND_USER, {"key_hash": key_hash}).first()
+    return None if row is None else (row[0], row[1])
 
 
 def tokens_of(session: Session, user_id: int) -> list[AccessToken]:

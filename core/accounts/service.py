@@ -107,22 +107,20 @@ def authenticate(session: Session, secret: str) -> Actor:
     """Resolve a bearer secret (personal token or API key) to the acting principal."""
     now = utcnow()
     if secret.startswith(API_KEY_PREFIX):
-        key = repo.api_key_by_hash(session, digest(secret))
-        if key is None or key.revoked_at is not None:
+        found_key = repo.api_key_and_user(session, digest(secret))
+        if found_key is None or found_key[0].revoked_at is not None or found_key[1].disabled_at is not None:
             raise Unauthenticated("invalid or revoked API key", code="invalid_token")
-        user = session.get(User, key.created_by)
-        if user is None or user.disabled_at is not None:
-            raise Unauthenticated("invalid or revoked API key", code="invalid_token")
+        key, user = found_key
         if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
             key.last_used_at = now
         return Actor(user, key)
-    token = repo.token_by_hash(session, digest(secret))
-    if token is None or token.revoked_at is not None:
+    found = repo.token_and_user(session, digest(secret))
+    if found is None or found[0].revoked_at is not None:
         raise Unauthenticated("invalid or revoked token", code="invalid_token")
+    token, user = found
     if token.expires_at <= now:
         raise Unauthenticated("this token has expired; log in again", code="token_expired")
-    user = session.get(User, token.user_id)
-    if user is None or user.disabled_at is not None:
+    if user.disabled_at is not None:
         raise Unauthenticated("invalid or revoked token", code="invalid_token")
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         token.last_used_at = now

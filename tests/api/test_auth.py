@@ -147,3 +147,26 @@ def test_password_change_signs_out_other_sessions(client: TestClient) -> None:
     assert old.status_code == 401
     new = client.post("/auth/login", json={"email": SIGNUP["email"], "password": "n3w-pass-word"})
     assert new.status_code == 200
+
+
+def test_a_disabled_account_can_use_neither_its_tokens_nor_its_api_keys(
+    client: TestClient, session: Session
+) -> None:
+    """The credential and its user are read together: a disabled user's token and the API keys
+    they created stop working at once, with the same answer as a revoked credential."""
+    from tests.factories import auth, make_community, make_user
+
+    owner = make_user(session)
+    community = make_community(session, owner)
+    headers = auth(session, owner)
+    key = client.post(
+        f"/communities/{community.id}/api-keys", json={"name": "crm", "scopes": ["read"]}, headers=headers
+    ).json()["key"]
+    key_headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/me", headers=headers).status_code == 200
+    assert client.get(f"/communities/{community.id}/members", headers=key_headers).status_code == 200
+    owner.disabled_at = utcnow()
+    session.flush()
+    for h, path in ((headers, "/me"), (key_headers, f"/communities/{community.id}/members")):
+        r = client.get(path, headers=h)
+        assert (r.status_code, r.json()["error"]) == (401, "invalid_token"), path
