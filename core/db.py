@@ -116,6 +116,14 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def dialect_insert(session: Session) -> Callable[..., Any]:
+    """The dialect's own `insert` (PostgreSQL or SQLite), for ON CONFLICT clauses."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if is_postgres(session) else sqlite_insert
+
+
 def in_values(
     session: Session, column: Any, values: Iterable[Any], element: TypeEngine[Any]
 ) -> ColumnElement[bool]:

@@ -404,7 +404,7 @@ def transfer(
     wallets = ledger.existing_wallet_ids(session, chip.id, owners)
     opens_wallet = len(wallets) < len(owners)
     if opens_wallet:
-        wallets = ledger.wallet_ids(session, chip, owners)
+        wallets.update(ledger.open_wallets(session, chip, owners - wallets.keys()))
     # The transfer is the whole unit of work: on PostgreSQL it goes through the process's group
     # committer, which commits the session first and returns once the transfer is committed,
     # shared with concurrent requests' transfers. A wallet this request had to open is written

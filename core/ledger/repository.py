@@ -28,7 +28,7 @@ from sqlalchemy import BigInteger, Table, Text, bindparam, func, insert, select,
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import in_values, is_postgres
+from core.db import dialect_insert, in_values, is_postgres
 from core.ledger import chain
 from core.ledger import errors as err
 from core.ledger.types import Entry, Posted
@@ -641,10 +641,6 @@ def frozen_wallet_owners(session: Session, community_id: int, owner_ids: Iterabl
 def insert_wallets(session: Session, chip: Chip, owners: dict[int, bool], now: datetime) -> None:
     """Member accounts of `chip` for `owners` (id -> frozen), in one statement; an owner whose
     wallet a concurrent request created meanwhile keeps that one (ON CONFLICT DO NOTHING)."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
     rows = [
         {
             "community_id": chip.community_id,
@@ -660,7 +656,7 @@ def insert_wallets(session: Session, chip: Chip, owners: dict[int, bool], now: d
         }
         for owner_id, frozen in sorted(owners.items())
     ]
-    session.execute(dialect_insert(_ACCOUNTS).values(rows).on_conflict_do_nothing())
+    session.execute(dialect_insert(session)(_ACCOUNTS).values(rows).on_conflict_do_nothing())
 
 
 def account_row(session: Session, account_id: int) -> LedgerAccount | None:

@@ -402,17 +402,23 @@ def _wallet_ids_statement(postgres: bool) -> Select[int | None, int]:
 
 def wallet_ids(session: Session, chip: Chip, owner_ids: Iterable[int]) -> dict[int, int]:
     """Owner id -> wallet account id for `chip`: `open_account` for many owners (an airdrop, a
-    trade's counterparties). The wallets that exist in one query, the missing ones created in one
-    statement (a wallet-wide freeze carries over) and read back. Ids only, no ORM objects: for
-    1,000 recipients, loading their account objects cost more client time than writing the batch.
+    trade's counterparties). The wallets that exist in one query, the missing ones opened by
+    `open_wallets`. Ids only, no ORM objects: for 1,000 recipients, loading their account objects
+    cost more client time than writing the batch.
     """
     wanted = set(owner_ids)
     found = existing_wallet_ids(session, chip.id, wanted)
     missing = wanted - found.keys()
     if missing:
-        _insert_wallets(session, chip, missing)
-        found.update(existing_wallet_ids(session, chip.id, missing))
+        found.update(open_wallets(session, chip, missing))
     return found
+
+
+def open_wallets(session: Session, chip: Chip, owners: set[int]) -> dict[int, int]:
+    """Open wallets for `owners` (who have none yet) in one statement and return their ids; a
+    wallet-wide freeze carries over, and one a concurrent request opened meanwhile is kept."""
+    _insert_wallets(session, chip, owners)
+    return existing_wallet_ids(session, chip.id, owners)
 
 
 def _insert_wallets(session: Session, chip: Chip, owners: set[int]) -> None:

@@ -7,12 +7,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.clock import as_utc, utcnow
-from core.db import is_postgres
+from core.db import dialect_insert
 from core.models import (
     LedgerAccount,
     LedgerTransaction,
@@ -120,8 +118,7 @@ def has_posted(session: Session, community_id: int, user_id: int) -> bool:
 def add_reputation(session: Session, community_id: int, user_id: int, points: int, tips: int) -> None:
     """Add to the running total in one statement, creating the row on first use: an upsert,
     so a concurrent first tip to the same member adds to the row the other one created."""
-    dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
-    stmt = dialect_insert(MemberReputation).values(
+    stmt = dialect_insert(session)(MemberReputation).values(
         community_id=community_id, user_id=user_id, points=points, tips_received=tips, updated_at=utcnow()
     )
     session.execute(

@@ -164,7 +164,7 @@ def _tip_in_savepoint(
     if actor.id not in wallets:
         raise Conflict("not enough chips available in this wallet", code="insufficient_funds")
     if recipient_id not in wallets:
-        wallets.update(ledger.wallet_ids(session, chip, {recipient_id}))
+        wallets.update(ledger.open_wallets(session, chip, {recipient_id}))
     source, target = wallets[actor.id], wallets[recipient_id]
     # The tipper's membership row serialises their own tips across every chip: the daily
     # limits below add up tips in all chips, which the wallet locks alone would not cover.

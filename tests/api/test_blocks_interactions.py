@@ -133,3 +133,41 @@ def test_no_transfers_single_or_batched_between_a_blocked_pair(client: TestClien
     )
     # Others are unaffected.
     assert pay(ann, cat, "to-cat").status_code == 201
+
+
+def test_a_retry_is_answered_with_the_first_transfer_even_after_a_block(
+    client: TestClient, session: Session
+) -> None:
+    """A retry skips the checks (the ledger answers it with the first result): a block that came
+    between the first request and its retry turns the retry into neither a refusal nor a
+    second payment, for a single transfer and for a batch."""
+    owner = make_user(session)
+    community = make_community(session, owner)
+    ann, bob, cat = (add_member(session, community) for _ in range(3))
+    points = community_chip(session, community)
+    fund(session, points, ann, 50)
+    headers = {**auth(session, ann), "Idempotency-Key": "pay-bob"}
+    single = {"to_user_id": bob.id, "amount": 5}
+    batch = {"transfers": [{"to_user_id": cat.id, "amount": 1}, {"to_user_id": bob.id, "amount": 2}]}
+    batch_headers = {**auth(session, ann), "Idempotency-Key": "pay-both"}
+    first = client.post(f"/chips/{points.id}/transfers", json=single, headers=headers)
+    first_batch = client.post(f"/chips/{points.id}/transfers/batch", json=batch, headers=batch_headers)
+    assert (first.status_code, first_batch.status_code) == (201, 201)
+    _block(client, session, bob, ann)
+    again = client.post(f"/chips/{points.id}/transfers", json=single, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "replayed": True}
+    again_batch = client.post(f"/chips/{points.id}/transfers/batch", json=batch, headers=batch_headers)
+    assert again_batch.status_code == 200, again_batch.text
+    assert again_batch.json() == {**first_batch.json(), "replayed": True}
+    # A new request is refused, and nothing moved twice.
+    fresh = client.post(
+        f"/chips/{points.id}/transfers", json=single, headers={**auth(session, ann), "Idempotency-Key": "new"}
+    )
+    assert (fresh.status_code, fresh.json()["error"]) == (403, "blocked")
+    session.expire_all()
+    assert (balance(session, points, ann), balance(session, points, bob), balance(session, points, cat)) == (
+        42,
+        7,
+        1,
+    )

@@ -122,22 +122,25 @@ def test_new_member_limit_holds_across_chips_tipped_at_once(committed_engine: En
 @needs_postgres()
 def test_first_tips_to_a_member_at_once_all_count_in_one_reputation_row(committed_engine: Engine) -> None:
     """The recipient has no reputation row yet and six established members tip them at the
-    same moment: each tip adds its points and its count to the one row (an upsert), none is
-    lost to a concurrent insert."""
+    same moment, each in their own chip (so no shared wallet lock orders the tips): each tip
+    adds its points and its count to the one row (an upsert), none is lost to a concurrent
+    insert."""
     tippers = 6
     with session_scope(committed_engine) as s:
         owner = make_user(s)
         community = make_community(s, owner)
         star = add_member(s, community)
         room = channel(s, owner, community)
-        chip = community_chip(s, community)
         fans = [add_member(s, community) for _ in range(tippers)]
-        for fan in fans:
+        chips: dict[int, int] = {}
+        for n, fan in enumerate(fans):
             age(s, community, fan)
+            chip = make_chip(s, community, fan, symbol=f"FAN{n}")
             fund(s, chip, fan, 100)
+            chips[fan.id] = chip.id
             thread_of(s, fan, room, "an active member")  # their tips carry reputation
-        ids = (community.id, chip.id, star.id, [fan.id for fan in fans])
-    community_id, chip_id, star_id, fan_ids = ids
+        ids = (community.id, star.id, chips)
+    community_id, star_id, chips = ids
     barrier = threading.Barrier(tippers)
     points: list[int] = []
     errors: list[BaseException] = []
@@ -148,14 +151,13 @@ def test_first_tips_to_a_member_at_once_all_count_in_one_reputation_row(committe
                 fan = s.get(User, fan_id)
                 assert fan is not None
                 barrier.wait(10)
-                out = tipping.tip_member(
-                    s, Actor(fan), community_id, star_id, TipIn(chip_id=chip_id, amount=5), f"first-{fan_id}"
-                )
+                tip = TipIn(chip_id=chips[fan_id], amount=5)
+                out = tipping.tip_member(s, Actor(fan), community_id, star_id, tip, f"first-{fan_id}")
                 points.append(out.reputation_points)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(fan_id,)) for fan_id in fan_ids]
+    threads = [threading.Thread(target=run, args=(fan_id,)) for fan_id in chips]
     for t in threads:
         t.start()
     for t in threads:
