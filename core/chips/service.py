@@ -487,18 +487,7 @@ def transaction_out(session: Session, posted: Posted) -> TransactionOut:
         subject_id=tx.subject_id,
         reverses_id=tx.reverses_id,
         created_at=tx.created_at,
-        postings=[
-            PostingOut(
-                leg=r.leg,
-                account_id=r.account_id,
-                account_kind=r.account_kind,
-                owner_id=r.owner_id,
-                chip_id=r.chip_id,
-                symbol=r.symbol,
-                amount=r.amount,
-            )
-            for r in rows
-        ],
+        postings=[PostingOut.model_validate(r) for r in rows],  # the rows carry the fields' names
         replayed=posted.replayed,
     )
 
