@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, jobs
 from core.access import Actor, CommunityContext, community_context
+from core.chips import repository as chips_repo
 from core.clock import as_utc, utcnow
 from core.communities import repository as community_repo
 from core.conversation import service as conversation
@@ -51,7 +52,6 @@ from core.models import (
 from core.pagination import Page, paginate
 from core.schemas import PageOut
 from core.social import errors as social_errors
-from core.social import repository as social_repo
 from core.tipping import repository as repo
 from core.tipping.schemas import (
     LeaderboardEntry,
@@ -137,7 +137,10 @@ def _tip_in_savepoint(
     actor.require_personal()  # spending is the owner's own act, never an API key's
     key = _ledger_key(actor, client_key)
     community_id = ctx.community.id
-    existing = repo.tip_by_key(session, key)
+    # The key, the recipient's membership and blocks in one round trip. A tip's ledger
+    # transaction carries the tip's own key, written in the same database transaction.
+    facts = chips_repo.payee_facts(session, community_id, actor.id, {recipient_id}, key)
+    existing = repo.tip_by_key(session, key) if facts.replay else None
     if existing is not None:
         if not _same_request(existing, community_id, recipient_id, post, data):
             raise key_reused()
@@ -145,10 +148,9 @@ def _tip_in_savepoint(
     tipper = ctx.require_member()
     if recipient_id == actor.id:
         raise InvalidInput("you cannot tip yourself", code="cannot_tip_self")
-    recipient = community_repo.membership(session, community_id, recipient_id)
-    if recipient is None or recipient.status != MembershipStatus.ACTIVE:
+    if facts.members == 0:  # not an active member
         raise NotFound("member not found", code="member_not_found")
-    if social_repo.blocked_either_way(session, actor.id, recipient_id):
+    if facts.blocked:
         raise social_errors.blocked()  # a tip notifies its recipient: none between a blocked pair
     chip = session.get(Chip, data.chip_id)
     if chip is None or chip.community_id != community_id:
