@@ -171,3 +171,28 @@ def test_a_retry_is_answered_with_the_first_transfer_even_after_a_block(
         7,
         1,
     )
+
+
+def test_a_tip_retried_after_a_block_is_answered_with_the_first_tip(
+    client: TestClient, session: Session
+) -> None:
+    owner = make_user(session)
+    community = make_community(session, owner)
+    ann, bob = (add_member(session, community) for _ in range(2))
+    points = community_chip(session, community)
+    fund(session, points, ann, 50)
+    path = f"/communities/{community.id}/members/{bob.id}/tips"
+    body = {"chip_id": points.id, "amount": 5, "note": "謝謝"}
+    headers = {**auth(session, ann), "Idempotency-Key": "tip-bob"}
+    first = client.post(path, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    _block(client, session, bob, ann)
+    again = client.post(path, json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "replayed": True}
+    other = client.post(path, json={**body, "amount": 6}, headers=headers)  # same key, other request
+    assert (other.status_code, other.json()["error"]) == (409, "idempotency_key_reused")
+    fresh = client.post(path, json=body, headers={**auth(session, ann), "Idempotency-Key": "tip-again"})
+    assert (fresh.status_code, fresh.json()["error"]) == (403, "blocked")
+    session.expire_all()
+    assert (balance(session, points, ann), balance(session, points, bob)) == (45, 5)
