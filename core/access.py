@@ -8,11 +8,13 @@ community they were issued for.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -20,6 +22,7 @@ from core.errors import NotFound, PermissionDenied
 from core.models import (
     AccessToken,
     ApiKey,
+    Base,
     Community,
     Membership,
     MembershipStatus,
@@ -146,6 +149,16 @@ def community_context(session: Session, actor: Actor, community_id: int) -> Comm
     if row is None:
         raise NotFound("community not found", code="community_not_found")
     community, membership = row
+    return _context(session, actor, community, membership)
+
+
+def _context(
+    session: Session, actor: Actor, community: Community, membership: Membership | None
+) -> CommunityContext:
+    """The rules every community context passes: keys stay in their community, private
+    communities hide from outsiders, a key acts only while its creator is a member."""
+    if actor.api_key is not None and actor.api_key.community_id != community.id:
+        raise NotFound("community not found", code="community_not_found")
     ctx = CommunityContext(community, actor, membership, session)
     if community.visibility == Visibility.PRIVATE and not ctx.is_member and not actor.user.is_superuser:
         raise NotFound("community not found", code="community_not_found")
@@ -153,6 +166,42 @@ def community_context(session: Session, actor: Actor, community_id: int) -> Comm
         # The key's creator left or was removed: the key no longer acts for them.
         raise PermissionDenied("this API key's owner is no longer a member", code="not_a_member")
     return ctx
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+@functools.cache
+def _row_and_context(model: type[Base]) -> Select[Any, Community, Membership]:
+    """`model`'s row by id with its community and the caller's membership: built once per model."""
+    community_id = getattr(model, "community_id")  # noqa: B009 - every community-scoped model has one
+    return (
+        select(model, Community, Membership)
+        .join(Community, Community.id == community_id)
+        .outerjoin(
+            Membership,
+            and_(Membership.community_id == Community.id, Membership.user_id == bindparam("user_id")),
+        )
+        .where(getattr(model, "id") == bindparam("row_id"))  # noqa: B009
+    )
+
+
+def row_context(
+    session: Session, actor: Actor, model: type[_Row], row_id: int, missing: NotFound
+) -> tuple[_Row, CommunityContext]:
+    """A row reached by its own id (a chip, say) and its community's context, in one query.
+
+    As `context_via`: a community the caller may not see must not show through the row, so
+    its absence is reported as `missing` ("chip not found").
+    """
+    found = session.execute(_row_and_context(model), {"row_id": row_id, "user_id": actor.id}).first()
+    if found is None:
+        raise missing
+    row, community, membership = found
+    try:
+        return row, _context(session, actor, community, membership)
+    except NotFound as exc:
+        raise missing from exc
 
 
 def context_via(session: Session, actor: Actor, community_id: int, missing: NotFound) -> CommunityContext:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.access import Actor, CommunityContext, community_context, context_via
+from core.access import Actor, CommunityContext, community_context, context_via, row_context
 from core.chips import repository as repo
 from core.chips.schemas import (
     AccountStateOut,
@@ -109,10 +109,7 @@ def _missing_chip() -> NotFound:
 
 
 def load_chip(session: Session, actor: Actor, chip_id: int) -> tuple[Chip, CommunityContext]:
-    chip = session.get(Chip, chip_id)
-    if chip is None:
-        raise _missing_chip()
-    return chip, context_via(session, actor, chip.community_id, _missing_chip())
+    return row_context(session, actor, Chip, chip_id, _missing_chip())
 
 
 def _require_recipients(session: Session, community_id: int, user_ids: set[int]) -> None:

@@ -376,3 +376,25 @@ def test_the_issuer_patches_a_chips_policy(client: TestClient, session: Session)
     unknown = client.patch(f"/chips/{chip['id']}", json={"symbol": "NEW"}, headers=auth(session, alice))
     assert unknown.status_code == 422
     assert client.get(f"/chips/{chip['id']}", headers=auth(session, bob)).json()["symbol"] == "TEA"
+
+
+def test_an_api_key_sees_only_its_own_communitys_chips(client: TestClient, session: Session) -> None:
+    """A chip is read with its community's context in one query: another community's chip is
+    "chip not found" to a key, as a private community's chip is to an outsider."""
+    from core.access import Actor
+    from core.accounts import service as accounts
+    from core.accounts.schemas import ApiKeyIn
+
+    community, owner, _, _, _ = setup(session)
+    elsewhere = make_community(session, owner)
+    issued = accounts.create_api_key(
+        session,
+        Actor(owner),
+        community.id,
+        ApiKeyIn(name="bot", scopes=["read"]),  # type: ignore[list-item]
+    )
+    bot = {"Authorization": f"Bearer {issued.secret}"}
+    own = client.get(f"/chips/{community_chip(session, community).id}/supply", headers=bot)
+    assert own.status_code == 200, own.text
+    other = client.get(f"/chips/{community_chip(session, elsewhere).id}/supply", headers=bot)
+    assert (other.status_code, other.json()["error"]) == (404, "chip_not_found")
