@@ -439,13 +439,13 @@ def transfer_batch(
     ctx.require_member()
     recipients = {t.to_user_id for t in data.transfers}
     _require_payable(session, actor, chip, recipients, key)
-    source = ledger.open_account(session, chip, actor.id)
-    wallets = ledger.wallet_ids(session, chip, recipients)
+    wallets = ledger.wallet_ids(session, chip, recipients | {actor.id})  # one read for every side
+    source = wallets[actor.id]
     entries = [
         ledger.transfer_entry(
             community_id=chip.community_id,
             chip_id=chip.id,
-            source=source.id,
+            source=source,
             target=wallets[t.to_user_id],
             amount=t.amount,
             key=key if n == 0 else f"{key}/{n}",
