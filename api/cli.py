@@ -178,6 +178,12 @@ def bench_ledger(
             help="VACUUM ANALYZE the ledger tables before each scenario, as pgbench does",
         ),
     ] = True,
+    history: Annotated[
+        int,
+        typer.Option(
+            min=0, help="transfers to write before the scenarios, so that they run on a ledger with a past"
+        ),
+    ] = 0,
     scenarios: Annotated[
         str,
         typer.Option(
@@ -215,6 +221,7 @@ def bench_ledger(
         check_chains=chains,
         baseline_seconds=baseline,
         vacuum=vacuum,
+        history=history,
         progress=stderr_progress,
     )
     try:

@@ -31,6 +31,8 @@ What is measured, and why this way:
   one price so that most of them cross (orders/s and fills/s).
 - `pgbench -N` with the same number of clients runs first, on the same server and at the
   same moment: the figures are only comparable between machines relative to it.
+- `history` (`--history N`) writes N transfers between random wallets before any scenario,
+  so that the scenarios run on a ledger with a past: plans change as tables grow.
 - The run ends with the full audit (`check_invariants`, hash chains included).
 
 The database must be empty (or the caller passes reset=True, which drops and
@@ -76,6 +78,7 @@ class BenchConfig:
     scenarios: tuple[str, ...] = SCENARIOS
     baseline_seconds: float = 8.0  # pgbench -N with the same number of clients; 0 = skip
     vacuum: bool = True  # VACUUM ANALYZE the ledger tables before each scenario (see vacuum_ledger)
+    history: int = 0  # transfers written before any scenario: a ledger with a past (see write_history)
     progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def say(self, message: str) -> None:
@@ -278,6 +281,44 @@ def build_world(cfg: BenchConfig) -> World:
         return world
     finally:
         engine.dispose()
+
+
+def write_history(cfg: BenchConfig, world: World) -> dict[str, Any]:
+    """Give the ledger a past: `cfg.history` transfers between random wallets, in batches.
+
+    A ledger only grows, and how a statement is planned depends on the tables' size: a
+    generic plan estimates a range from the row count alone (migration 0012 is a plan that
+    changed past about a million transactions). Scenarios on an empty ledger do not see that.
+    """
+    from core.db import session_scope
+    from core.ledger import service as ledger
+    from core.models import TxKind
+
+    rng = random.Random(cfg.seed)
+    engine = _engine(cfg.database_url)
+    written, step, started = 0, max(1, cfg.history // 10), time.perf_counter()
+    try:
+        while written < cfg.history:
+            size = min(1_000, cfg.history - written)
+            entries = []
+            for n in range(size):
+                source, target = rng.sample(world.accounts, 2)
+                entries.append(
+                    ledger.Entry(
+                        community_id=world.community_id,
+                        kind=TxKind.TRANSFER,
+                        key=f"bench:history:{written + n}",
+                        legs=(ledger.Leg(source, world.chip_id, -1), ledger.Leg(target, world.chip_id, 1)),
+                    )
+                )
+            with session_scope(engine) as session:
+                ledger.post_batch(session, entries)
+            if (written + size) // step > written // step or written + size == cfg.history:
+                cfg.say(f"history: {written + size:,} of {cfg.history:,} transfers")
+            written += size
+    finally:
+        engine.dispose()
+    return {"transfers": written, "seconds": round(time.perf_counter() - started, 1)}
 
 
 # --- clients (each runs in its own process) ----------------------------------------------
@@ -840,6 +881,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         },
         "database_url": _redact(cfg.database_url),
     }
+    if cfg.history > 0:
+        result["history"] = write_history(cfg, world)
     if cfg.baseline_seconds > 0:
         cfg.say(f"baseline: pgbench -N with {cfg.clients} clients, {cfg.baseline_seconds:g}s")
         result["baseline"] = pgbench_baseline(cfg)

@@ -125,3 +125,18 @@ def test_bench_runs_only_the_scenarios_asked_for(scratch_url: str) -> None:
         None,
     )
     assert set(out["batch"]) == {"1_clients", "2_clients"} and out["invariants_ok"] is True
+
+
+def test_bench_history_writes_a_past_before_the_scenarios(scratch_url: str) -> None:
+    from api.cli import app
+
+    args = ["bench", "ledger", "--database-url", scratch_url, "--json", "--scenarios", "batch"]
+    result = CliRunner().invoke(app, [*args, "--history", "2500", *TINY])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["history"]["transfers"] == 2500 and out["config"]["history"] == 2500
+    # Funding (one per member), the past (three batches, the last one partial) and the scenarios.
+    measured = sum(r["transfers"] for r in out["batch"].values())
+    assert out["invariants"]["transactions"] >= 40 + 2500 + measured
+    assert out["invariants_ok"] is True
+    assert "history: 2,500 of 2,500 transfers" in result.stderr
