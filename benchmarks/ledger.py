@@ -29,8 +29,8 @@ What is measured, and why this way:
   model, a random member of the client's slice paying 1,000 others of it.
 - Order-book matching: limit orders through `core.trading.service.place_order`, all at
   one price so that most of them cross (orders/s and fills/s).
-- `pgbench -N` with the same number of clients runs first, on the same server and at the
-  same moment: the figures are only comparable between machines relative to it.
+- `pgbench -N` with the same number of clients runs before the scenarios (after the history,
+  if any), on the same server: the figures are only comparable between machines relative to it.
 - `history` (`--history N`) writes N transfers between random wallets before any scenario,
   so that the scenarios run on a ledger with a past: plans change as tables grow.
 - The run ends with the full audit (`check_invariants`, hash chains included).
@@ -290,6 +290,8 @@ def write_history(cfg: BenchConfig, world: World) -> dict[str, Any]:
     generic plan estimates a range from the row count alone (migration 0012 is a plan that
     changed past about a million transactions). Scenarios on an empty ledger do not see that.
     """
+    from sqlalchemy import text
+
     from core.db import session_scope
     from core.ledger import service as ledger
     from core.models import TxKind
@@ -316,6 +318,9 @@ def write_history(cfg: BenchConfig, world: World) -> dict[str, Any]:
             if (written + size) // step > written // step or written + size == cfg.history:
                 cfg.say(f"history: {written + size:,} of {cfg.history:,} transfers")
             written += size
+        # A long history leaves gigabytes of WAL behind: checkpoint now, not during the baseline.
+        with engine.connect() as conn:
+            conn.execute(text("CHECKPOINT"))
     finally:
         engine.dispose()
     return {"transfers": written, "seconds": round(time.perf_counter() - started, 1)}
@@ -829,6 +834,9 @@ def machine_info(url: str) -> dict[str, Any]:
                     "shared_buffers",
                     "max_connections",
                     "commit_delay",
+                    # The ledger's functions opt out of JIT (migration 0012); other statements do not.
+                    "jit",
+                    "jit_above_cost",
                     # Off on some hosts (this project's dev machine): tables are then never vacuumed
                     # or analysed between scenarios, and the accounts' dead row versions pile up.
                     "autovacuum",
@@ -1067,6 +1075,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"synchronous_commit={m['synchronous_commit']}, "
         f"{m['cpu_count']} CPUs, Python {m['python']}"
     )
+    if result.get("history"):
+        lines.append(f"history: {result['history']['transfers']:,} transfers written before the scenarios")
     if (result.get("baseline") or {}).get("pgbench_tps"):
         lines.append(
             f"baseline {result['baseline']['command']}: {result['baseline']['pgbench_tps']:,.0f} tps"

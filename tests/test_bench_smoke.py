@@ -139,4 +139,12 @@ def test_bench_history_writes_a_past_before_the_scenarios(scratch_url: str) -> N
     measured = sum(r["transfers"] for r in out["batch"].values())
     assert out["invariants"]["transactions"] >= 40 + 2500 + measured
     assert out["invariants_ok"] is True
-    assert "history: 2,500 of 2,500 transfers" in result.stderr
+    # Written before the scenarios, and exactly the transfers asked for.
+    assert result.stderr.index("history: 2,500 of 2,500 transfers") < result.stderr.index("batches of 10")
+    engine = create_engine(scratch_url)
+    with engine.connect() as conn:
+        past = conn.scalar(
+            text("SELECT count(*) FROM ledger_transactions WHERE idempotency_key LIKE 'bench:history:%'")
+        )
+    engine.dispose()
+    assert past == 2500

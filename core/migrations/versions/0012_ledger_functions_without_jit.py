@@ -2,7 +2,7 @@
 
 PostgreSQL compiles a statement with LLVM when its planned cost passes `jit_above_cost`
 (100,000 by default). The ledger's functions plan their statements once, generically
-(`plan_cache_mode = force_generic_plan`, migrations 0002, 0007 and 0008), and a generic
+(`plan_cache_mode = force_generic_plan`, migrations 0002, 0007 and 0010), and a generic
 plan estimates a range such as `transaction_id BETWEEN NEW.id AND v_last` from the
 table's size alone: as the ledger grows, the estimate grows with it. At about 1.2 million
 transactions the commit-time check of a batch (`hearth_check_balanced`, one query over
@@ -30,7 +30,9 @@ branch_labels = None
 depends_on = None
 
 # Every PL/pgSQL function of the ledger's migrations that queries tables on the write path
-# (each name is unique, so no argument list is needed).
+# (each name is unique, so no argument list is needed). A later migration that redefines one
+# with CREATE OR REPLACE replaces its whole settings list: it must repeat `SET jit = off` (and
+# `plan_cache_mode` where the function has it); tests/core/ledger/test_database_guards.py checks.
 FUNCTIONS = ("hearth_check_balanced", "hearth_postings_have_transactions", "hearth_post", "hearth_post_many")
 
 
