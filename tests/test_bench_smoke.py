@@ -135,6 +135,7 @@ def test_bench_history_writes_a_past_before_the_scenarios(scratch_url: str) -> N
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["history"]["transfers"] == 2500 and out["config"]["history"] == 2500
+    assert out["history"]["checkpointed"] is True  # the test's role is a superuser
     # Funding (one per member), the past (three batches, the last one partial) and the scenarios.
     measured = sum(r["transfers"] for r in out["batch"].values())
     assert out["invariants"]["transactions"] >= 40 + 2500 + measured
@@ -148,3 +149,37 @@ def test_bench_history_writes_a_past_before_the_scenarios(scratch_url: str) -> N
         )
     engine.dispose()
     assert past == 2500
+
+
+def test_bench_history_without_checkpoint_rights_still_completes(scratch_url: str) -> None:
+    """CHECKPOINT needs a superuser (or pg_checkpoint): a plain role writes its history and
+    is told the checkpoint was skipped, rather than losing the run."""
+    from dataclasses import replace
+
+    from benchmarks.ledger import BenchConfig, build_world, prepare_database, write_history
+
+    said: list[str] = []
+    cfg = BenchConfig(database_url=scratch_url, members=40, creators=3, history=30, progress=said.append)
+    prepare_database(cfg)
+    world = build_world(cfg)
+    role = f"hearth_bench_plain_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(scratch_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"'))
+        conn.execute(text(f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+    try:
+        plain = make_url(scratch_url).set(username=role).render_as_string(hide_password=False)
+        out = write_history(replace(cfg, database_url=plain), world)
+        assert out["transfers"] == 30 and out["checkpointed"] is False
+        assert any(line.startswith("history: no CHECKPOINT (") for line in said)
+        with admin.connect() as conn:
+            past = conn.scalar(
+                text("SELECT count(*) FROM ledger_transactions WHERE idempotency_key LIKE 'bench:history:%'")
+            )
+        assert past == 30
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()
