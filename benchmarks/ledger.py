@@ -296,7 +296,6 @@ def write_history(cfg: BenchConfig, world: World) -> dict[str, Any]:
 
     from core.db import session_scope
     from core.ledger import service as ledger
-    from core.models import TxKind
 
     rng = random.Random(cfg.seed)
     engine = _engine(cfg.database_url)
@@ -304,17 +303,17 @@ def write_history(cfg: BenchConfig, world: World) -> dict[str, Any]:
     try:
         while written < cfg.history:
             size = min(1_000, cfg.history - written)
-            entries = []
-            for n in range(size):
-                source, target = rng.sample(world.accounts, 2)
-                entries.append(
-                    ledger.Entry(
-                        community_id=world.community_id,
-                        kind=TxKind.TRANSFER,
-                        key=f"bench:history:{written + n}",
-                        legs=(ledger.Leg(source, world.chip_id, -1), ledger.Leg(target, world.chip_id, 1)),
-                    )
+            entries = [
+                ledger.transfer_entry(
+                    community_id=world.community_id,
+                    chip_id=world.chip_id,
+                    source=source,
+                    target=target,
+                    amount=1,
+                    key=f"bench:history:{written + n}",
                 )
+                for n, (source, target) in enumerate(rng.sample(world.accounts, 2) for _ in range(size))
+            ]
             with session_scope(engine) as session:
                 ledger.post_batch(session, entries)
             if (written + size) // step > written // step or written + size == cfg.history:

